@@ -1,0 +1,207 @@
+//! The `openrisk` command line.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::auth::{Role, generate_token, hash_token};
+use crate::domain::list::PageRequest;
+use crate::domain::org::{NewOrganization, NewUser, Organization, TokenDraft, User};
+use crate::seed::Generator;
+use crate::startup::Application;
+use crate::store::{self, Store, StoreError, TokenGrant};
+
+#[derive(Parser)]
+#[command(name = "openrisk", version, about = "Multi-tenant risk-register API")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage organizations.
+    Org {
+        #[command(subcommand)]
+        command: OrgCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+    /// Fill an organization with generated, realistic risks.
+    Seed {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value_t = 1000)]
+        risks: usize,
+        /// Same seed, same register.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Print the effective configuration (secrets masked).
+    Config,
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Create an organization; prints its admin token on stdout.
+    Create {
+        slug: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token for the organization's admin user; prints it on stdout.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(["viewer", "analyst", "admin"]))]
+        role: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    crate::telemetry::init(&config.log_filter, config.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => Application::build(&config).await?.run_until_stopped().await?,
+        Command::Migrate => {
+            store::connect(&config).await?;
+            eprintln!("migrations applied");
+        }
+        Command::Config => println!("{config}"),
+        Command::Org {
+            command: OrgCommand::Create { slug, name },
+        } => {
+            let store = store::connect(&config).await?;
+            let draft = NewOrganization {
+                slug: Some(slug),
+                name,
+                admin_email: None,
+            }
+            .validate()
+            .map_err(|v| anyhow::anyhow!("invalid organization: {:?}", v.errors()))?;
+            let token = generate_token();
+            let grant = TokenGrant {
+                hash: hash_token(&token),
+                name: "admin".into(),
+                role: Role::Admin,
+                system: false,
+                expires_at: None,
+            };
+            store.create_organization(&draft, &grant).await?;
+            println!("{token}");
+        }
+        Command::Token {
+            command: TokenCommand::Create { org, role, name },
+        } => {
+            let store = store::connect(&config).await?;
+            let org = store
+                .organization_by_slug(&org)
+                .await
+                .context("no such organization")?;
+            let admin = first_admin(store.as_ref(), &org).await?;
+            let draft = TokenDraft {
+                user_id: Some(admin.id),
+                name,
+                role: Some(role.parse().map_err(anyhow::Error::msg)?),
+                expires_at: None,
+            };
+            let token = generate_token();
+            store
+                .create_token(org.id, admin.id, &draft, hash_token(&token))
+                .await?;
+            println!("{token}");
+        }
+        Command::Seed { org, risks, seed } => {
+            let store = store::connect(&config).await?;
+            let org = store
+                .organization_by_slug(&org)
+                .await
+                .context("no such organization")?;
+            seed_register(store.as_ref(), &org, risks, seed).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn first_admin(store: &dyn Store, org: &Organization) -> anyhow::Result<User> {
+    let page = PageRequest {
+        limit: 200,
+        after: None,
+    };
+    let users = store.users(org.id, &page).await?;
+    match users.items.into_iter().find(|u| u.role == Role::Admin) {
+        Some(admin) => Ok(admin),
+        None => bail!("organization {} has no admin user", org.slug),
+    }
+}
+
+/// Seeds in transactions of `BATCH` risks so memory stays flat whatever the size.
+async fn seed_register(store: &dyn Store, org: &Organization, risks: usize, seed: u64) -> anyhow::Result<()> {
+    const BATCH: usize = 5_000;
+    const OWNERS: usize = 25;
+    let started = std::time::Instant::now();
+    let admin = first_admin(store, org).await?;
+    for i in 0..OWNERS {
+        let user = NewUser {
+            email: Some(format!("owner{}@{}.invalid", i + 1, org.slug)),
+            name: Some(format!("Risk Owner {}", i + 1)),
+            role: Some(if i % 5 == 0 { Role::Analyst } else { Role::Viewer }),
+        }
+        .validate()
+        .map_err(|v| anyhow::anyhow!("{:?}", v.errors()))?;
+        match store.create_user(org.id, &user).await {
+            Ok(_) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let owners = store
+        .users(
+            org.id,
+            &PageRequest {
+                limit: 200,
+                after: None,
+            },
+        )
+        .await?;
+    let owners = owners.items.into_iter().map(|u| u.id).collect();
+    let mut generator = Generator::new(seed, crate::domain::now(), owners);
+    let assets = generator.assets((risks / 20).clamp(5, 5_000));
+    store
+        .insert_seed(
+            org.id,
+            admin.id,
+            &store::SeedBatch {
+                assets,
+                ..Default::default()
+            },
+        )
+        .await?;
+    let mut done = 0;
+    while done < risks {
+        let n = BATCH.min(risks - done);
+        let first = store.reserve_risk_numbers(org.id, n as i64).await?;
+        let batch = generator.risks(first, n);
+        store.insert_seed(org.id, admin.id, &batch).await?;
+        done += n;
+        eprintln!("seeded {done}/{risks} risks");
+    }
+    eprintln!(
+        "seeded {risks} risks into {} in {:.1?}",
+        org.slug,
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! Types, validation and scoring rules. Nothing here performs I/O.
+
+pub mod asset;
+pub mod auth;
+pub mod list;
+pub mod mitigation;
+pub mod org;
+pub mod risk;
+pub mod validation;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+/// The current time at the precision every backend stores (microseconds), so a value read back
+/// compares equal to the value written.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Declares a closed set of string values: the enum, its wire names, `as_str`, `ALL` and `FromStr`.
+macro_rules! string_enum {
+    ($(#[$meta:meta])* pub enum $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+                 serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name { $(#[serde(rename = $text)] $variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(format!(
+                        "must be one of: {}",
+                        [$($text),+].join(", ")
+                    )),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use string_enum;
+
+/// Deserializes a PATCH field so that an absent key is `None`, `null` is `Some(None)` and a value
+/// is `Some(Some(v))`.
+pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: serde::Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
+/// A resource whose representation carries a version and an entity tag.
+pub trait Versioned: serde::Serialize {
+    fn version(&self) -> i64;
+
+    /// Changes whenever the representation changes (including derived fields such as
+    /// `mitigation_count`), not only when `version` does.
+    fn etag(&self) -> String {
+        etag_of(self.version(), &serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// The entity tag of a representation serialized as `body`.
+pub fn etag_of(version: i64, body: &[u8]) -> String {
+    let hash = blake3::hash(body);
+    let hex = hash.to_hex();
+    format!("\"{version}-{}\"", &hex[..16])
+}
+
+/// An `If-Match` precondition on a write.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Precondition {
+    #[default]
+    None,
+    /// `*`: the resource must exist.
+    Any,
+    /// One of these entity tags must be the current one.
+    OneOf(Vec<String>),
+}
+
+impl Precondition {
+    pub fn holds(&self, current: &impl Versioned) -> bool {
+        match self {
+            Precondition::None | Precondition::Any => true,
+            Precondition::OneOf(tags) => {
+                let etag = current.etag();
+                tags.iter().any(|t| t.trim_start_matches("W/") == etag)
+            }
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! Organizations (tenants), their users and API tokens.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::auth::Role;
+use super::validation::Violations;
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Organization {
+    pub id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A token as listed: never its secret value.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub user_id: Uuid,
+    pub role: Role,
+    pub system: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A token as created: the only time its value is shown.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct CreatedToken {
+    #[serde(flatten)]
+    pub token: ApiToken,
+    /// The bearer value. Shown once; only its hash is stored.
+    #[serde(rename = "token")]
+    pub secret: String,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewOrganization {
+    #[schema(required = true, nullable = false, pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
+    pub slug: Option<String>,
+    /// Defaults to the slug.
+    pub name: Option<String>,
+    /// Email of the organization's first admin user; defaults to `admin@<slug>.invalid`.
+    pub admin_email: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    #[schema(required = true, nullable = false)]
+    pub email: Option<String>,
+    #[schema(required = true, nullable = false)]
+    pub name: Option<String>,
+    /// Defaults to `viewer`.
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    /// Defaults to the caller's user.
+    pub user_id: Option<Uuid>,
+    #[schema(required = true, nullable = false)]
+    pub name: Option<String>,
+    /// Defaults to the user's role; may not exceed it.
+    pub role: Option<Role>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A validated organization to create, with its first admin.
+#[derive(Clone, Debug)]
+pub struct OrganizationDraft {
+    pub slug: String,
+    pub name: String,
+    pub admin_email: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct UserDraft {
+    pub email: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenDraft {
+    pub user_id: Option<Uuid>,
+    pub name: String,
+    pub role: Option<Role>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+pub fn is_valid_slug(slug: &str) -> bool {
+    let bytes = slug.as_bytes();
+    (2..=63).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+fn check_email(v: &mut Violations, field: &str, email: &str) {
+    let valid = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !valid {
+        v.add(field, "must be an email address");
+    }
+}
+
+impl NewOrganization {
+    pub fn validate(self) -> Result<OrganizationDraft, Violations> {
+        let mut v = Violations::default();
+        let slug = v.required("slug", self.slug).unwrap_or_default();
+        if !slug.is_empty() && !is_valid_slug(&slug) {
+            v.add(
+                "slug",
+                "must be 2 to 63 lowercase letters, digits or '-', starting with a letter or digit",
+            );
+        }
+        let name = self.name.unwrap_or_else(|| slug.clone());
+        v.text("name", &name, 1, 200);
+        let admin_email = self
+            .admin_email
+            .unwrap_or_else(|| format!("admin@{slug}.invalid"));
+        check_email(&mut v, "admin_email", &admin_email);
+        v.into_result().map(|()| OrganizationDraft {
+            slug,
+            name,
+            admin_email,
+        })
+    }
+}
+
+impl NewUser {
+    pub fn validate(self) -> Result<UserDraft, Violations> {
+        let mut v = Violations::default();
+        let email = v.required("email", self.email).unwrap_or_default();
+        let name = v.required("name", self.name).unwrap_or_default();
+        if !email.is_empty() {
+            check_email(&mut v, "email", &email);
+        }
+        v.text("name", &name, 1, 200);
+        v.into_result().map(|()| UserDraft {
+            email: email.to_lowercase(),
+            name,
+            role: self.role.unwrap_or(Role::Viewer),
+        })
+    }
+}
+
+impl NewToken {
+    pub fn validate(self, now: DateTime<Utc>) -> Result<TokenDraft, Violations> {
+        let mut v = Violations::default();
+        let name = v.required("name", self.name).unwrap_or_default();
+        v.text("name", &name, 1, 200);
+        if self.expires_at.is_some_and(|at| at <= now) {
+            v.add("expires_at", "must be in the future");
+        }
+        v.into_result().map(|()| TokenDraft {
+            user_id: self.user_id,
+            name,
+            role: self.role,
+            expires_at: self.expires_at,
+        })
+    }
+}
+
+impl TokenDraft {
+    /// The token for `user`: its role defaults to the user's and may not exceed it.
+    pub fn issue(&self, user: &User, now: DateTime<Utc>) -> Result<ApiToken, Violations> {
+        let role = self.role.unwrap_or(user.role);
+        if role > user.role {
+            return Err(Violations::single(
+                "role",
+                format!("may not exceed the user's role ({})", user.role),
+            ));
+        }
+        Ok(ApiToken {
+            id: Uuid::now_v7(),
+            name: self.name.clone(),
+            user_id: user.id,
+            role,
+            system: false,
+            expires_at: self.expires_at,
+            created_at: now,
+        })
+    }
+}

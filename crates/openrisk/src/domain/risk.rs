@@ -1,0 +1,430 @@
+//! Risks: fields, scoring, validation and the change record kept in their history.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::validation::{Violations, dedup_ids, dedup_tags};
+use super::{double_option, string_enum};
+
+string_enum! {
+    pub enum RiskStatus {
+        Draft => "draft", Open => "open", InProgress => "in_progress",
+        Mitigated => "mitigated", Accepted => "accepted", Closed => "closed",
+    }
+}
+
+impl RiskStatus {
+    /// "Open" in dashboards: the risk still needs work.
+    pub fn is_open(self) -> bool {
+        matches!(self, RiskStatus::Open | RiskStatus::InProgress)
+    }
+}
+
+string_enum! {
+    pub enum Treatment { Mitigate => "mitigate", Accept => "accept", Transfer => "transfer", Avoid => "avoid" }
+}
+
+string_enum! {
+    pub enum Severity { Low => "low", Medium => "medium", High => "high", Critical => "critical" }
+}
+
+impl Severity {
+    pub fn from_score(score: i32) -> Severity {
+        match score {
+            ..=4 => Severity::Low,
+            5..=9 => Severity::Medium,
+            10..=15 => Severity::High,
+            _ => Severity::Critical,
+        }
+    }
+
+    /// Inclusive score bounds of this severity band.
+    pub fn score_range(self) -> (i32, i32) {
+        match self {
+            Severity::Low => (1, 4),
+            Severity::Medium => (5, 9),
+            Severity::High => (10, 15),
+            Severity::Critical => (16, 25),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct Risk {
+    pub id: Uuid,
+    /// Human id, `RSK-<n>` in creation order per organization.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub title: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub status: RiskStatus,
+    pub likelihood: i32,
+    pub impact: i32,
+    pub score: i32,
+    pub severity: Severity,
+    pub residual_likelihood: Option<i32>,
+    pub residual_impact: Option<i32>,
+    pub residual_score: Option<i32>,
+    pub treatment: Option<Treatment>,
+    pub tags: Vec<String>,
+    pub asset_ids: Vec<Uuid>,
+    pub review_date: Option<NaiveDate>,
+    pub mitigation_count: i64,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub closed_at: Option<DateTime<Utc>>,
+}
+
+/// The fields a client sets, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RiskFields {
+    pub title: String,
+    pub description: String,
+    pub category: Option<String>,
+    pub owner_id: Option<Uuid>,
+    pub status: RiskStatus,
+    pub likelihood: i32,
+    pub impact: i32,
+    pub residual_likelihood: Option<i32>,
+    pub residual_impact: Option<i32>,
+    pub treatment: Option<Treatment>,
+    pub tags: Vec<String>,
+    pub asset_ids: Vec<Uuid>,
+    pub review_date: Option<NaiveDate>,
+}
+
+/// Fields the server computes; a request that sends one is rejected.
+pub const READ_ONLY_FIELDS: &[&str] = &[
+    "id",
+    "ref",
+    "score",
+    "severity",
+    "residual_score",
+    "mitigation_count",
+    "version",
+    "created_at",
+    "updated_at",
+    "closed_at",
+];
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRisk {
+    #[schema(required = true, nullable = false)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: String,
+    pub category: Option<String>,
+    pub owner_id: Option<Uuid>,
+    /// Defaults to `open`.
+    pub status: Option<RiskStatus>,
+    #[schema(required = true, nullable = false, minimum = 1, maximum = 5)]
+    pub likelihood: Option<i64>,
+    #[schema(required = true, nullable = false, minimum = 1, maximum = 5)]
+    pub impact: Option<i64>,
+    #[schema(minimum = 1, maximum = 5)]
+    pub residual_likelihood: Option<i64>,
+    #[schema(minimum = 1, maximum = 5)]
+    pub residual_impact: Option<i64>,
+    pub treatment: Option<Treatment>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub asset_ids: Vec<Uuid>,
+    pub review_date: Option<NaiveDate>,
+}
+
+/// A partial update: an absent field is left alone, `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RiskPatch {
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false)]
+    pub title: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub category: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub owner_id: Option<Option<Uuid>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false)]
+    pub status: Option<Option<RiskStatus>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false, minimum = 1, maximum = 5)]
+    pub likelihood: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false, minimum = 1, maximum = 5)]
+    pub impact: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(minimum = 1, maximum = 5)]
+    pub residual_likelihood: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(minimum = 1, maximum = 5)]
+    pub residual_impact: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub treatment: Option<Option<Treatment>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false)]
+    pub tags: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(nullable = false)]
+    pub asset_ids: Option<Option<Vec<Uuid>>>,
+    #[serde(default, deserialize_with = "double_option")]
+    pub review_date: Option<Option<NaiveDate>>,
+}
+
+impl NewRisk {
+    pub fn validate(self) -> Result<RiskFields, Violations> {
+        let mut v = Violations::default();
+        let title = v.required("title", self.title).unwrap_or_default();
+        let likelihood = v.required("likelihood", self.likelihood).unwrap_or(1);
+        let impact = v.required("impact", self.impact).unwrap_or(1);
+        let fields = RiskFields {
+            title,
+            description: self.description,
+            category: self.category,
+            owner_id: self.owner_id,
+            status: self.status.unwrap_or(RiskStatus::Open),
+            likelihood: clamp_score_input(likelihood),
+            impact: clamp_score_input(impact),
+            residual_likelihood: self.residual_likelihood.map(clamp_score_input),
+            residual_impact: self.residual_impact.map(clamp_score_input),
+            treatment: self.treatment,
+            tags: dedup_tags(self.tags),
+            asset_ids: dedup_ids(self.asset_ids),
+            review_date: self.review_date,
+        };
+        let raw = [
+            ("likelihood", Some(likelihood)),
+            ("impact", Some(impact)),
+            ("residual_likelihood", self.residual_likelihood),
+            ("residual_impact", self.residual_impact),
+        ];
+        fields.check(&mut v, &raw);
+        v.into_result().map(|()| fields)
+    }
+}
+
+impl RiskPatch {
+    /// The risk's fields after this patch, validated as a whole.
+    pub fn apply(self, current: &RiskFields) -> Result<RiskFields, Violations> {
+        let mut v = Violations::default();
+        let c = current.clone();
+        let likelihood = v.not_null("likelihood", self.likelihood);
+        let impact = v.not_null("impact", self.impact);
+        let residual_likelihood = self.residual_likelihood;
+        let residual_impact = self.residual_impact;
+        let fields = RiskFields {
+            title: v.not_null("title", self.title).unwrap_or(c.title),
+            description: v
+                .not_null("description", self.description)
+                .unwrap_or(c.description),
+            category: self.category.unwrap_or(c.category),
+            owner_id: self.owner_id.unwrap_or(c.owner_id),
+            status: v.not_null("status", self.status).unwrap_or(c.status),
+            likelihood: likelihood.map_or(c.likelihood, clamp_score_input),
+            impact: impact.map_or(c.impact, clamp_score_input),
+            residual_likelihood: residual_likelihood
+                .map_or(c.residual_likelihood, |r| r.map(clamp_score_input)),
+            residual_impact: residual_impact.map_or(c.residual_impact, |r| r.map(clamp_score_input)),
+            treatment: self.treatment.unwrap_or(c.treatment),
+            tags: v.not_null("tags", self.tags).map_or(c.tags, dedup_tags),
+            asset_ids: v
+                .not_null("asset_ids", self.asset_ids)
+                .map_or(c.asset_ids, dedup_ids),
+            review_date: self.review_date.unwrap_or(c.review_date),
+        };
+        let raw = [
+            ("likelihood", likelihood),
+            ("impact", impact),
+            ("residual_likelihood", residual_likelihood.flatten()),
+            ("residual_impact", residual_impact.flatten()),
+        ];
+        fields.check(&mut v, &raw);
+        v.into_result().map(|()| fields)
+    }
+}
+
+/// Out-of-range input is reported by `check`; the clamp only keeps the arithmetic in bounds.
+fn clamp_score_input(value: i64) -> i32 {
+    value.clamp(0, 100) as i32
+}
+
+impl RiskFields {
+    fn check(&self, v: &mut Violations, raw_scores: &[(&str, Option<i64>)]) {
+        v.text("title", &self.title, 1, 200);
+        v.text("description", &self.description, 0, 10_000);
+        if let Some(category) = &self.category {
+            v.text("category", category, 1, 100);
+        }
+        for (field, value) in raw_scores {
+            if let Some(value) = value {
+                v.range(field, *value, 1, 5);
+            }
+        }
+        if self.residual_likelihood.is_some() != self.residual_impact.is_some() {
+            v.add(
+                "residual_impact",
+                "residual_likelihood and residual_impact must be set together",
+            );
+        }
+        v.tags("tags", &self.tags);
+    }
+
+    pub fn score(&self) -> i32 {
+        self.likelihood * self.impact
+    }
+
+    pub fn residual_score(&self) -> Option<i32> {
+        Some(self.residual_likelihood? * self.residual_impact?)
+    }
+}
+
+impl Risk {
+    pub fn new(id: Uuid, number: i64, fields: RiskFields, now: DateTime<Utc>) -> Risk {
+        let closed_at = (fields.status == RiskStatus::Closed).then_some(now);
+        let mut risk = Risk {
+            id,
+            reference: format!("RSK-{number}"),
+            title: String::new(),
+            description: String::new(),
+            category: None,
+            owner_id: None,
+            status: fields.status,
+            likelihood: 1,
+            impact: 1,
+            score: 1,
+            severity: Severity::Low,
+            residual_likelihood: None,
+            residual_impact: None,
+            residual_score: None,
+            treatment: None,
+            tags: Vec::new(),
+            asset_ids: Vec::new(),
+            review_date: None,
+            mitigation_count: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            closed_at,
+        };
+        risk.set_fields(fields);
+        risk
+    }
+
+    pub fn fields(&self) -> RiskFields {
+        RiskFields {
+            title: self.title.clone(),
+            description: self.description.clone(),
+            category: self.category.clone(),
+            owner_id: self.owner_id,
+            status: self.status,
+            likelihood: self.likelihood,
+            impact: self.impact,
+            residual_likelihood: self.residual_likelihood,
+            residual_impact: self.residual_impact,
+            treatment: self.treatment,
+            tags: self.tags.clone(),
+            asset_ids: self.asset_ids.clone(),
+            review_date: self.review_date,
+        }
+    }
+
+    /// The next version of this risk with `fields` applied, or `None` when nothing changes.
+    pub fn updated(&self, fields: RiskFields, now: DateTime<Utc>) -> Option<Risk> {
+        if fields == self.fields() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.closed_at = match (self.status, fields.status) {
+            (RiskStatus::Closed, RiskStatus::Closed) => self.closed_at,
+            (_, RiskStatus::Closed) => Some(now),
+            _ => None,
+        };
+        next.set_fields(fields);
+        next.version += 1;
+        next.updated_at = now;
+        Some(next)
+    }
+
+    fn set_fields(&mut self, f: RiskFields) {
+        self.score = f.score();
+        self.severity = Severity::from_score(self.score);
+        self.residual_score = f.residual_score();
+        self.title = f.title;
+        self.description = f.description;
+        self.category = f.category;
+        self.owner_id = f.owner_id;
+        self.status = f.status;
+        self.likelihood = f.likelihood;
+        self.impact = f.impact;
+        self.residual_likelihood = f.residual_likelihood;
+        self.residual_impact = f.residual_impact;
+        self.treatment = f.treatment;
+        self.tags = f.tags;
+        self.asset_ids = f.asset_ids;
+        self.review_date = f.review_date;
+    }
+
+    /// Text the `q` search matches: title, description and tags.
+    pub fn search_text(&self) -> String {
+        let mut text = format!("{}\n{}", self.title, self.description);
+        for tag in &self.tags {
+            text.push('\n');
+            text.push_str(tag);
+        }
+        text
+    }
+}
+
+string_enum! {
+    pub enum ChangeType { Create => "create", Update => "update", Delete => "delete" }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub version: i64,
+    pub changed_at: DateTime<Utc>,
+    pub changed_by: Option<Uuid>,
+    pub change_type: ChangeType,
+    /// `{field: [old, new]}`
+    #[schema(value_type = Object)]
+    pub changes: Map<String, Value>,
+}
+
+/// Fields that change on every write and so say nothing in a history entry.
+const UNRECORDED: &[&str] = &["version", "updated_at", "mitigation_count"];
+
+/// `{field: [old, new]}` for every recorded field that differs; `None` stands for "no risk".
+pub fn changes(old: Option<&Risk>, new: Option<&Risk>) -> Map<String, Value> {
+    let as_map = |risk: Option<&Risk>| match risk.map(serde_json::to_value) {
+        Some(Ok(Value::Object(map))) => map,
+        _ => Map::new(),
+    };
+    let (old, new) = (as_map(old), as_map(new));
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| !UNRECORDED.contains(&k.as_str()))
+        .filter_map(|k| {
+            let before = old.get(k).cloned().unwrap_or(Value::Null);
+            let after = new.get(k).cloned().unwrap_or(Value::Null);
+            (before != after).then(|| (k.clone(), Value::Array(vec![before, after])))
+        })
+        .collect()
+}
+
+impl super::Versioned for Risk {
+    fn version(&self) -> i64 {
+        self.version
+    }
+}

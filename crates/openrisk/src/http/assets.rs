@@ -1,0 +1,121 @@
+//! `/api/v1/assets`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::respond;
+use crate::domain::asset::{self, Asset, AssetPatch, NewAsset};
+use crate::domain::list::{Page, PageRequest};
+use crate::store::guarded;
+
+impl RequestBody for NewAsset {
+    const READ_ONLY: &'static [&'static str] = asset::READ_ONLY_FIELDS;
+}
+impl RequestBody for AssetPatch {
+    const READ_ONLY: &'static [&'static str] = asset::READ_ONLY_FIELDS;
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_assets, create_asset))
+        .routes(routes!(get_asset, update_asset, delete_asset))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/assets", tag = "assets",
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<Asset>)),
+    security(("bearer" = []))
+)]
+async fn list_assets(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(PageRequest::<uuid::Uuid>::PARAMS)?;
+    let page = PageRequest::from_params(&params)?;
+    Ok(respond::json(
+        &state.store.assets(auth.organization_id, &page).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/assets", tag = "assets", request_body = NewAsset,
+    responses((status = 201, body = Asset), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn create_asset(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    JsonBody(body): JsonBody<NewAsset>,
+) -> ApiResult<Response> {
+    let asset = state
+        .store
+        .create_asset(auth.organization_id, body.validate()?)
+        .await?;
+    Ok(respond::created(format!("/api/v1/assets/{}", asset.id), &asset))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/assets/{id}", tag = "assets",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 200, body = Asset), (status = 304, description = "Not modified"), (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn get_asset(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let asset = state.store.asset(auth.organization_id, id).await?;
+    Ok(respond::versioned(&headers, &asset))
+}
+
+#[utoipa::path(
+    patch, path = "/api/v1/assets/{id}", tag = "assets", request_body = AssetPatch,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Asset), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn update_asset(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    PathId(id): PathId,
+    IfMatch(precondition): IfMatch,
+    JsonBody(patch): JsonBody<AssetPatch>,
+) -> ApiResult<Response> {
+    let now = crate::domain::now();
+    let edit = guarded(precondition, move |current: &Asset| {
+        Ok(current.updated(patch.apply(&current.fields())?, now))
+    });
+    let asset = state.store.update_asset(auth.organization_id, id, edit).await?;
+    Ok(respond::versioned(&HeaderMap::new(), &asset))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/assets/{id}", tag = "assets",
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Deleted and unlinked from every risk"), (status = 404, body = Problem),
+        (status = 412, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn delete_asset(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    PathId(id): PathId,
+    IfMatch(precondition): IfMatch,
+) -> ApiResult<Response> {
+    state
+        .store
+        .delete_asset(auth.organization_id, id, &precondition)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,214 @@
+//! Every failure answers `application/problem+json` (RFC 9457).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::domain::list::ParamError;
+use crate::domain::validation::{FieldError, Violations};
+use crate::store::StoreError;
+
+/// The problem document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// Each failing field or parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("invalid parameter {}: {}", .0.param, .0.message)]
+    BadParam(ParamError),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("precondition failed")]
+    PreconditionFailed,
+    #[error("request body too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("validation failed")]
+    Invalid(Violations),
+    #[error("database unavailable")]
+    Unavailable,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        use ApiError::*;
+        match self {
+            BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            BadParam(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid-parameter",
+                "Invalid query parameter",
+            ),
+            Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Forbidden => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            PreconditionFailed => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
+            PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Invalid(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            Unavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+
+    fn detail(&self) -> String {
+        use ApiError::*;
+        match self {
+            BadRequest(detail) | Conflict(detail) => detail.clone(),
+            BadParam(e) => format!("parameter `{}` {}", e.param, e.message),
+            Unauthorized => "a valid bearer token is required".into(),
+            Forbidden => "the token's role does not allow this".into(),
+            NotFound => "no such resource".into(),
+            MethodNotAllowed => "this route does not accept that method".into(),
+            PreconditionFailed => "the resource changed since the given ETag (If-Match)".into(),
+            PayloadTooLarge => "request bodies are limited to 1 MiB".into(),
+            UnsupportedMediaType => "send the body as application/json".into(),
+            Invalid(v) => {
+                let fields: Vec<&str> = v.errors().iter().map(|e| e.field.as_str()).collect();
+                format!("invalid fields: {}", fields.join(", "))
+            }
+            Unavailable => "the database cannot serve the request now; retry shortly".into(),
+            // The cause goes to the log only: a 5xx never shows internals.
+            Internal(_) => "the server failed to handle the request".into(),
+        }
+    }
+}
+
+pub fn problem_response(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    detail: String,
+    errors: Option<Vec<FieldError>>,
+) -> Response {
+    let problem = Problem {
+        kind: format!("https://openrisk.dev/problems/{kind}"),
+        title: title.to_owned(),
+        status: status.as_u16(),
+        detail,
+        errors,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.parts();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "request failed");
+        }
+        let errors = match &self {
+            ApiError::Invalid(v) => Some(v.errors().to_vec()),
+            ApiError::BadParam(e) => Some(vec![FieldError {
+                field: e.param.clone(),
+                message: e.message.clone(),
+            }]),
+            _ => None,
+        };
+        let mut response = problem_response(status, kind, title, self.detail(), errors);
+        let headers = response.headers_mut();
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Unavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::NotFound,
+            StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::PreconditionFailed => ApiError::PreconditionFailed,
+            StoreError::Invalid(v) => ApiError::Invalid(v),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "database unavailable");
+                ApiError::Unavailable
+            }
+            e @ (StoreError::Database(_) | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<Violations> for ApiError {
+    fn from(v: Violations) -> Self {
+        ApiError::Invalid(v)
+    }
+}
+
+impl From<ParamError> for ApiError {
+    fn from(e: ParamError) -> Self {
+        ApiError::BadParam(e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,67 @@
+//! `/health/live` and `/health/ready`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ok`, `degraded` (still serving) or `down`.
+    status: &'static str,
+    #[schema(value_type = Object)]
+    database: serde_json::Value,
+    #[schema(value_type = Object)]
+    cache: serde_json::Value,
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
+}
+
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process runs")))]
+async fn live() -> StatusCode {
+    StatusCode::OK
+}
+
+#[utoipa::path(
+    get, path = "/health/ready", tag = "operations",
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness, description = "The database does not answer"))
+)]
+async fn ready(State(state): State<AppState>) -> Response {
+    let started = std::time::Instant::now();
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (status, code, database) = match ping {
+        Ok(Ok(())) => (
+            "ok",
+            StatusCode::OK,
+            serde_json::json!({"status": "up", "backend": state.store.backend(), "latency_ms": elapsed_ms}),
+        ),
+        Ok(Err(e)) => (
+            "down",
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "down", "backend": state.store.backend(), "error": e.to_string()}),
+        ),
+        Err(_) => (
+            "down",
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "down", "backend": state.store.backend(), "error": "timed out"}),
+        ),
+    };
+    let cache = serde_json::json!({"status": "disabled"});
+    (
+        code,
+        axum::Json(Readiness {
+            status,
+            database,
+            cache,
+        }),
+    )
+        .into_response()
+}

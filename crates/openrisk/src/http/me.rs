@@ -1,0 +1,42 @@
+//! `/api/v1/me`: who the token belongs to.
+
+use axum::extract::State;
+use axum::response::Response;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Auth, Viewer};
+use super::respond;
+use crate::domain::auth::Role;
+use crate::domain::org::{Organization, User};
+
+#[derive(Serialize, ToSchema)]
+pub struct Me {
+    user: User,
+    organization: Organization,
+    /// The effective role: the lower of the token's and the user's.
+    role: Role,
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/me", tag = "auth",
+    responses((status = 200, body = Me), (status = 401, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn me(State(state): State<AppState>, auth: Auth<Viewer>) -> ApiResult<Response> {
+    let user = state.store.user(auth.organization_id, auth.user_id).await?;
+    let organization = state.store.organization(auth.organization_id).await?;
+    Ok(respond::json(&Me {
+        user,
+        organization,
+        role: auth.role,
+    }))
+}

@@ -1,0 +1,132 @@
+//! The HTTP surface: routing, middleware, extractors and one module per resource.
+
+mod assets;
+pub mod error;
+pub mod extract;
+mod health;
+mod me;
+mod mitigations;
+mod orgs;
+mod respond;
+mod risks;
+mod tokens;
+mod users;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::store::Store;
+use error::{ApiError, problem_response};
+
+/// Request bodies above this answer 413.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "OpenRisk API", version = "1", description = "Multi-tenant risk register."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "risks", description = "The risk register"),
+        (name = "mitigations", description = "Actions that reduce a risk"),
+        (name = "assets", description = "What risks threaten"),
+        (name = "auth", description = "Organizations, users and tokens"),
+        (name = "operations", description = "Health and documentation"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Every route, documented: a route exists only through the OpenAPI router, so the document
+/// cannot drift from the code.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(me::routes())
+        .merge(orgs::routes())
+        .merge(users::routes())
+        .merge(tokens::routes())
+        .merge(risks::routes())
+        .merge(mitigations::routes())
+        .merge(assets::routes())
+        .split_for_parts()
+}
+
+/// The OpenAPI document served at `/api/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let (routes, openapi) = api();
+    let openapi = Arc::new(openapi);
+    let request_id = HeaderName::from_static("x-request-id");
+    routes
+        .route(
+            "/api/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+                }))
+                .layer(CatchPanicLayer::custom(|_| internal_error()))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+        )
+}
+
+fn internal_error() -> Response {
+    problem_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "Internal server error",
+        "the server failed to handle the request".into(),
+        None,
+    )
+    .into_response()
+}
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,160 @@
+//! `/api/v1/risks`: the register, with history.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::respond;
+use crate::domain::auth::Role;
+use crate::domain::list::{Page, PageRequest, RiskListQuery};
+use crate::domain::risk::{self, HistoryEntry, NewRisk, Risk, RiskPatch};
+use crate::store::guarded;
+
+impl RequestBody for NewRisk {
+    const READ_ONLY: &'static [&'static str] = risk::READ_ONLY_FIELDS;
+}
+impl RequestBody for RiskPatch {
+    const READ_ONLY: &'static [&'static str] = risk::READ_ONLY_FIELDS;
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_risks, create_risk))
+        .routes(routes!(get_risk, update_risk, delete_risk))
+        .routes(routes!(risk_history))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/risks", tag = "risks",
+    params(
+        ("status" = Option<Vec<risk::RiskStatus>>, Query, description = "Any of these statuses (repeat the parameter)", explode = true),
+        ("severity" = Option<Vec<risk::Severity>>, Query, description = "Any of these severities", explode = true),
+        ("category" = Option<Vec<String>>, Query, description = "Any of these categories", explode = true),
+        ("owner_id" = Option<Vec<uuid::Uuid>>, Query, description = "Any of these owners", explode = true),
+        ("tag" = Option<Vec<String>>, Query, description = "Carries any of these tags", explode = true),
+        ("q" = Option<String>, Query, description = "Case-insensitive substring of title, description or a tag"),
+        ("sort" = Option<String>, Query, description = "score, -score (default), created_at, -created_at, updated_at, -updated_at, title, -title; ties broken by id"),
+        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("include_total" = Option<bool>, Query, description = "Also count every matching risk"),
+    ),
+    responses((status = 200, body = Page<Risk>), (status = 400, body = Problem), (status = 401, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn list_risks(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let query = RiskListQuery::from_params(&params)?;
+    let page = state.store.risks(auth.organization_id, &query).await?;
+    Ok(respond::json(&page))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/risks", tag = "risks", request_body = NewRisk,
+    responses((status = 201, body = Risk, description = "Created; `Location` and `ETag` set"),
+        (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn create_risk(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    JsonBody(body): JsonBody<NewRisk>,
+) -> ApiResult<Response> {
+    let fields = body.validate()?;
+    let risk = state
+        .store
+        .create_risk(auth.organization_id, auth.user_id, fields)
+        .await?;
+    Ok(respond::created(format!("/api/v1/risks/{}", risk.id), &risk))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/risks/{id}", tag = "risks",
+    params(("id" = uuid::Uuid, Path), ("If-None-Match" = Option<String>, Header)),
+    responses((status = 200, body = Risk), (status = 304, description = "Not modified"), (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn get_risk(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    PathId(id): PathId,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let risk = state.store.risk(auth.organization_id, id).await?;
+    Ok(respond::versioned(&headers, &risk))
+}
+
+#[utoipa::path(
+    patch, path = "/api/v1/risks/{id}", tag = "risks", request_body = RiskPatch,
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 200, body = Risk), (status = 404, body = Problem), (status = 412, body = Problem),
+        (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn update_risk(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    PathId(id): PathId,
+    IfMatch(precondition): IfMatch,
+    JsonBody(patch): JsonBody<RiskPatch>,
+) -> ApiResult<Response> {
+    let now = crate::domain::now();
+    let edit = guarded(precondition, move |current: &Risk| {
+        Ok(current.updated(patch.apply(&current.fields())?, now))
+    });
+    let risk = state
+        .store
+        .update_risk(auth.organization_id, auth.user_id, id, edit)
+        .await?;
+    Ok(respond::versioned(&HeaderMap::new(), &risk))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/risks/{id}", tag = "risks",
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    responses((status = 204, description = "Deleted with its mitigations"), (status = 404, body = Problem),
+        (status = 412, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn delete_risk(
+    State(state): State<AppState>,
+    auth: Auth<Analyst>,
+    PathId(id): PathId,
+    IfMatch(precondition): IfMatch,
+) -> ApiResult<Response> {
+    state
+        .store
+        .delete_risk(auth.organization_id, auth.user_id, id, &precondition)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/risks/{id}/history", tag = "risks",
+    params(("id" = uuid::Uuid, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<HistoryEntry>, description = "Newest first; admins also see deleted risks' history"),
+        (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn risk_history(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    PathId(id): PathId,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(PageRequest::<i64>::PARAMS)?;
+    let page = PageRequest::from_params(&params)?;
+    let include_deleted = auth.has(Role::Admin);
+    let history = state
+        .store
+        .risk_history(auth.organization_id, id, include_deleted, &page)
+        .await?;
+    Ok(respond::json(&history))
+}

@@ -1,0 +1,83 @@
+//! `/api/v1/tokens` (admin): issuing, listing and revoking bearer tokens.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Admin, Auth, JsonBody, PathId, QueryParams, RequestBody};
+use super::respond;
+use crate::domain::auth::{generate_token, hash_token};
+use crate::domain::list::{Page, PageRequest};
+use crate::domain::org::{ApiToken, CreatedToken, NewToken};
+
+impl RequestBody for NewToken {
+    const READ_ONLY: &'static [&'static str] = &["id", "token", "system", "created_at"];
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/tokens", tag = "auth",
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<ApiToken>, description = "Live tokens, never their values"),
+        (status = 403, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn list_tokens(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(PageRequest::<uuid::Uuid>::PARAMS)?;
+    let page = PageRequest::from_params(&params)?;
+    Ok(respond::json(
+        &state.store.tokens(auth.organization_id, &page).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/tokens", tag = "auth", request_body = NewToken,
+    responses((status = 201, body = CreatedToken, description = "The only response that shows the token"),
+        (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn create_token(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    JsonBody(body): JsonBody<NewToken>,
+) -> ApiResult<Response> {
+    let draft = body.validate(crate::domain::now())?;
+    let user_id = draft.user_id.unwrap_or(auth.user_id);
+    let secret = generate_token();
+    let token = state
+        .store
+        .create_token(auth.organization_id, user_id, &draft, hash_token(&secret))
+        .await?;
+    Ok(respond::created_json(&CreatedToken { token, secret }))
+}
+
+#[utoipa::path(
+    delete, path = "/api/v1/tokens/{id}", tag = "auth",
+    params(("id" = uuid::Uuid, Path)),
+    responses((status = 204, description = "Revoked: the token answers 401 from now on"), (status = 404, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn revoke_token(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    PathId(id): PathId,
+) -> ApiResult<Response> {
+    state
+        .store
+        .revoke_token(auth.organization_id, id, crate::domain::now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

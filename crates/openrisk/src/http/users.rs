@@ -1,0 +1,57 @@
+//! `/api/v1/users` (admin).
+
+use axum::extract::State;
+use axum::response::Response;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
+use super::respond;
+use crate::domain::list::{Page, PageRequest};
+use crate::domain::org::{NewUser, User};
+
+impl RequestBody for NewUser {
+    const READ_ONLY: &'static [&'static str] = &["id", "created_at"];
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_users, create_user))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/users", tag = "auth",
+    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = Page<User>), (status = 403, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn list_users(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(PageRequest::<uuid::Uuid>::PARAMS)?;
+    let page = PageRequest::from_params(&params)?;
+    Ok(respond::json(
+        &state.store.users(auth.organization_id, &page).await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/users", tag = "auth", request_body = NewUser,
+    responses((status = 201, body = User), (status = 409, body = Problem, description = "Email taken"),
+        (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn create_user(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    JsonBody(body): JsonBody<NewUser>,
+) -> ApiResult<Response> {
+    let user = state
+        .store
+        .create_user(auth.organization_id, &body.validate()?)
+        .await?;
+    Ok(respond::created_json(&user))
+}

@@ -1,0 +1,10 @@
+//! OpenRisk: a multi-tenant risk-register API.
+
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod seed;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

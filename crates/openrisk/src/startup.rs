@@ -1,0 +1,133 @@
+//! Building and running the service: store, bootstrap, listener, graceful shutdown.
+
+use std::future::Future;
+use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::domain::auth::{Role, generate_token, hash_token};
+use crate::domain::org::OrganizationDraft;
+use crate::http::{self, AppState};
+use crate::store::{self, Store, StoreError, TokenGrant};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    store: Arc<dyn Store>,
+}
+
+impl Application {
+    /// Connects the store, applies migrations, bootstraps an empty database and binds the
+    /// listener (port 0 picks a free port).
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let store = store::connect(config)
+            .await
+            .context("cannot open the database (DATABASE_URL)")?;
+        bootstrap(store.as_ref(), config).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
+        let router = http::router(AppState { store: store.clone() });
+        Ok(Application {
+            listener,
+            router,
+            store,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
+    }
+
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(stop)
+            .await
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested: finishing in-flight requests");
+}
+
+/// On an empty database: organization `default`, its admin and a system admin token.
+pub async fn bootstrap(store: &dyn Store, config: &Config) -> anyhow::Result<()> {
+    if store.organization_count().await? > 0 {
+        return Ok(());
+    }
+    let (token, generated) = match &config.bootstrap_token {
+        Some(token) => (token.clone(), false),
+        None => (generate_token(), true),
+    };
+    let draft = OrganizationDraft {
+        slug: "default".into(),
+        name: "Default".into(),
+        admin_email: "admin@default.invalid".into(),
+    };
+    let grant = TokenGrant {
+        hash: hash_token(&token),
+        name: "bootstrap".into(),
+        role: Role::Admin,
+        system: true,
+        expires_at: None,
+    };
+    match store.create_organization(&draft, &grant).await {
+        // Another replica bootstrapped first.
+        Err(StoreError::Conflict(_)) => return Ok(()),
+        result => {
+            result?;
+        }
+    }
+    if generated {
+        let path = config.data_dir.join("bootstrap-token");
+        write_secret(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!(
+            "Bootstrap admin token (shown once, also in {}):\n{token}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(file, "{secret}")
+}

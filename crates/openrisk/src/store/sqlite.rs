@@ -1,0 +1,961 @@
+//! SQLite: WAL, one writer connection (SQLite admits one writer at a time, so writes queue in the
+//! pool rather than failing with "database is locked") and a pool of read-only connections.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::types::Json;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use uuid::Uuid;
+
+use super::rows::{
+    self, HistoryRow, MitigationRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow, convert,
+};
+use super::{Edit, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
+use crate::config::PoolSettings;
+use crate::domain;
+use crate::domain::Precondition;
+use crate::domain::asset::{Asset, AssetFields};
+use crate::domain::auth::{Principal, Role};
+use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, SortKey, SortValue};
+use crate::domain::mitigation::{Mitigation, MitigationFields};
+use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
+use crate::domain::risk::{ChangeType, HistoryEntry, Risk, RiskFields, changes};
+use crate::domain::validation::Violations;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.category, r.owner_id, \
+    r.status, r.likelihood, r.impact, r.score, r.severity, r.residual_likelihood, r.residual_impact, \
+    r.residual_score, r.treatment, r.tags, \
+    (SELECT json_group_array(lower(hex(x.asset_id))) FROM \
+        (SELECT asset_id FROM risk_assets WHERE risk_id = r.id ORDER BY asset_id) x) AS asset_ids, \
+    r.review_date, (SELECT count(*) FROM mitigations m WHERE m.risk_id = r.id) AS mitigation_count, \
+    r.version, r.created_at, r.updated_at, r.closed_at FROM risks r";
+
+const MITIGATION_COLUMNS: &str = "id, risk_id, title, description, status, owner_id, due_date, \
+    progress, cost, version, created_at, updated_at, completed_at";
+const ASSET_COLUMNS: &str = "id, name, kind, criticality, description, tags, version, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, name, role, created_at";
+const TOKEN_COLUMNS: &str = "id, name, user_id, role, is_system, expires_at, created_at";
+
+fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir)?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(pool.max_open)
+            .min_connections(pool.max_idle)
+            .max_lifetime(non_zero(pool.max_lifetime))
+            .idle_timeout(non_zero(pool.max_idle_time))
+            .acquire_timeout(pool.acquire_timeout)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { writer, readers })
+    }
+}
+
+/// `%q%` for LIKE, with the pattern characters escaped by `\`.
+fn like_pattern(q: &str) -> String {
+    let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+/// The list's WHERE clause: organization first, then every filter.
+fn push_filters(qb: &mut QueryBuilder<Sqlite>, org: Uuid, f: &RiskFilter) {
+    qb.push(" WHERE r.org_id = ").push_bind(org);
+    push_any(
+        qb,
+        (" AND r.status IN (", ")"),
+        f.statuses.iter().map(|s| s.as_str().to_owned()),
+    );
+    push_any(
+        qb,
+        (" AND r.severity IN (", ")"),
+        f.severities.iter().map(|s| s.as_str().to_owned()),
+    );
+    push_any(qb, (" AND r.category IN (", ")"), f.categories.iter().cloned());
+    push_any(qb, (" AND r.owner_id IN (", ")"), f.owner_ids.iter().copied());
+    push_any(
+        qb,
+        (
+            " AND EXISTS (SELECT 1 FROM json_each(r.tags) t WHERE t.value IN (",
+            "))",
+        ),
+        f.tags.iter().cloned(),
+    );
+    if let Some(q) = &f.q {
+        // The trigram index answers substrings of three characters or more.
+        if q.chars().count() >= 3 {
+            qb.push(" AND r.rowid IN (SELECT rowid FROM risks_fts WHERE risks_fts MATCH ")
+                .push_bind(format!("\"{}\"", q.replace('"', "\"\"")))
+                .push(")");
+        } else {
+            qb.push(" AND r.search_text LIKE ")
+                .push_bind(like_pattern(q))
+                .push(" ESCAPE '\\'");
+        }
+    }
+}
+
+/// `<prefix>v1, v2, …<suffix>` when there are values; nothing otherwise.
+fn push_any<'a, T>(
+    qb: &mut QueryBuilder<Sqlite>,
+    (prefix, suffix): (&str, &str),
+    values: impl Iterator<Item = T>,
+) where
+    T: 'a + sqlx::Encode<'a, Sqlite> + sqlx::Type<Sqlite>,
+{
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        return;
+    }
+    qb.push(prefix);
+    let mut list = qb.separated(", ");
+    for v in values {
+        list.push_bind(v);
+    }
+    qb.push(suffix);
+}
+
+fn sort_column(key: SortKey) -> &'static str {
+    match key {
+        SortKey::Score => "r.score",
+        SortKey::CreatedAt => "r.created_at",
+        SortKey::UpdatedAt => "r.updated_at",
+        SortKey::Title => "r.title",
+    }
+}
+
+/// Whether `table` holds row `id` of organization `org`.
+async fn exists<'c>(
+    conn: impl sqlx::SqliteExecutor<'c>,
+    table: &str,
+    org: Uuid,
+    id: Uuid,
+) -> StoreResult<bool> {
+    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE org_id = $1 AND id = $2)");
+    Ok(sqlx::query_scalar(AssertSqlSafe(sql))
+        .bind(org)
+        .bind(id)
+        .fetch_one(conn)
+        .await?)
+}
+
+async fn fetch_risk(conn: &mut SqliteConnection, org: Uuid, id: Uuid) -> StoreResult<Risk> {
+    let sql = format!("{RISK_SELECT} WHERE r.org_id = $1 AND r.id = $2");
+    let row: RiskRow = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(org)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_into()
+}
+
+/// Owner and assets must belong to the organization.
+async fn check_risk_refs(conn: &mut SqliteConnection, org: Uuid, risk: &Risk) -> StoreResult<()> {
+    let mut v = Violations::default();
+    check_owner(conn, org, risk.owner_id, &mut v).await?;
+    for (i, asset) in risk.asset_ids.iter().enumerate() {
+        if !exists(&mut *conn, "assets", org, *asset).await? {
+            v.add(format!("asset_ids[{i}]"), "no such asset");
+        }
+    }
+    Ok(v.into_result()?)
+}
+
+async fn check_owner(
+    conn: &mut SqliteConnection,
+    org: Uuid,
+    owner: Option<Uuid>,
+    v: &mut Violations,
+) -> StoreResult<()> {
+    if let Some(owner) = owner {
+        if !exists(&mut *conn, "users", org, owner).await? {
+            v.add("owner_id", "no such user");
+        }
+    }
+    Ok(())
+}
+
+async fn insert_risk(conn: &mut SqliteConnection, org: Uuid, risk: &Risk) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO risks (id, org_id, ref_number, title, description, category, owner_id, status, \
+         likelihood, impact, score, severity, residual_likelihood, residual_impact, residual_score, \
+         treatment, tags, review_date, search_text, version, created_at, updated_at, closed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22, $23)",
+    )
+    .bind(risk.id)
+    .bind(org)
+    .bind(rows::ref_number(risk))
+    .bind(&risk.title)
+    .bind(&risk.description)
+    .bind(&risk.category)
+    .bind(risk.owner_id)
+    .bind(risk.status.as_str())
+    .bind(risk.likelihood)
+    .bind(risk.impact)
+    .bind(risk.score)
+    .bind(risk.severity.as_str())
+    .bind(risk.residual_likelihood)
+    .bind(risk.residual_impact)
+    .bind(risk.residual_score)
+    .bind(risk.treatment.map(|t| t.as_str()))
+    .bind(Json(&risk.tags))
+    .bind(risk.review_date)
+    .bind(risk.search_text())
+    .bind(risk.version)
+    .bind(risk.created_at)
+    .bind(risk.updated_at)
+    .bind(risk.closed_at)
+    .execute(&mut *conn)
+    .await?;
+    link_assets(conn, risk).await
+}
+
+async fn link_assets(conn: &mut SqliteConnection, risk: &Risk) -> StoreResult<()> {
+    for asset in &risk.asset_ids {
+        sqlx::query("INSERT INTO risk_assets (risk_id, asset_id) VALUES ($1, $2)")
+            .bind(risk.id)
+            .bind(asset)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn append_history(
+    conn: &mut SqliteConnection,
+    org: Uuid,
+    risk_id: Uuid,
+    actor: Option<Uuid>,
+    entry_type: ChangeType,
+    before: Option<&Risk>,
+    after: Option<&Risk>,
+    (version, at): (i64, DateTime<Utc>),
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(org)
+    .bind(risk_id)
+    .bind(version)
+    .bind(at)
+    .bind(actor)
+    .bind(entry_type.as_str())
+    .bind(Json(changes(before, after)))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_mitigation(conn: &mut SqliteConnection, org: Uuid, m: &Mitigation) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO mitigations (id, org_id, risk_id, title, description, status, owner_id, due_date, \
+         progress, cost, version, created_at, updated_at, completed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(m.id)
+    .bind(org)
+    .bind(m.risk_id)
+    .bind(&m.title)
+    .bind(&m.description)
+    .bind(m.status.as_str())
+    .bind(m.owner_id)
+    .bind(m.due_date)
+    .bind(m.progress)
+    .bind(m.cost)
+    .bind(m.version)
+    .bind(m.created_at)
+    .bind(m.updated_at)
+    .bind(m.completed_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn insert_asset(conn: &mut SqliteConnection, org: Uuid, a: &Asset) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO assets (id, org_id, name, kind, criticality, description, tags, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(a.id)
+    .bind(org)
+    .bind(&a.name)
+    .bind(a.kind.as_str())
+    .bind(a.criticality.as_str())
+    .bind(&a.description)
+    .bind(Json(&a.tags))
+    .bind(a.version)
+    .bind(a.created_at)
+    .bind(a.updated_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn fetch_mitigation(conn: &mut SqliteConnection, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
+    let sql = format!("SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1 AND id = $2");
+    let row: MitigationRow = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(org)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_into()
+}
+
+async fn fetch_asset(conn: &mut SqliteConnection, org: Uuid, id: Uuid) -> StoreResult<Asset> {
+    let sql = format!("SELECT {ASSET_COLUMNS} FROM assets WHERE org_id = $1 AND id = $2");
+    let row: rows::AssetRow = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(org)
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    row.try_into()
+}
+
+async fn insert_user(conn: &mut SqliteConnection, org: Uuid, user: &User) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO users (id, org_id, email, name, role, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(user.id)
+    .bind(org)
+    .bind(&user.email)
+    .bind(&user.name)
+    .bind(user.role.as_str())
+    .bind(user.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| match StoreError::from(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("a user with email {} exists", user.email)),
+        e => e,
+    })?;
+    Ok(())
+}
+
+async fn insert_token(
+    conn: &mut SqliteConnection,
+    org: Uuid,
+    token: &ApiToken,
+    hash: &[u8],
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_tokens (id, org_id, user_id, name, role, is_system, token_hash, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token.id)
+    .bind(org)
+    .bind(token.user_id)
+    .bind(&token.name)
+    .bind(token.role.as_str())
+    .bind(token.system)
+    .bind(hash)
+    .bind(token.expires_at)
+    .bind(token.created_at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await?;
+        Ok(())
+    }
+
+    async fn organization_count(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT count(*) FROM organizations")
+            .fetch_one(&self.readers)
+            .await?)
+    }
+
+    async fn create_organization(
+        &self,
+        draft: &OrganizationDraft,
+        grant: &TokenGrant,
+    ) -> StoreResult<(Organization, User, ApiToken)> {
+        let now = domain::now();
+        let org = Organization {
+            id: Uuid::now_v7(),
+            slug: draft.slug.clone(),
+            name: draft.name.clone(),
+            created_at: now,
+        };
+        let user = User {
+            id: Uuid::now_v7(),
+            email: draft.admin_email.clone(),
+            name: "Administrator".into(),
+            role: Role::Admin,
+            created_at: now,
+        };
+        let token = ApiToken {
+            id: Uuid::now_v7(),
+            name: grant.name.clone(),
+            user_id: user.id,
+            role: grant.role,
+            system: grant.system,
+            expires_at: grant.expires_at,
+            created_at: now,
+        };
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(org.id)
+            .bind(&org.slug)
+            .bind(&org.name)
+            .bind(org.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| match StoreError::from(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("organization {} exists", org.slug)),
+                e => e,
+            })?;
+        insert_user(&mut tx, org.id, &user).await?;
+        insert_token(&mut tx, org.id, &token, &grant.hash).await?;
+        tx.commit().await?;
+        Ok((org, user, token))
+    }
+
+    async fn organization(&self, id: Uuid) -> StoreResult<Organization> {
+        let row: OrganizationRow =
+            sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE id = $1")
+                .bind(id)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(row.into())
+    }
+
+    async fn organization_by_slug(&self, slug: &str) -> StoreResult<Organization> {
+        let row: OrganizationRow =
+            sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
+                .bind(slug)
+                .fetch_one(&self.readers)
+                .await?;
+        Ok(row.into())
+    }
+
+    async fn authenticate(&self, token_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<Principal>> {
+        let row: Option<PrincipalRow> = sqlx::query_as(
+            "SELECT t.id AS token_id, t.org_id, t.user_id, t.role AS token_role, u.role AS user_role, t.is_system \
+             FROM api_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.readers)
+        .await?;
+        row.map(Principal::try_from).transpose()
+    }
+
+    async fn user(&self, org: Uuid, id: Uuid) -> StoreResult<User> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
+        let row: UserRow = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(id)
+            .fetch_one(&self.readers)
+            .await?;
+        row.try_into()
+    }
+
+    async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(page.after.unwrap_or(Uuid::nil()))
+            .bind(page.limit + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(Page::from_rows(convert(rows)?, page.limit, |u: &User| u.id))
+    }
+
+    async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User> {
+        let user = User {
+            id: Uuid::now_v7(),
+            email: draft.email.clone(),
+            name: draft.name.clone(),
+            role: draft.role,
+            created_at: domain::now(),
+        };
+        let mut conn = self.writer.acquire().await?;
+        insert_user(&mut conn, org, &user).await?;
+        Ok(user)
+    }
+
+    async fn create_token(
+        &self,
+        org: Uuid,
+        user_id: Uuid,
+        draft: &TokenDraft,
+        hash: Vec<u8>,
+    ) -> StoreResult<ApiToken> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
+        let user: User = match sqlx::query_as::<_, UserRow>(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        {
+            Some(row) => row.try_into()?,
+            None => return Err(Violations::single("user_id", "no such user").into()),
+        };
+        let token = draft.issue(&user, domain::now())?;
+        insert_token(&mut tx, org, &token, &hash).await?;
+        tx.commit().await?;
+        Ok(token)
+    }
+
+    async fn tokens(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<ApiToken>> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE org_id = $1 AND revoked_at IS NULL AND id > $2 \
+             ORDER BY id LIMIT $3"
+        );
+        let rows: Vec<TokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(page.after.unwrap_or(Uuid::nil()))
+            .bind(page.limit + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(Page::from_rows(convert(rows)?, page.limit, |t: &ApiToken| t.id))
+    }
+
+    async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $3 WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk> {
+        let mut tx = self.writer.begin().await?;
+        let number: i64 = sqlx::query_scalar(
+            "UPDATE organizations SET risk_seq = risk_seq + 1 WHERE id = $1 RETURNING risk_seq",
+        )
+        .bind(org)
+        .fetch_one(&mut *tx)
+        .await?;
+        let risk = Risk::new(Uuid::now_v7(), number, fields, domain::now());
+        check_risk_refs(&mut tx, org, &risk).await?;
+        insert_risk(&mut tx, org, &risk).await?;
+        let at = (risk.version, risk.created_at);
+        append_history(
+            &mut tx,
+            org,
+            risk.id,
+            Some(actor),
+            ChangeType::Create,
+            None,
+            Some(&risk),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(risk)
+    }
+
+    async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_risk(&mut conn, org, id).await
+    }
+
+    async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>> {
+        let column = sort_column(query.sort.key);
+        let direction = if query.sort.descending { "DESC" } else { "ASC" };
+        let mut qb = QueryBuilder::<Sqlite>::new(RISK_SELECT);
+        push_filters(&mut qb, org, &query.filter);
+        if let Some(after) = &query.page.after {
+            let op = if query.sort.descending { "<" } else { ">" };
+            qb.push(format!(" AND ({column}, r.id) {op} ("));
+            match &after.value {
+                SortValue::Int(n) => qb.push_bind(*n),
+                SortValue::Time(t) => qb.push_bind(*t),
+                SortValue::Text(s) => qb.push_bind(s.clone()),
+            };
+            qb.push(", ").push_bind(after.id).push(")");
+        }
+        qb.push(format!(" ORDER BY {column} {direction}, r.id {direction} LIMIT "))
+            .push_bind(query.page.limit + 1);
+        let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.readers).await?;
+        let sort = query.sort;
+        let mut page = Page::from_rows(convert(rows)?, query.page.limit, |r: &Risk| sort.cursor_for(r));
+        if query.include_total {
+            let mut count = QueryBuilder::<Sqlite>::new("SELECT count(*) FROM risks r");
+            push_filters(&mut count, org, &query.filter);
+            page.total = Some(count.build_query_scalar().fetch_one(&self.readers).await?);
+        }
+        Ok(page)
+    }
+
+    async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_risk(&mut tx, org, id).await?;
+        let Some(next) = edit(&current)? else {
+            return Ok(current);
+        };
+        check_risk_refs(&mut tx, org, &next).await?;
+        sqlx::query(
+            "UPDATE risks SET title = $3, description = $4, category = $5, owner_id = $6, status = $7, \
+             likelihood = $8, impact = $9, score = $10, severity = $11, residual_likelihood = $12, \
+             residual_impact = $13, residual_score = $14, treatment = $15, tags = $16, review_date = $17, \
+             search_text = $18, version = $19, updated_at = $20, closed_at = $21 \
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(&next.title)
+        .bind(&next.description)
+        .bind(&next.category)
+        .bind(next.owner_id)
+        .bind(next.status.as_str())
+        .bind(next.likelihood)
+        .bind(next.impact)
+        .bind(next.score)
+        .bind(next.severity.as_str())
+        .bind(next.residual_likelihood)
+        .bind(next.residual_impact)
+        .bind(next.residual_score)
+        .bind(next.treatment.map(|t| t.as_str()))
+        .bind(Json(&next.tags))
+        .bind(next.review_date)
+        .bind(next.search_text())
+        .bind(next.version)
+        .bind(next.updated_at)
+        .bind(next.closed_at)
+        .execute(&mut *tx)
+        .await?;
+        if next.asset_ids != current.asset_ids {
+            sqlx::query("DELETE FROM risk_assets WHERE risk_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            link_assets(&mut tx, &next).await?;
+        }
+        let at = (next.version, next.updated_at);
+        append_history(
+            &mut tx,
+            org,
+            id,
+            Some(actor),
+            ChangeType::Update,
+            Some(&current),
+            Some(&next),
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn delete_risk(
+        &self,
+        org: Uuid,
+        actor: Uuid,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_risk(&mut tx, org, id).await?;
+        if !precondition.holds(&current) {
+            return Err(StoreError::PreconditionFailed);
+        }
+        sqlx::query("DELETE FROM risks WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let at = (current.version + 1, domain::now());
+        append_history(
+            &mut tx,
+            org,
+            id,
+            Some(actor),
+            ChangeType::Delete,
+            Some(&current),
+            None,
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn risk_history(
+        &self,
+        org: Uuid,
+        id: Uuid,
+        include_deleted: bool,
+        page: &PageRequest<i64>,
+    ) -> StoreResult<Page<HistoryEntry>> {
+        let (table, id_column) = if include_deleted {
+            ("risk_history", "risk_id")
+        } else {
+            ("risks", "id")
+        };
+        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE org_id = $1 AND {id_column} = $2)");
+        let found: bool = sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(id)
+            .fetch_one(&self.readers)
+            .await?;
+        if !found {
+            return Err(StoreError::NotFound);
+        }
+        let rows: Vec<HistoryRow> = sqlx::query_as(
+            "SELECT version, changed_at, changed_by, change_type, changes FROM risk_history \
+             WHERE org_id = $1 AND risk_id = $2 AND version < $3 ORDER BY version DESC LIMIT $4",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(page.after.unwrap_or(i64::MAX))
+        .bind(page.limit + 1)
+        .fetch_all(&self.readers)
+        .await?;
+        Ok(Page::from_rows(convert(rows)?, page.limit, |h: &HistoryEntry| {
+            h.version
+        }))
+    }
+
+    async fn create_mitigation(
+        &self,
+        org: Uuid,
+        risk_id: Uuid,
+        fields: MitigationFields,
+    ) -> StoreResult<Mitigation> {
+        let mut tx = self.writer.begin().await?;
+        if !exists(&mut *tx, "risks", org, risk_id).await? {
+            return Err(StoreError::NotFound);
+        }
+        let mitigation = Mitigation::new(Uuid::now_v7(), risk_id, fields, domain::now());
+        let mut v = Violations::default();
+        check_owner(&mut tx, org, mitigation.owner_id, &mut v).await?;
+        v.into_result()?;
+        insert_mitigation(&mut tx, org, &mitigation).await?;
+        tx.commit().await?;
+        Ok(mitigation)
+    }
+
+    async fn mitigation(&self, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_mitigation(&mut conn, org, id).await
+    }
+
+    async fn mitigations(
+        &self,
+        org: Uuid,
+        risk_id: Uuid,
+        page: &PageRequest<Uuid>,
+    ) -> StoreResult<Page<Mitigation>> {
+        if !exists(&self.readers, "risks", org, risk_id).await? {
+            return Err(StoreError::NotFound);
+        }
+        let sql = format!(
+            "SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1 AND risk_id = $2 AND id > $3 \
+             ORDER BY id LIMIT $4"
+        );
+        let rows: Vec<MitigationRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(risk_id)
+            .bind(page.after.unwrap_or(Uuid::nil()))
+            .bind(page.limit + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(Page::from_rows(convert(rows)?, page.limit, |m: &Mitigation| m.id))
+    }
+
+    async fn update_mitigation(
+        &self,
+        org: Uuid,
+        id: Uuid,
+        edit: Edit<'_, Mitigation>,
+    ) -> StoreResult<Mitigation> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_mitigation(&mut tx, org, id).await?;
+        let Some(next) = edit(&current)? else {
+            return Ok(current);
+        };
+        let mut v = Violations::default();
+        check_owner(&mut tx, org, next.owner_id, &mut v).await?;
+        v.into_result()?;
+        sqlx::query(
+            "UPDATE mitigations SET title = $3, description = $4, status = $5, owner_id = $6, due_date = $7, \
+             progress = $8, cost = $9, version = $10, updated_at = $11, completed_at = $12 \
+             WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(&next.title)
+        .bind(&next.description)
+        .bind(next.status.as_str())
+        .bind(next.owner_id)
+        .bind(next.due_date)
+        .bind(next.progress)
+        .bind(next.cost)
+        .bind(next.version)
+        .bind(next.updated_at)
+        .bind(next.completed_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_mitigation(&mut tx, org, id).await?;
+        if !precondition.holds(&current) {
+            return Err(StoreError::PreconditionFailed);
+        }
+        sqlx::query("DELETE FROM mitigations WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn create_asset(&self, org: Uuid, fields: AssetFields) -> StoreResult<Asset> {
+        let asset = Asset::new(Uuid::now_v7(), fields, domain::now());
+        let mut conn = self.writer.acquire().await?;
+        insert_asset(&mut conn, org, &asset).await?;
+        Ok(asset)
+    }
+
+    async fn asset(&self, org: Uuid, id: Uuid) -> StoreResult<Asset> {
+        let mut conn = self.readers.acquire().await?;
+        fetch_asset(&mut conn, org, id).await
+    }
+
+    async fn assets(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Asset>> {
+        let sql =
+            format!("SELECT {ASSET_COLUMNS} FROM assets WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
+        let rows: Vec<rows::AssetRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(page.after.unwrap_or(Uuid::nil()))
+            .bind(page.limit + 1)
+            .fetch_all(&self.readers)
+            .await?;
+        Ok(Page::from_rows(convert(rows)?, page.limit, |a: &Asset| a.id))
+    }
+
+    async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_asset(&mut tx, org, id).await?;
+        let Some(next) = edit(&current)? else {
+            return Ok(current);
+        };
+        sqlx::query(
+            "UPDATE assets SET name = $3, kind = $4, criticality = $5, description = $6, tags = $7, \
+             version = $8, updated_at = $9 WHERE org_id = $1 AND id = $2",
+        )
+        .bind(org)
+        .bind(id)
+        .bind(&next.name)
+        .bind(next.kind.as_str())
+        .bind(next.criticality.as_str())
+        .bind(&next.description)
+        .bind(Json(&next.tags))
+        .bind(next.version)
+        .bind(next.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(next)
+    }
+
+    async fn delete_asset(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        let current = fetch_asset(&mut tx, org, id).await?;
+        if !precondition.holds(&current) {
+            return Err(StoreError::PreconditionFailed);
+        }
+        sqlx::query("DELETE FROM assets WHERE org_id = $1 AND id = $2")
+            .bind(org)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn reserve_risk_numbers(&self, org: Uuid, count: i64) -> StoreResult<i64> {
+        let last: i64 = sqlx::query_scalar(
+            "UPDATE organizations SET risk_seq = risk_seq + $2 WHERE id = $1 RETURNING risk_seq",
+        )
+        .bind(org)
+        .bind(count)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(last - count + 1)
+    }
+
+    async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()> {
+        let mut tx = self.writer.begin().await?;
+        for asset in &batch.assets {
+            insert_asset(&mut tx, org, asset).await?;
+        }
+        for risk in &batch.risks {
+            insert_risk(&mut tx, org, risk).await?;
+            let at = (1, risk.created_at);
+            append_history(
+                &mut tx,
+                org,
+                risk.id,
+                Some(actor),
+                ChangeType::Create,
+                None,
+                Some(risk),
+                at,
+            )
+            .await?;
+        }
+        for m in &batch.mitigations {
+            insert_mitigation(&mut tx, org, m).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
