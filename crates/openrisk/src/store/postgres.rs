@@ -357,7 +357,7 @@ async fn insert_token(conn: &mut PgConnection, org: Uuid, token: &ApiToken, hash
 #[async_trait]
 impl Store for PgStore {
     fn backend(&self) -> &'static str {
-        "sqlite"
+        "postgres"
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -1,0 +1,254 @@
+//! `spawn_app`: the real service on a random port, over SQLite or a fresh PostgreSQL database.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use openrisk::config::Config;
+use openrisk::startup::Application;
+use openrisk::store::Store;
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async test body against each backend: `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($(async fn $name:ident($app:ident: TestApp) $body:block)+) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($app: $crate::common::TestApp) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run($crate::common::spawn_app($crate::common::Backend::Sqlite).await).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run($crate::common::spawn_app($crate::common::Backend::Postgres).await).await
+                }
+            }
+        )+
+    };
+}
+
+pub const TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| TEST_DATABASE_URL.to_owned())
+}
+
+/// A database that exists for one test and is dropped with it.
+pub struct Database {
+    pub url: String,
+    name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Database {
+    pub async fn create(backend: Backend) -> Database {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Database {
+                url: format!("sqlite://{}/openrisk.db", dir.path().display()),
+                name: None,
+                _dir: dir,
+            },
+            Backend::Postgres => {
+                let admin = admin_database_url();
+                let name = format!("openrisk_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at TEST_DATABASE_URL ({admin}) is required: {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&name);
+                Database {
+                    url: url.to_string(),
+                    name: Some(name),
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+use sqlx::Connection;
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let Some(name) = self.name.take() else { return };
+        let admin = admin_database_url();
+        // Drop runs inside the test's runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(runtime) = runtime {
+                runtime.block_on(async {
+                    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub backend: Backend,
+    pub client: reqwest::Client,
+    /// The bootstrap token: system admin of organization `default`.
+    pub token: String,
+    pub store: Arc<dyn Store>,
+    pub config: Config,
+    pub db: Database,
+}
+
+/// Settings every test app shares; `extra` overrides them.
+pub fn test_config(db: &Database, extra: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("OPENRISK_LISTEN".into(), "127.0.0.1:0".into()),
+        ("OPENRISK_DATA_DIR".into(), db.data_dir().display().to_string()),
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("OPENRISK_BOOTSTRAP_TOKEN".into(), format!("test-bootstrap-{}", uuid::Uuid::new_v4().simple())),
+        // Tests run in parallel against one PostgreSQL: keep each app's pool small.
+        ("DB_MAX_OPEN_CONNECTIONS".into(), "8".into()),
+        ("DB_MAX_IDLE_CONNECTIONS".into(), "1".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    for (k, v) in extra {
+        vars.insert((*k).into(), (*v).into());
+    }
+    Config::from_lookup(|name| vars.get(name).cloned()).expect("valid test configuration")
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let db = Database::create(backend).await;
+    let config = test_config(&db, extra);
+    let app = Application::build(&config).await.expect("app starts");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let store = app.store();
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        address,
+        backend,
+        client: reqwest::Client::new(),
+        token: config.bootstrap_token.clone().expect("bootstrap token set"),
+        store,
+        config,
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn request(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    /// Sends `body` as JSON (or no body for `None`) and returns status and parsed body.
+    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.request(method, path, token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        read(response).await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, token, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Creates a risk and returns it.
+    pub async fn create_risk(&self, token: &str, body: Value) -> Value {
+        let (status, risk) = self.post("/api/v1/risks", token, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{risk}");
+        risk
+    }
+
+    /// A new organization: its admin token.
+    pub async fn create_org(&self, slug: &str) -> String {
+        let (status, body) = self.post("/api/v1/orgs", &self.token, json!({"slug": slug})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["admin_token"].as_str().expect("admin token").to_owned()
+    }
+
+    /// A token of `role` for a new user of the caller's organization.
+    pub async fn token_with_role(&self, admin_token: &str, role: &str) -> String {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (status, user) = self
+            .post("/api/v1/users", admin_token, json!({"email": email, "name": role, "role": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{user}");
+        let (status, token) = self
+            .post("/api/v1/tokens", admin_token, json!({"user_id": user["id"], "name": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{token}");
+        token["token"].as_str().expect("token value").to_owned()
+    }
+}
+
+pub async fn read(response: Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let bytes = response.bytes().await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, body)
+}
+
+/// Asserts a problem+json error with `status`, naming each of `fields`.
+pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, fields: &[&str]) {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    let named: Vec<&str> = body["errors"]
+        .as_array()
+        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str()).collect())
+        .unwrap_or_default();
+    for field in fields {
+        assert!(named.contains(field), "{field} not named in {body}");
+    }
+}
