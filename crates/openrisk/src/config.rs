@@ -282,7 +282,7 @@ impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let pool = &self.pool;
         let source = |name: &str| {
-            if pool.overridden.iter().any(|v| *v == name) {
+            if pool.overridden.contains(&name) {
                 "(set)".to_owned()
             } else {
                 format!("(mode {})", pool.mode.as_str())

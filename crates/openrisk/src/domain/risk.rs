@@ -400,6 +400,26 @@ pub struct HistoryEntry {
     pub changes: Map<String, Value>,
 }
 
+impl HistoryEntry {
+    /// The entry for a change from `before` to `after` (`None`: the risk does not exist on that
+    /// side) made by `actor` at `at`.
+    pub fn record(before: Option<&Risk>, after: Option<&Risk>, actor: Uuid, at: DateTime<Utc>) -> Self {
+        let (change_type, version) = match (before, after) {
+            (_, Some(after)) if before.is_none() => (ChangeType::Create, after.version),
+            (_, Some(after)) => (ChangeType::Update, after.version),
+            (Some(before), None) => (ChangeType::Delete, before.version + 1),
+            (None, None) => (ChangeType::Update, 0),
+        };
+        HistoryEntry {
+            version,
+            changed_at: at,
+            changed_by: Some(actor),
+            change_type,
+            changes: changes(before, after),
+        }
+    }
+}
+
 /// Fields that change on every write and so say nothing in a history entry.
 const UNRECORDED: &[&str] = &["version", "updated_at", "mitigation_count"];
 

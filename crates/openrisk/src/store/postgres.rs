@@ -22,7 +22,7 @@ use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, SortKey, SortValue};
 use crate::domain::mitigation::{Mitigation, MitigationFields};
 use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
-use crate::domain::risk::{ChangeType, HistoryEntry, Risk, RiskFields, changes};
+use crate::domain::risk::{HistoryEntry, Risk, RiskFields};
 use crate::domain::validation::Violations;
 
 pub struct PgStore {
@@ -170,10 +170,10 @@ async fn check_owner(
     owner: Option<Uuid>,
     v: &mut Violations,
 ) -> StoreResult<()> {
-    if let Some(owner) = owner {
-        if !exists(&mut *conn, "users", org, owner).await? {
-            v.add("owner_id", "no such user");
-        }
+    if let Some(owner) = owner
+        && !exists(&mut *conn, "users", org, owner).await?
+    {
+        v.add("owner_id", "no such user");
     }
     Ok(())
 }
@@ -229,11 +229,7 @@ async fn append_history(
     conn: &mut PgConnection,
     org: Uuid,
     risk_id: Uuid,
-    actor: Option<Uuid>,
-    entry_type: ChangeType,
-    before: Option<&Risk>,
-    after: Option<&Risk>,
-    (version, at): (i64, DateTime<Utc>),
+    entry: &HistoryEntry,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) \
@@ -241,11 +237,11 @@ async fn append_history(
     )
     .bind(org)
     .bind(risk_id)
-    .bind(version)
-    .bind(at)
-    .bind(actor)
-    .bind(entry_type.as_str())
-    .bind(Json(changes(before, after)))
+    .bind(entry.version)
+    .bind(entry.changed_at)
+    .bind(entry.changed_by)
+    .bind(entry.change_type.as_str())
+    .bind(Json(&entry.changes))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -547,18 +543,8 @@ impl Store for PgStore {
         let risk = Risk::new(Uuid::now_v7(), number, fields, domain::now());
         check_risk_refs(&mut tx, org, &risk).await?;
         insert_risk(&mut tx, org, &risk).await?;
-        let at = (risk.version, risk.created_at);
-        append_history(
-            &mut tx,
-            org,
-            risk.id,
-            Some(actor),
-            ChangeType::Create,
-            None,
-            Some(&risk),
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(None, Some(&risk), actor, risk.created_at);
+        append_history(&mut tx, org, risk.id, &entry).await?;
         tx.commit().await?;
         Ok(risk)
     }
@@ -641,18 +627,8 @@ impl Store for PgStore {
                 .await?;
             link_assets(&mut tx, &next).await?;
         }
-        let at = (next.version, next.updated_at);
-        append_history(
-            &mut tx,
-            org,
-            id,
-            Some(actor),
-            ChangeType::Update,
-            Some(&current),
-            Some(&next),
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(Some(&current), Some(&next), actor, next.updated_at);
+        append_history(&mut tx, org, id, &entry).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -675,18 +651,8 @@ impl Store for PgStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let at = (current.version + 1, domain::now());
-        append_history(
-            &mut tx,
-            org,
-            id,
-            Some(actor),
-            ChangeType::Delete,
-            Some(&current),
-            None,
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(Some(&current), None, actor, domain::now());
+        append_history(&mut tx, org, id, &entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -964,13 +930,14 @@ impl Store for PgStore {
                 "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) ",
             );
             qb.push_values(chunk, |mut row, r| {
+                let entry = HistoryEntry::record(None, Some(r), actor, r.created_at);
                 row.push_bind(org)
                     .push_bind(r.id)
-                    .push_bind(r.version)
-                    .push_bind(r.created_at)
-                    .push_bind(actor)
-                    .push_bind(ChangeType::Create.as_str())
-                    .push_bind(Json(changes(None, Some(r))));
+                    .push_bind(entry.version)
+                    .push_bind(entry.changed_at)
+                    .push_bind(entry.changed_by)
+                    .push_bind(entry.change_type.as_str())
+                    .push_bind(Json(entry.changes));
             });
             qb.build().execute(&mut *tx).await?;
 

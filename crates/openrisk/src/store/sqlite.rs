@@ -24,7 +24,7 @@ use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, SortKey, SortValue};
 use crate::domain::mitigation::{Mitigation, MitigationFields};
 use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
-use crate::domain::risk::{ChangeType, HistoryEntry, Risk, RiskFields, changes};
+use crate::domain::risk::{HistoryEntry, Risk, RiskFields};
 use crate::domain::validation::Violations;
 
 pub struct SqliteStore {
@@ -198,10 +198,10 @@ async fn check_owner(
     owner: Option<Uuid>,
     v: &mut Violations,
 ) -> StoreResult<()> {
-    if let Some(owner) = owner {
-        if !exists(&mut *conn, "users", org, owner).await? {
-            v.add("owner_id", "no such user");
-        }
+    if let Some(owner) = owner
+        && !exists(&mut *conn, "users", org, owner).await?
+    {
+        v.add("owner_id", "no such user");
     }
     Ok(())
 }
@@ -257,11 +257,7 @@ async fn append_history(
     conn: &mut SqliteConnection,
     org: Uuid,
     risk_id: Uuid,
-    actor: Option<Uuid>,
-    entry_type: ChangeType,
-    before: Option<&Risk>,
-    after: Option<&Risk>,
-    (version, at): (i64, DateTime<Utc>),
+    entry: &HistoryEntry,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) \
@@ -269,11 +265,11 @@ async fn append_history(
     )
     .bind(org)
     .bind(risk_id)
-    .bind(version)
-    .bind(at)
-    .bind(actor)
-    .bind(entry_type.as_str())
-    .bind(Json(changes(before, after)))
+    .bind(entry.version)
+    .bind(entry.changed_at)
+    .bind(entry.changed_by)
+    .bind(entry.change_type.as_str())
+    .bind(Json(&entry.changes))
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -580,18 +576,8 @@ impl Store for SqliteStore {
         let risk = Risk::new(Uuid::now_v7(), number, fields, domain::now());
         check_risk_refs(&mut tx, org, &risk).await?;
         insert_risk(&mut tx, org, &risk).await?;
-        let at = (risk.version, risk.created_at);
-        append_history(
-            &mut tx,
-            org,
-            risk.id,
-            Some(actor),
-            ChangeType::Create,
-            None,
-            Some(&risk),
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(None, Some(&risk), actor, risk.created_at);
+        append_history(&mut tx, org, risk.id, &entry).await?;
         tx.commit().await?;
         Ok(risk)
     }
@@ -673,18 +659,8 @@ impl Store for SqliteStore {
                 .await?;
             link_assets(&mut tx, &next).await?;
         }
-        let at = (next.version, next.updated_at);
-        append_history(
-            &mut tx,
-            org,
-            id,
-            Some(actor),
-            ChangeType::Update,
-            Some(&current),
-            Some(&next),
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(Some(&current), Some(&next), actor, next.updated_at);
+        append_history(&mut tx, org, id, &entry).await?;
         tx.commit().await?;
         Ok(next)
     }
@@ -706,18 +682,8 @@ impl Store for SqliteStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        let at = (current.version + 1, domain::now());
-        append_history(
-            &mut tx,
-            org,
-            id,
-            Some(actor),
-            ChangeType::Delete,
-            Some(&current),
-            None,
-            at,
-        )
-        .await?;
+        let entry = HistoryEntry::record(Some(&current), None, actor, domain::now());
+        append_history(&mut tx, org, id, &entry).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -939,18 +905,8 @@ impl Store for SqliteStore {
         }
         for risk in &batch.risks {
             insert_risk(&mut tx, org, risk).await?;
-            let at = (1, risk.created_at);
-            append_history(
-                &mut tx,
-                org,
-                risk.id,
-                Some(actor),
-                ChangeType::Create,
-                None,
-                Some(risk),
-                at,
-            )
-            .await?;
+            let entry = HistoryEntry::record(None, Some(risk), actor, risk.created_at);
+            append_history(&mut tx, org, risk.id, &entry).await?;
         }
         for m in &batch.mitigations {
             insert_mitigation(&mut tx, org, m).await?;

@@ -131,7 +131,10 @@ pub fn test_config(db: &Database, extra: &[(&str, &str)]) -> Config {
         ("OPENRISK_LISTEN".into(), "127.0.0.1:0".into()),
         ("OPENRISK_DATA_DIR".into(), db.data_dir().display().to_string()),
         ("DATABASE_URL".into(), db.url.clone()),
-        ("OPENRISK_BOOTSTRAP_TOKEN".into(), format!("test-bootstrap-{}", uuid::Uuid::new_v4().simple())),
+        (
+            "OPENRISK_BOOTSTRAP_TOKEN".into(),
+            format!("test-bootstrap-{}", uuid::Uuid::new_v4().simple()),
+        ),
         // Tests run in parallel against one PostgreSQL: keep each app's pool small.
         ("DB_MAX_OPEN_CONNECTIONS".into(), "8".into()),
         ("DB_MAX_IDLE_CONNECTIONS".into(), "1".into()),
@@ -175,7 +178,13 @@ impl TestApp {
     }
 
     /// Sends `body` as JSON (or no body for `None`) and returns status and parsed body.
-    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.request(method, path, token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -209,7 +218,9 @@ impl TestApp {
 
     /// A new organization: its admin token.
     pub async fn create_org(&self, slug: &str) -> String {
-        let (status, body) = self.post("/api/v1/orgs", &self.token, json!({"slug": slug})).await;
+        let (status, body) = self
+            .post("/api/v1/orgs", &self.token, json!({"slug": slug}))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["admin_token"].as_str().expect("admin token").to_owned()
     }
@@ -218,11 +229,19 @@ impl TestApp {
     pub async fn token_with_role(&self, admin_token: &str, role: &str) -> String {
         let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
         let (status, user) = self
-            .post("/api/v1/users", admin_token, json!({"email": email, "name": role, "role": role}))
+            .post(
+                "/api/v1/users",
+                admin_token,
+                json!({"email": email, "name": role, "role": role}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{user}");
         let (status, token) = self
-            .post("/api/v1/tokens", admin_token, json!({"user_id": user["id"], "name": role}))
+            .post(
+                "/api/v1/tokens",
+                admin_token,
+                json!({"user_id": user["id"], "name": role}),
+            )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{token}");
         token["token"].as_str().expect("token value").to_owned()
@@ -235,7 +254,8 @@ pub async fn read(response: Response) -> (StatusCode, Value) {
     let body = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
     };
     (status, body)
 }
