@@ -33,9 +33,19 @@ fn cases() -> impl Strategy<Value = Case> {
         1usize..25,
         proptest::sample::subsequence(RiskStatus::ALL.to_vec(), 0..3),
         proptest::option::of(proptest::sample::select(TAGS)),
-        proptest::option::of(proptest::sample::select(&["ransom", "THE", "erp", "in", "no-such-text"][..])),
+        proptest::option::of(proptest::sample::select(
+            &["ransom", "THE", "erp", "in", "no-such-text"][..],
+        )),
     )
-        .prop_map(|(seed, risks, sort, limit, statuses, tag, q)| Case { seed, risks, sort, limit, statuses, tag, q })
+        .prop_map(|(seed, risks, sort, limit, statuses, tag, q)| Case {
+            seed,
+            risks,
+            sort,
+            limit,
+            statuses,
+            tag,
+            q,
+        })
 }
 
 /// The order the list promises: the sort key, ties broken by id in the same direction.
@@ -45,7 +55,10 @@ fn expected(risks: &[Risk], case: &Case) -> Vec<Uuid> {
         .iter()
         .filter(|r| case.statuses.is_empty() || case.statuses.contains(&r.status))
         .filter(|r| case.tag.is_none_or(|t| r.tags.iter().any(|x| x == t)))
-        .filter(|r| case.q.is_none_or(|q| r.search_text().to_lowercase().contains(&q.to_lowercase())))
+        .filter(|r| {
+            case.q
+                .is_none_or(|q| r.search_text().to_lowercase().contains(&q.to_lowercase()))
+        })
         .collect();
     matching.sort_by(|a, b| {
         let by_key = match sort.key {
@@ -69,8 +82,22 @@ async fn check(app: &common::TestApp, case: Case) -> Result<(), TestCaseError> {
     let actor: Uuid = me["user"]["id"].as_str().unwrap().parse().unwrap();
     let mut generator = Generator::new(case.seed, Utc::now(), vec![actor]);
     let assets = generator.assets(5);
-    app.store.insert_seed(org.id, actor, &SeedBatch { assets, ..Default::default() }).await.unwrap();
-    let first = app.store.reserve_risk_numbers(org.id, case.risks as i64).await.unwrap();
+    app.store
+        .insert_seed(
+            org.id,
+            actor,
+            &SeedBatch {
+                assets,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = app
+        .store
+        .reserve_risk_numbers(org.id, case.risks as i64)
+        .await
+        .unwrap();
     let batch = generator.risks(first, case.risks);
     app.store.insert_seed(org.id, actor, &batch).await.unwrap();
 
@@ -97,7 +124,11 @@ async fn check(app: &common::TestApp, case: Case) -> Result<(), TestCaseError> {
         prop_assert_eq!(page["total"].as_u64(), Some(want.len() as u64));
         let items = page["items"].as_array().unwrap();
         prop_assert!(items.len() <= case.limit);
-        seen.extend(items.iter().map(|r| r["id"].as_str().unwrap().parse::<Uuid>().unwrap()));
+        seen.extend(
+            items
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().parse::<Uuid>().unwrap()),
+        );
         match &page["next_cursor"] {
             Value::String(next) => {
                 prop_assert_eq!(items.len(), case.limit, "a page before the last is full");
