@@ -1,0 +1,179 @@
+//! The `openrisk` binary: configuration errors, organization and token commands, seeding.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn openrisk(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_openrisk"));
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.output().expect("openrisk runs")
+}
+
+#[test]
+fn bad_configuration_exits_non_zero_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let cases = [
+        ("DB_POOL_MODE", "turbo"),
+        ("DB_MAX_OPEN_CONNECTIONS", "0"),
+        ("DB_MAX_IDLE_CONNECTIONS", "-1"),
+        ("DB_CONN_MAX_LIFETIME", "5m"),
+        ("DB_ACQUIRE_TIMEOUT", "0"),
+        ("OPENRISK_LISTEN", "localhost"),
+        ("DATABASE_URL", "mysql://x"),
+        ("CACHE_ENABLED", "maybe"),
+        ("LOG_FORMAT", "xml"),
+        ("REDIS_URL", "http://x"),
+    ];
+    for (variable, value) in cases {
+        let out = openrisk(&["serve"], &[("OPENRISK_DATA_DIR", data), (variable, value)]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{variable}={value} accepted");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+    let out = openrisk(
+        &["serve"],
+        &[
+            ("OPENRISK_DATA_DIR", data),
+            ("DB_MAX_OPEN_CONNECTIONS", "5"),
+            ("DB_MAX_IDLE_CONNECTIONS", "6"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DB_MAX_IDLE_CONNECTIONS"));
+}
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_masked() {
+    let out = openrisk(
+        &["config"],
+        &[
+            ("DATABASE_URL", "postgres://app:hunter2@db.internal:5432/openrisk"),
+            ("DB_POOL_MODE", "low-latency"),
+            ("DB_MAX_OPEN_CONNECTIONS", "40"),
+            ("OPENRISK_BOOTSTRAP_TOKEN", "super-secret-bootstrap-token"),
+        ],
+    );
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("super-secret"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("DB_POOL_MODE=low-latency"), "{stdout}");
+    assert!(stdout.contains("DB_MAX_OPEN_CONNECTIONS=40 (set)"), "{stdout}");
+    assert!(
+        stdout.contains("DB_MAX_IDLE_CONNECTIONS=25 (mode low-latency)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("DB_ACQUIRE_TIMEOUT=1 (mode low-latency)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn migrate_and_org_create_work_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = openrisk(&["migrate"], &[("OPENRISK_DATA_DIR", data)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // `migrate` does not bootstrap; `org create` works on the migrated database.
+    assert!(!dir.path().join("bootstrap-token").exists());
+    let out = openrisk(
+        &["org", "create", "acme", "--name", "Acme"],
+        &[("OPENRISK_DATA_DIR", data)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("ort_"));
+}
+
+both_backends! {
+    async fn org_token_and_seed_commands(app: TestApp) {
+        let env = [("DATABASE_URL", app.db.url.as_str()), ("OPENRISK_DATA_DIR", app.db.data_dir().to_str().unwrap())];
+        let out = openrisk(&["org", "create", "globex"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (_, me) = app.get("/api/v1/me", &admin).await;
+        assert_eq!(me["organization"]["slug"], "globex");
+        assert_eq!(me["role"], "admin");
+        let out = openrisk(&["org", "create", "globex"], &env);
+        assert!(!out.status.success());
+
+        let out = openrisk(&["token", "create", "--org", "globex", "--role", "viewer"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let viewer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let (_, me) = app.get("/api/v1/me", &viewer).await;
+        assert_eq!(me["role"], "viewer");
+
+        let out = openrisk(&["seed", "--org", "globex", "--risks", "400", "--seed", "7"], &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let (status, list) = app.get("/api/v1/risks?include_total=true&limit=200", &viewer).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["total"], 400);
+        for status in ["draft", "open", "in_progress", "mitigated", "accepted", "closed"] {
+            let (_, page) = app.get(&format!("/api/v1/risks?status={status}&include_total=true&limit=1"), &viewer).await;
+            assert!(page["total"].as_i64().unwrap() > 0, "no {status} risks");
+        }
+        let items = list["items"].as_array().unwrap();
+        assert!(items.iter().all(|r| (1..=3).contains(&r["mitigation_count"].as_i64().unwrap())));
+        assert!(items.iter().any(|r| !r["asset_ids"].as_array().unwrap().is_empty()));
+        assert!(items.iter().any(|r| r["owner_id"].is_string()));
+        let categories: std::collections::HashSet<&Value> = items.iter().map(|r| &r["category"]).collect();
+        assert!(categories.len() >= 10, "{categories:?}");
+        // References follow creation order.
+        let (_, oldest) = app.get("/api/v1/risks?sort=created_at&limit=1", &viewer).await;
+        assert_eq!(oldest["items"][0]["ref"], "RSK-1");
+    }
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_openrisk"))
+        .env_clear()
+        .env("OPENRISK_DATA_DIR", dir.path())
+        .env("OPENRISK_LISTEN", &listen)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let up = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::net::TcpStream::connect(&listen).is_ok()
+    });
+    assert!(up, "server did not start");
+    // A random bootstrap token was written, private to the owner.
+    let token = dir.path().join("bootstrap-token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(&token)
+            .unwrap()
+            .trim()
+            .starts_with("ort_")
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+}
