@@ -198,6 +198,7 @@ async fn seed_register(store: &dyn Store, org: &Organization, risks: usize, seed
         done += n;
         eprintln!("seeded {done}/{risks} risks");
     }
+    store.analyze().await?;
     eprintln!(
         "seeded {risks} risks into {} in {:.1?}",
         org.slug,

@@ -272,3 +272,22 @@ impl Generator {
         Mitigation::new(id, risk.id, fields, created_at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_register() {
+        let now = crate::domain::now();
+        let owners = vec![Uuid::nil()];
+        let mut a = Generator::new(9, now, owners.clone());
+        let mut b = Generator::new(9, now, owners);
+        a.assets(5);
+        b.assets(5);
+        let (a, b) = (a.risks(1, 50), b.risks(1, 50));
+        assert_eq!(a.risks, b.risks);
+        assert_eq!(a.mitigations, b.mitigations);
+        assert!(a.risks.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+    }
+}

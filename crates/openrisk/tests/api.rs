@@ -326,6 +326,8 @@ both_backends! {
             let (status, body) = app.post("/api/v1/risks", t, json!({"title": "x", "likelihood": 1, "impact": 1, field: 1})).await;
             assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, &[field]);
         }
+        let (status, body) = app.post("/api/v1/risks", t, json!({"title": "", "likelihood": 9, "impact": 1, "score": 9})).await;
+        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, &["score", "title", "likelihood"]);
         let risk = app.create_risk(t, json!({"title": "Valid", "likelihood": 2, "impact": 2})).await;
         let r = format!("/api/v1/risks/{}", id(&risk));
         let (status, body) = app.patch(&r, t, json!({"title": null, "likelihood": null, "status": null, "impact": 9, "version": 7})).await;

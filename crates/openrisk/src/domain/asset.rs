@@ -51,7 +51,7 @@ pub struct AssetFields {
 
 pub const READ_ONLY_FIELDS: &[&str] = &["id", "version", "created_at", "updated_at"];
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAsset {
     #[schema(required = true, nullable = false)]

@@ -330,3 +330,48 @@ impl SortValue {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(query: &[(&str, &str)]) -> Params {
+        Params(
+            query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn cursors_round_trip_and_belong_to_their_sort() {
+        let sort: Sort = "-title".parse().unwrap();
+        let cursor = RiskCursor {
+            sort,
+            // A title that looks like a timestamp stays a title.
+            value: SortValue::Text("2026-01-01T00:00:00Z".into()),
+            id: Uuid::nil(),
+        };
+        let raw = encode_cursor(&cursor);
+        let query = RiskListQuery::from_params(&params(&[("sort", "-title"), ("cursor", &raw)])).unwrap();
+        assert_eq!(query.page.after, Some(cursor));
+        let err = RiskListQuery::from_params(&params(&[("sort", "title"), ("cursor", &raw)])).unwrap_err();
+        assert_eq!(err.param, "cursor");
+    }
+
+    #[test]
+    fn repeated_filters_mean_any_of() {
+        let query = RiskListQuery::from_params(&params(&[
+            ("status", "open"),
+            ("status", "closed"),
+            ("tag", "a"),
+            ("q", "  x  "),
+        ]))
+        .unwrap();
+        assert_eq!(query.filter.statuses, vec![RiskStatus::Open, RiskStatus::Closed]);
+        assert_eq!(query.filter.q.as_deref(), Some("x"));
+        assert_eq!(query.sort, Sort::default());
+        assert_eq!(query.page.limit, DEFAULT_LIMIT);
+    }
+}

@@ -64,7 +64,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
     "completed_at",
 ];
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMitigation {
     #[schema(required = true, nullable = false)]

@@ -113,7 +113,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
     "closed_at",
 ];
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRisk {
     #[schema(required = true, nullable = false)]
@@ -446,5 +446,81 @@ pub fn changes(old: Option<&Risk>, new: Option<&Risk>) -> Map<String, Value> {
 impl super::Versioned for Risk {
     fn version(&self) -> i64 {
         self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields() -> RiskFields {
+        NewRisk {
+            title: Some("Flood".into()),
+            likelihood: Some(3),
+            impact: Some(4),
+            ..NewRisk::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    #[test]
+    fn severity_bands_follow_the_score() {
+        let bands: Vec<(i32, Severity)> = (1..=25).map(|s| (s, Severity::from_score(s))).collect();
+        for (score, severity) in bands {
+            let (low, high) = severity.score_range();
+            assert!((low..=high).contains(&score), "{score} in {severity}");
+        }
+        assert_eq!(Severity::from_score(4), Severity::Low);
+        assert_eq!(Severity::from_score(5), Severity::Medium);
+        assert_eq!(Severity::from_score(10), Severity::High);
+        assert_eq!(Severity::from_score(16), Severity::Critical);
+    }
+
+    #[test]
+    fn updates_recompute_derived_fields_and_record_changes() {
+        let now = crate::domain::now();
+        let risk = Risk::new(Uuid::nil(), 7, fields(), now);
+        assert_eq!(
+            (risk.reference.as_str(), risk.score, risk.severity),
+            ("RSK-7", 12, Severity::High)
+        );
+        let patch = RiskPatch {
+            status: Some(Some(RiskStatus::Closed)),
+            residual_likelihood: Some(Some(1)),
+            residual_impact: Some(Some(2)),
+            ..RiskPatch::default()
+        };
+        let next = risk.updated(patch.apply(&risk.fields()).unwrap(), now).unwrap();
+        assert_eq!(
+            (next.version, next.residual_score, next.closed_at),
+            (2, Some(2), Some(now))
+        );
+        let recorded = changes(Some(&risk), Some(&next));
+        let mut keys: Vec<&str> = recorded.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "closed_at",
+                "residual_impact",
+                "residual_likelihood",
+                "residual_score",
+                "status"
+            ]
+        );
+        // A patch that changes nothing is not a new version.
+        assert!(next.updated(next.fields(), now).is_none());
+    }
+
+    #[test]
+    fn residual_scores_come_in_pairs() {
+        let v = RiskPatch {
+            residual_likelihood: Some(Some(2)),
+            ..RiskPatch::default()
+        }
+        .apply(&fields())
+        .unwrap_err();
+        assert_eq!(v.errors()[0].field, "residual_impact");
     }
 }

@@ -12,10 +12,15 @@ use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, Requ
 use super::respond;
 use crate::domain::asset::{self, Asset, AssetPatch, NewAsset};
 use crate::domain::list::{Page, PageRequest};
+use crate::domain::validation::Violations;
 use crate::store::guarded;
 
 impl RequestBody for NewAsset {
     const READ_ONLY: &'static [&'static str] = asset::READ_ONLY_FIELDS;
+
+    fn violations(&self) -> Violations {
+        self.clone().validate().err().unwrap_or_default()
+    }
 }
 impl RequestBody for AssetPatch {
     const READ_ONLY: &'static [&'static str] = asset::READ_ONLY_FIELDS;

@@ -93,6 +93,12 @@ pub struct JsonBody<T>(pub T);
 pub trait RequestBody: DeserializeOwned {
     /// Fields the server computes: sending one is an error, not silently ignored.
     const READ_ONLY: &'static [&'static str] = &[];
+
+    /// The body's own rule violations, so they are reported together with any read-only field
+    /// sent (the handler validates again; this only completes the error list).
+    fn violations(&self) -> Violations {
+        Violations::default()
+    }
 }
 
 impl<S: Send + Sync, T: RequestBody> FromRequest<S> for JsonBody<T> {
@@ -121,7 +127,10 @@ impl<S: Send + Sync, T: RequestBody> FromRequest<S> for JsonBody<T> {
         }
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(body) if violations.is_empty() => Ok(JsonBody(body)),
-            Ok(_) => Err(ApiError::Invalid(violations)),
+            Ok(body) => {
+                violations.merge(body.violations());
+                Err(ApiError::Invalid(violations))
+            }
             Err(e) => {
                 let message = e.inner().to_string();
                 let path = e.path().to_string();

@@ -12,10 +12,15 @@ use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, Requ
 use super::respond;
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::mitigation::{self, Mitigation, MitigationPatch, NewMitigation};
+use crate::domain::validation::Violations;
 use crate::store::guarded;
 
 impl RequestBody for NewMitigation {
     const READ_ONLY: &'static [&'static str] = mitigation::READ_ONLY_FIELDS;
+
+    fn violations(&self) -> Violations {
+        self.clone().validate().err().unwrap_or_default()
+    }
 }
 impl RequestBody for MitigationPatch {
     const READ_ONLY: &'static [&'static str] = mitigation::READ_ONLY_FIELDS;

@@ -13,10 +13,15 @@ use super::respond;
 use crate::domain::auth::Role;
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
 use crate::domain::risk::{self, HistoryEntry, NewRisk, Risk, RiskPatch};
+use crate::domain::validation::Violations;
 use crate::store::guarded;
 
 impl RequestBody for NewRisk {
     const READ_ONLY: &'static [&'static str] = risk::READ_ONLY_FIELDS;
+
+    fn violations(&self) -> Violations {
+        self.clone().validate().err().unwrap_or_default()
+    }
 }
 impl RequestBody for RiskPatch {
     const READ_ONLY: &'static [&'static str] = risk::READ_ONLY_FIELDS;

@@ -182,6 +182,8 @@ pub trait Store: Send + Sync {
     /// Deletes the asset and unlinks it from every risk.
     async fn delete_asset(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()>;
 
+    /// Refreshes the query planner's statistics (after bulk loads).
+    async fn analyze(&self) -> StoreResult<()>;
     /// Reserves `count` consecutive risk numbers; returns the first.
     async fn reserve_risk_numbers(&self, org: Uuid, count: i64) -> StoreResult<i64>;
     /// Inserts generated data in bulk; each risk gets its `create` history entry.

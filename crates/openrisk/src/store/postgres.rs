@@ -860,6 +860,11 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn analyze(&self) -> StoreResult<()> {
+        sqlx::query("ANALYZE").execute(&self.pool).await?;
+        Ok(())
+    }
+
     async fn reserve_risk_numbers(&self, org: Uuid, count: i64) -> StoreResult<i64> {
         let last: i64 = sqlx::query_scalar(
             "UPDATE organizations SET risk_seq = risk_seq + $2 WHERE id = $1 RETURNING risk_seq",

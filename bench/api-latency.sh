@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Read-path latency of the risk register on a seeded register, SQLite and PostgreSQL, in one run.
+#
+#   bench/api-latency.sh [RISKS]          (default 100000)
+#
+# Environment: BENCH_DURATION (oha duration per route, default 10s), BENCH_CONNECTIONS (default 8),
+# BENCH_PG_URL (an existing database used to create and drop the benchmark's own,
+# default postgres://postgres@127.0.0.1:5432/test). Results: a Markdown table on stdout;
+# PostgreSQL query plans in target/bench/plans-postgres.txt. Targets 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RISKS=${1:-100000}
+DURATION=${BENCH_DURATION:-10s}
+CONNECTIONS=${BENCH_CONNECTIONS:-8}
+PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+OUT=target/bench
+mkdir -p "$OUT"
+
+command -v oha >/dev/null || cargo install oha --locked
+cargo build --release --quiet
+BIN=$PWD/target/release/openrisk
+WORK=$(mktemp -d)
+PG_DB=openrisk_bench_$$
+SERVER=
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# GET a JSON document with the benchmark token; print one field (a dotted path).
+field() { # url path
+  curl -fsS -H "Authorization: Bearer $TOKEN" "$1" | python3 -c '
+import json, sys
+value = json.load(sys.stdin)
+for key in sys.argv[1].split("."):
+    value = value[int(key)] if key.isdigit() else value[key]
+print(value)' "$2"
+}
+
+measure() { # backend label path
+  local json
+  json=$(oha -z "$DURATION" -c "$CONNECTIONS" --no-tui --output-format json \
+    -H "Authorization: Bearer $TOKEN" "$BASE$3")
+  python3 - "$1" "$2" "$json" <<'PY'
+import json, sys
+backend, label, raw = sys.argv[1:4]
+r = json.loads(raw)
+p = r["latencyPercentiles"]
+codes = r.get("statusCodeDistribution", {})
+ok = codes.get("200", 0)
+print(f"| {backend} | {label} | {r['summary']['requestsPerSec']:.0f} | {p['p50'] * 1000:.2f} | "
+      f"{p['p99'] * 1000:.2f} | {ok}/{sum(codes.values())} |")
+PY
+}
+
+run_backend() { # name database-url port
+  local name=$1 port=$3
+  export DATABASE_URL=$2 OPENRISK_DATA_DIR=$WORK/$name OPENRISK_LISTEN=127.0.0.1:$port RUST_LOG=warn
+  "$BIN" migrate 2>/dev/null
+  TOKEN=$("$BIN" org create bench 2>/dev/null)
+  local started=$SECONDS
+  "$BIN" seed --org bench --risks "$RISKS" 2>/dev/null
+  echo "$name: seeded $RISKS risks in $((SECONDS - started)) s" >&2
+  "$BIN" serve 2>"$OUT/server-$name.log" &
+  SERVER=$!
+  BASE=http://127.0.0.1:$port
+  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+
+  local id cursor page
+  id=$(field "$BASE/api/v1/risks?limit=1" items.0.id)
+  # A deep page: the cursor after half the register, walked in pages of 200.
+  cursor=$(python3 - "$BASE" "$TOKEN" "$RISKS" <<'PY'
+import json, sys, urllib.request
+base, token, risks = sys.argv[1], sys.argv[2], int(sys.argv[3])
+cursor, seen = None, 0
+while seen < risks // 2:
+    url = f"{base}/api/v1/risks?limit=200" + (f"&cursor={cursor}" if cursor else "")
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    page = json.load(urllib.request.urlopen(req))
+    seen += len(page["items"])
+    cursor = page["next_cursor"]
+    if cursor is None:
+        break
+print(cursor or "")
+PY
+)
+  measure "$name" "get by id" "/api/v1/risks/$id"
+  measure "$name" "default list page (50)" "/api/v1/risks"
+  measure "$name" "filtered + sorted page" "/api/v1/risks?status=open&status=in_progress&severity=critical&sort=-created_at"
+  measure "$name" "q search (selective)" "/api/v1/risks?q=billing%20service"
+  measure "$name" "q search (common word)" "/api/v1/risks?q=ransomware"
+  measure "$name" "deep page via cursor" "/api/v1/risks?cursor=$cursor"
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+}
+
+echo "| backend | route | req/s | p50 ms | p99 ms | 200s/total |"
+echo "|---|---|---|---|---|---|"
+run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18181
+
+psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
+PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$PG_ADMIN" "$PG_DB")
+run_backend postgres "$PG_URL" 18182
+
+# The plans behind the list and the search, as the store issues them (org bound as a parameter).
+psql "$PG_URL" -q > "$OUT/plans-postgres.txt" <<'SQL'
+\set org (SELECT id FROM organizations WHERE slug = 'bench')
+\echo '== default list page: ORDER BY score DESC, id DESC'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id, r.score FROM risks r
+ WHERE r.org_id = :org ORDER BY r.score DESC, r.id DESC LIMIT 51;
+\echo '== filtered + sorted: status, severity, ORDER BY created_at DESC'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
+ WHERE r.org_id = :org AND r.status IN ('open', 'in_progress') AND r.severity IN ('critical')
+ ORDER BY r.created_at DESC, r.id DESC LIMIT 51;
+\echo '== q search (trigram GIN index)'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
+ WHERE r.org_id = :org AND r.search_text ILIKE '%billing service%' ESCAPE '\'
+ ORDER BY r.score DESC, r.id DESC LIMIT 51;
+\echo '== deep page: keyset continuation'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
+ WHERE r.org_id = :org AND (r.score, r.id) < (9, 'ffffffff-ffff-ffff-ffff-ffffffffffff')
+ ORDER BY r.score DESC, r.id DESC LIMIT 51;
+SQL
+echo "PostgreSQL plans: $OUT/plans-postgres.txt" >&2
