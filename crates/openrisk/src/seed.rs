@@ -211,9 +211,11 @@ impl Generator {
             let fields = RiskFields {
                 title: format!("{threat} {area}"),
                 description: format!(
-                    "{threat} {area} could disrupt {} activities. Identified during the {} review.",
+                    "{threat} {area} could disrupt {} activities. Identified during the {} review; \
+                     tested by control CTL-{:04}.",
                     category.to_lowercase(),
-                    created_at.format("%B %Y")
+                    created_at.format("%B %Y"),
+                    self.rng.random_range(0..10_000)
                 ),
                 category: Some(category.to_owned()),
                 owner_id,

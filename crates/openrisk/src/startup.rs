@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -12,6 +13,9 @@ use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError, TokenGrant};
+
+/// How long in-flight requests may run after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 pub struct Application {
     listener: TcpListener,
@@ -51,11 +55,29 @@ impl Application {
         self.run_until(shutdown_signal()).await
     }
 
+    /// Serves until `stop` completes, then stops accepting connections and gives in-flight
+    /// requests up to `SHUTDOWN_GRACE` to finish.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            stop.await;
+            let _ = stopping.send(());
+        });
+        let grace_over = async move {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            result = server => result,
+            () = grace_over => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period were dropped");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -13,7 +13,6 @@ mod tokens;
 mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -127,6 +126,3 @@ fn internal_error() -> Response {
     )
     .into_response()
 }
-
-/// How long in-flight requests may run after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);

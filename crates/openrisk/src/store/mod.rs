@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::config::{Config, PoolSettings};
+use crate::config::Config;
 use crate::domain::Precondition;
 use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::{Principal, Role};
@@ -192,10 +192,7 @@ pub trait Store: Send + Sync {
 
 /// Opens the store `config.database_url` names and applies its migrations.
 pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    connect_url(&config.database_url, &config.pool).await
-}
-
-pub async fn connect_url(url: &str, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
+    let (url, pool) = (config.database_url.as_str(), &config.pool);
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url, pool).await?))
     } else if url.starts_with("sqlite:") {
