@@ -6,13 +6,14 @@ use std::ops::Deref;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
+use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::ApiError;
+use super::{AppState, BODY_LIMIT};
 use crate::domain::Precondition;
 use crate::domain::auth::{Principal, Role, hash_token};
 use crate::domain::list::{ParamError, Params};
@@ -101,20 +102,45 @@ pub trait RequestBody: DeserializeOwned {
     }
 }
 
+/// Bodies up to this size past the limit are read and discarded, so the client, still sending,
+/// receives the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 8 * BODY_LIMIT;
+
+/// The request body, at most `BODY_LIMIT` bytes.
+async fn read_limited(req: Request) -> Result<Bytes, ApiError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let mut chunks = req.into_body().into_data_stream();
+    let (mut body, mut total) = (Vec::new(), 0usize);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        total += chunk.len();
+        if total <= BODY_LIMIT {
+            body.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if total > BODY_LIMIT {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    Ok(Bytes::from(body))
+}
+
 impl<S: Send + Sync, T: RequestBody> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers()) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(e.body_text())
-            }
-        })?;
+        let bytes = read_limited(req).await?;
         let mut value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
         let mut violations = Violations::default();

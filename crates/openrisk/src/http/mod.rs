@@ -15,7 +15,6 @@ mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -111,8 +110,7 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 }))
-                .layer(CatchPanicLayer::custom(|_| internal_error()))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT)),
+                .layer(CatchPanicLayer::custom(|_| internal_error())),
         )
 }
 
