@@ -177,7 +177,7 @@ async fn seed_register(store: &dyn Store, org: &Organization, risks: usize, seed
         )
         .await?;
     let owners = owners.items.into_iter().map(|u| u.id).collect();
-    let mut generator = Generator::new(seed, crate::domain::now(), owners);
+    let mut generator = Generator::new(seed, crate::domain::now(), owners, risks);
     let assets = generator.assets((risks / 20).clamp(5, 5_000));
     store
         .insert_seed(

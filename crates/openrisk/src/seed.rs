@@ -102,27 +102,39 @@ const STATUS_WEIGHTS: &[(RiskStatus, u32)] = &[
     (RiskStatus::Closed, 15),
 ];
 
-/// Generates the register in batches of at most `batch_size` risks, oldest first.
+/// Generates a register of `total` risks created over the past year, in batches: each batch
+/// covers the next slice of the year, so references follow creation order across batches.
 pub struct Generator {
     rng: StdRng,
     now: DateTime<Utc>,
     owners: Vec<Uuid>,
     assets: Vec<Uuid>,
+    total: usize,
+    generated: usize,
 }
 
 impl Generator {
-    pub fn new(seed: u64, now: DateTime<Utc>, owners: Vec<Uuid>) -> Self {
+    pub fn new(seed: u64, now: DateTime<Utc>, owners: Vec<Uuid>, total: usize) -> Self {
         Generator {
             rng: StdRng::seed_from_u64(seed),
             now,
             owners,
             assets: Vec::new(),
+            total: total.max(1),
+            generated: 0,
         }
     }
 
     fn id_at(&mut self, at: DateTime<Utc>) -> Uuid {
         let random: [u8; 10] = self.rng.random();
         uuid::Builder::from_unix_timestamp_millis(at.timestamp_millis() as u64, &random).into_uuid()
+    }
+
+    /// When the `done`-th risk of the register was created: the year is shared out evenly.
+    fn slice_start(&self, done: usize) -> DateTime<Utc> {
+        let year = Duration::days(365).num_seconds();
+        let share = year * done.min(self.total) as i64 / self.total as i64;
+        self.now - Duration::seconds(year - share)
     }
 
     fn time_between(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> DateTime<Utc> {
@@ -173,10 +185,12 @@ impl Generator {
     /// Risks numbered from `first_number`, created over the past year in order, each with 1–3
     /// mitigations.
     pub fn risks(&mut self, first_number: i64, count: usize) -> SeedBatch {
-        let year_ago = self.now - Duration::days(365);
-        let mut created: Vec<DateTime<Utc>> = (0..count)
-            .map(|_| self.time_between(year_ago, self.now))
-            .collect();
+        let (from, to) = (
+            self.slice_start(self.generated),
+            self.slice_start(self.generated + count),
+        );
+        self.generated += count;
+        let mut created: Vec<DateTime<Utc>> = (0..count).map(|_| self.time_between(from, to)).collect();
         created.sort();
         let mut batch = SeedBatch::default();
         for (i, created_at) in created.into_iter().enumerate() {
@@ -283,8 +297,8 @@ mod tests {
     fn the_same_seed_gives_the_same_register() {
         let now = crate::domain::now();
         let owners = vec![Uuid::nil()];
-        let mut a = Generator::new(9, now, owners.clone());
-        let mut b = Generator::new(9, now, owners);
+        let mut a = Generator::new(9, now, owners.clone(), 50);
+        let mut b = Generator::new(9, now, owners, 50);
         a.assets(5);
         b.assets(5);
         let (a, b) = (a.risks(1, 50), b.risks(1, 50));

@@ -132,12 +132,15 @@ pub async fn bootstrap(store: &dyn Store, config: &Config) -> anyhow::Result<()>
         }
     }
     if generated {
+        // Shown first: if the file cannot be written, the token is still not lost.
         let path = config.data_dir.join("bootstrap-token");
-        write_secret(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!(
-            "Bootstrap admin token (shown once, also in {}):\n{token}",
+            "Bootstrap admin token (shown once, also written to {}):\n{token}",
             path.display()
         );
+        if let Err(e) = write_secret(&path, &token) {
+            tracing::warn!(error = %e, path = %path.display(), "cannot write the bootstrap token file");
+        }
     }
     Ok(())
 }
@@ -151,5 +154,8 @@ fn write_secret(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
+    // An existing file keeps its old mode on open: tighten it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     writeln!(file, "{secret}")
 }

@@ -51,6 +51,10 @@ both_backends! {
         assert_eq!(fetched, risk);
 
         // Stale If-Match is refused and changes nothing; the current one applies.
+        // If-Match compares strongly: the weak form of the current tag does not match.
+        let weak = app.request(Method::PATCH, &location, t).header("if-match", format!("W/{etag}"))
+            .json(&json!({"title": "x"})).send().await.unwrap();
+        assert_eq!(weak.status(), StatusCode::PRECONDITION_FAILED);
         let stale = app.request(Method::PATCH, &location, t).header("if-match", "\"0-stale\"")
             .json(&json!({"title": "x"})).send().await.unwrap();
         assert_eq!(stale.status(), StatusCode::PRECONDITION_FAILED);
@@ -157,8 +161,13 @@ both_backends! {
         let linked = app.create_risk(t, json!({"title": "Disk failure", "likelihood": 2, "impact": 4, "asset_ids": [asset["id"]]})).await;
         let (status, _) = app.delete(&a, t).await;
         assert_eq!(status, StatusCode::NO_CONTENT);
-        let (_, linked) = app.get(&format!("/api/v1/risks/{}", id(&linked)), t).await;
+        let linked_path = format!("/api/v1/risks/{}", id(&linked));
+        let (_, linked) = app.get(&linked_path, t).await;
         assert_eq!(linked["asset_ids"], json!([]));
+        // Unlinking is a change of the risk: a new version with its history entry.
+        assert_eq!(linked["version"], 2);
+        let (_, history) = app.get(&format!("{linked_path}/history"), t).await;
+        assert_eq!(history["items"][0]["changes"]["asset_ids"], json!([[asset["id"]], []]));
     }
 
     async fn accounts_and_tokens(app: TestApp) {

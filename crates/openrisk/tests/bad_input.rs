@@ -48,6 +48,13 @@ both_backends! {
             let (status, problem) = app.post("/api/v1/risks", t, body.clone()).await;
             assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &[field]);
         }
+        // NUL characters cannot be stored by PostgreSQL: refused up front on both backends.
+        let (status, problem) = app.post("/api/v1/risks", t, json!({"title": "a\u{0}b", "likelihood": 1, "impact": 1, "tags": ["\u{0}"]})).await;
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["title", "tags[0]"]);
+        for query in ["q=a%00b", "category=%00", "tag=x%00"] {
+            let (status, problem) = app.get(&format!("/api/v1/risks?{query}"), t).await;
+            assert_problem(status, &problem, StatusCode::BAD_REQUEST, &[query.split('=').next().unwrap()]);
+        }
         let (status, problem) = app.patch(&path, t, json!({"status": "finished"})).await;
         assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["status"]);
 

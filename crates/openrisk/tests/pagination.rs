@@ -80,7 +80,7 @@ async fn check(app: &common::TestApp, case: Case) -> Result<(), TestCaseError> {
     let org = app.store.organization_by_slug(&slug[..20]).await.unwrap();
     let (_, me) = app.get("/api/v1/me", &token).await;
     let actor: Uuid = me["user"]["id"].as_str().unwrap().parse().unwrap();
-    let mut generator = Generator::new(case.seed, Utc::now(), vec![actor]);
+    let mut generator = Generator::new(case.seed, Utc::now(), vec![actor], case.risks);
     let assets = generator.assets(5);
     app.store
         .insert_seed(

@@ -48,7 +48,9 @@ CREATE TABLE assets (
 CREATE INDEX assets_org ON assets (org_id, id);
 
 CREATE TABLE risks (
-    id                  BLOB PRIMARY KEY,
+    -- A stable rowid for the search index (VACUUM may renumber implicit rowids).
+    seq                 INTEGER PRIMARY KEY,
+    id                  BLOB NOT NULL UNIQUE,
     org_id              BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     ref_number          INTEGER NOT NULL,
     title               TEXT NOT NULL,
@@ -85,17 +87,17 @@ CREATE INDEX risks_org_owner   ON risks (org_id, owner_id);
 
 -- Substring search (case-insensitive) over title, description and tags.
 CREATE VIRTUAL TABLE risks_fts USING fts5(
-    search_text, content = 'risks', content_rowid = 'rowid', tokenize = 'trigram case_sensitive 0'
+    search_text, content = 'risks', content_rowid = 'seq', tokenize = 'trigram case_sensitive 0'
 );
 CREATE TRIGGER risks_fts_insert AFTER INSERT ON risks BEGIN
-    INSERT INTO risks_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    INSERT INTO risks_fts (rowid, search_text) VALUES (new.seq, new.search_text);
 END;
 CREATE TRIGGER risks_fts_delete AFTER DELETE ON risks BEGIN
-    INSERT INTO risks_fts (risks_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+    INSERT INTO risks_fts (risks_fts, rowid, search_text) VALUES ('delete', old.seq, old.search_text);
 END;
 CREATE TRIGGER risks_fts_update AFTER UPDATE OF search_text ON risks BEGIN
-    INSERT INTO risks_fts (risks_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
-    INSERT INTO risks_fts (rowid, search_text) VALUES (new.rowid, new.search_text);
+    INSERT INTO risks_fts (risks_fts, rowid, search_text) VALUES ('delete', old.seq, old.search_text);
+    INSERT INTO risks_fts (rowid, search_text) VALUES (new.seq, new.search_text);
 END;
 
 CREATE TABLE risk_assets (

@@ -322,12 +322,13 @@ impl RiskListQuery {
 
 impl SortValue {
     fn fits(&self, key: SortKey) -> bool {
-        matches!(
-            (self, key),
-            (SortValue::Int(_), SortKey::Score)
-                | (SortValue::Time(_), SortKey::CreatedAt | SortKey::UpdatedAt)
-                | (SortValue::Text(_), SortKey::Title)
-        )
+        !matches!(self, SortValue::Text(text) if text.contains('\0'))
+            && matches!(
+                (self, key),
+                (SortValue::Int(_), SortKey::Score)
+                    | (SortValue::Time(_), SortKey::CreatedAt | SortKey::UpdatedAt)
+                    | (SortValue::Text(_), SortKey::Title)
+            )
     }
 }
 

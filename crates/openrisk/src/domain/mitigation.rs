@@ -14,13 +14,6 @@ string_enum! {
     }
 }
 
-impl MitigationStatus {
-    /// Still expected to be delivered (so it can be overdue).
-    pub fn is_active(self) -> bool {
-        matches!(self, MitigationStatus::Planned | MitigationStatus::InProgress)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Mitigation {
     pub id: Uuid,

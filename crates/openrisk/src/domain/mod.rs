@@ -89,7 +89,8 @@ pub enum Precondition {
     None,
     /// `*`: the resource must exist.
     Any,
-    /// One of these entity tags must be the current one.
+    /// One of these entity tags must be the current one (strong comparison: a weak tag never
+    /// matches).
     OneOf(Vec<String>),
 }
 
@@ -97,10 +98,7 @@ impl Precondition {
     pub fn holds(&self, current: &impl Versioned) -> bool {
         match self {
             Precondition::None | Precondition::Any => true,
-            Precondition::OneOf(tags) => {
-                let etag = current.etag();
-                tags.iter().any(|t| t.trim_start_matches("W/") == etag)
-            }
+            Precondition::OneOf(tags) => tags.contains(&current.etag()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Organizations (tenants), their users and API tokens.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -177,7 +177,7 @@ impl NewToken {
             user_id: self.user_id,
             name,
             role: self.role,
-            expires_at: self.expires_at,
+            expires_at: self.expires_at.map(|at| at.trunc_subsecs(6)),
         })
     }
 }

@@ -16,13 +16,6 @@ string_enum! {
     }
 }
 
-impl RiskStatus {
-    /// "Open" in dashboards: the risk still needs work.
-    pub fn is_open(self) -> bool {
-        matches!(self, RiskStatus::Open | RiskStatus::InProgress)
-    }
-}
-
 string_enum! {
     pub enum Treatment { Mitigate => "mitigate", Accept => "accept", Transfer => "transfer", Avoid => "avoid" }
 }
@@ -38,16 +31,6 @@ impl Severity {
             5..=9 => Severity::Medium,
             10..=15 => Severity::High,
             _ => Severity::Critical,
-        }
-    }
-
-    /// Inclusive score bounds of this severity band.
-    pub fn score_range(self) -> (i32, i32) {
-        match self {
-            Severity::Low => (1, 4),
-            Severity::Medium => (5, 9),
-            Severity::High => (10, 15),
-            Severity::Critical => (16, 25),
         }
     }
 }
@@ -401,21 +384,51 @@ pub struct HistoryEntry {
 }
 
 impl HistoryEntry {
-    /// The entry for a change from `before` to `after` (`None`: the risk does not exist on that
-    /// side) made by `actor` at `at`.
-    pub fn record(before: Option<&Risk>, after: Option<&Risk>, actor: Uuid, at: DateTime<Utc>) -> Self {
-        let (change_type, version) = match (before, after) {
-            (_, Some(after)) if before.is_none() => (ChangeType::Create, after.version),
-            (_, Some(after)) => (ChangeType::Update, after.version),
-            (Some(before), None) => (ChangeType::Delete, before.version + 1),
-            (None, None) => (ChangeType::Update, 0),
-        };
+    pub fn created(risk: &Risk, actor: Uuid) -> Self {
+        Self::entry(
+            ChangeType::Create,
+            risk.version,
+            risk.created_at,
+            actor,
+            changes(None, Some(risk)),
+        )
+    }
+
+    pub fn updated(before: &Risk, after: &Risk, actor: Uuid) -> Self {
+        let changes = changes(Some(before), Some(after));
+        Self::entry(
+            ChangeType::Update,
+            after.version,
+            after.updated_at,
+            actor,
+            changes,
+        )
+    }
+
+    /// Deletion takes the version after the last one.
+    pub fn deleted(risk: &Risk, actor: Uuid, at: DateTime<Utc>) -> Self {
+        Self::entry(
+            ChangeType::Delete,
+            risk.version + 1,
+            at,
+            actor,
+            changes(Some(risk), None),
+        )
+    }
+
+    fn entry(
+        change_type: ChangeType,
+        version: i64,
+        changed_at: DateTime<Utc>,
+        actor: Uuid,
+        changes: Map<String, Value>,
+    ) -> Self {
         HistoryEntry {
             version,
-            changed_at: at,
+            changed_at,
             changed_by: Some(actor),
             change_type,
-            changes: changes(before, after),
+            changes,
         }
     }
 }
@@ -466,11 +479,11 @@ mod tests {
 
     #[test]
     fn severity_bands_follow_the_score() {
-        let bands: Vec<(i32, Severity)> = (1..=25).map(|s| (s, Severity::from_score(s))).collect();
-        for (score, severity) in bands {
-            let (low, high) = severity.score_range();
-            assert!((low..=high).contains(&score), "{score} in {severity}");
-        }
+        let bands: Vec<Severity> = (1..=25).map(Severity::from_score).collect();
+        assert!(
+            bands.windows(2).all(|w| w[0] <= w[1]),
+            "severity grows with the score"
+        );
         assert_eq!(Severity::from_score(4), Severity::Low);
         assert_eq!(Severity::from_score(5), Severity::Medium);
         assert_eq!(Severity::from_score(10), Severity::High);

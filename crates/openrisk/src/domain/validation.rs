@@ -65,7 +65,10 @@ impl Violations {
     /// Text length in characters, inclusive bounds.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.chars().count();
-        if len < min || len > max {
+        if value.contains('\0') {
+            // PostgreSQL cannot store NUL in text.
+            self.add(field, "must not contain NUL characters");
+        } else if len < min || len > max {
             if min == 0 {
                 self.add(field, format!("must be at most {max} characters"));
             } else {

@@ -120,7 +120,7 @@ async fn delete_asset(
 ) -> ApiResult<Response> {
     state
         .store
-        .delete_asset(auth.organization_id, id, &precondition)
+        .delete_asset(auth.organization_id, auth.user_id, id, &precondition)
         .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -49,6 +49,8 @@ pub enum ApiError {
     Invalid(Violations),
     #[error("database unavailable")]
     Unavailable,
+    #[error("request timed out")]
+    Timeout,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -97,6 +99,7 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -122,6 +125,10 @@ impl ApiError {
                 format!("invalid fields: {}", fields.join(", "))
             }
             Unavailable => "the database cannot serve the request now; retry shortly".into(),
+            Timeout => format!(
+                "the request took longer than {} s",
+                super::REQUEST_TIMEOUT.as_secs()
+            ),
             // The cause goes to the log only: a 5xx never shows internals.
             Internal(_) => "the server failed to handle the request".into(),
         }
@@ -174,7 +181,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable => {
+            ApiError::Unavailable | ApiError::Timeout => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}

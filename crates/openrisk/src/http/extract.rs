@@ -215,9 +215,16 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        let pairs = url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+        let pairs: Vec<(String, String)> =
+            url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        if let Some((name, _)) = pairs.iter().find(|(_, v)| v.contains('\0')) {
+            return Err(ApiError::BadParam(ParamError::new(
+                name,
+                "must not contain NUL characters",
+            )));
+        }
         Ok(QueryParams(Params(pairs)))
     }
 }

@@ -43,11 +43,14 @@ async fn ready(State(state): State<AppState>) -> Response {
             StatusCode::OK,
             serde_json::json!({"status": "up", "backend": state.store.backend(), "latency_ms": elapsed_ms}),
         ),
-        Ok(Err(e)) => (
-            "down",
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "backend": state.store.backend(), "error": e.to_string()}),
-        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check: database down");
+            (
+                "down",
+                StatusCode::SERVICE_UNAVAILABLE,
+                serde_json::json!({"status": "down", "backend": state.store.backend(), "error": "query failed"}),
+            )
+        }
         Err(_) => (
             "down",
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,6 +13,7 @@ mod tokens;
 mod users;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Request, StatusCode};
@@ -31,6 +32,9 @@ use error::{ApiError, problem_response};
 
 /// Request bodies above this answer 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// A request still running after this answers 503, so no client waits forever.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -110,8 +114,16 @@ pub fn router(state: AppState) -> Router {
                         .unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 }))
+                .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error())),
         )
+}
+
+async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout.into_response(),
+    }
 }
 
 fn internal_error() -> Response {

@@ -47,15 +47,34 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                StoreError::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
+            sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => StoreError::Unavailable(e),
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict("a resource with the same unique value already exists".into())
+            }
+            // A referenced row was deleted by a concurrent request.
+            sqlx::Error::Database(ref db) if db.is_foreign_key_violation() => {
+                StoreError::Conflict("a referenced resource was changed concurrently; retry".into())
             }
             e => StoreError::Database(e),
         }
     }
+}
+
+/// Errors that say "not now" rather than "never": the server is shutting down, out of
+/// connections, or (SQLite) the database is busy.
+fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    // PostgreSQL SQLSTATEs: connection exceptions, too many connections, admin/crash shutdown,
+    // cannot connect now.
+    let postgres = code.starts_with("08") || matches!(code.as_ref(), "53300" | "57P01" | "57P02" | "57P03");
+    // SQLite result codes (extended codes keep the primary code in the low byte): BUSY, LOCKED.
+    let sqlite = code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
+    postgres || sqlite
 }
 
 impl From<Violations> for StoreError {
@@ -124,7 +143,7 @@ pub trait Store: Send + Sync {
     async fn user(&self, org: Uuid, id: Uuid) -> StoreResult<User>;
     async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>>;
     async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User>;
-    /// Issues a token for `draft.user_id`; the role may not exceed the user's.
+    /// Issues a token for user `user_id`; the role may not exceed the user's.
     async fn create_token(
         &self,
         org: Uuid,
@@ -180,8 +199,14 @@ pub trait Store: Send + Sync {
     async fn asset(&self, org: Uuid, id: Uuid) -> StoreResult<Asset>;
     async fn assets(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Asset>>;
     async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset>;
-    /// Deletes the asset and unlinks it from every risk.
-    async fn delete_asset(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()>;
+    /// Deletes the asset and unlinks it from every risk (a new version of each, by `actor`).
+    async fn delete_asset(
+        &self,
+        org: Uuid,
+        actor: Uuid,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> StoreResult<()>;
 
     /// Refreshes the query planner's statistics (after bulk loads).
     async fn analyze(&self) -> StoreResult<()>;

@@ -5,7 +5,7 @@ use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::StoreResult;
-use super::sql::{like_pattern, non_zero, push_any, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -36,21 +36,9 @@ impl PgStore {
     }
 }
 
-/// The list's WHERE clause: organization first, then every filter.
+/// The list's WHERE clause: the shared filters, then tags and text search.
 fn push_filters(qb: &mut QueryBuilder<Postgres>, org: Uuid, f: &RiskFilter) {
-    qb.push(" WHERE r.org_id = ").push_bind(org);
-    push_any(
-        qb,
-        (" AND r.status IN (", ")"),
-        f.statuses.iter().map(|s| s.as_str().to_owned()),
-    );
-    push_any(
-        qb,
-        (" AND r.severity IN (", ")"),
-        f.severities.iter().map(|s| s.as_str().to_owned()),
-    );
-    push_any(qb, (" AND r.category IN (", ")"), f.categories.iter().cloned());
-    push_any(qb, (" AND r.owner_id IN (", ")"), f.owner_ids.iter().copied());
+    push_scoped_filters(qb, org, f);
     push_any(qb, (" AND r.tags ?| ARRAY[", "]::text[]"), f.tags.iter().cloned());
     if let Some(q) = &f.q {
         // Served by the trigram GIN index on search_text.
@@ -79,5 +67,8 @@ async fn lock_row(conn: &mut PgConnection, table: &str, org: Uuid, id: Uuid) -> 
         .await?;
     Ok(())
 }
+
+/// Write transactions are plain transactions; row locks order concurrent writers.
+const BEGIN_WRITE: &str = "BEGIN";
 
 sql_store!(store: PgStore, db: Postgres, conn: PgConnection, read: pool, write: pool, name: "postgres");

@@ -6,6 +6,9 @@
 use std::time::Duration;
 
 use sqlx::{Database, QueryBuilder};
+use uuid::Uuid;
+
+use crate::domain::list::RiskFilter;
 
 pub const MITIGATION_COLUMNS: &str = "id, risk_id, title, description, status, owner_id, due_date, \
     progress, cost, version, created_at, updated_at, completed_at";
@@ -45,6 +48,22 @@ pub fn push_any<'a, DB: Database, T>(
     qb.push(suffix);
 }
 
+/// The list's WHERE clause common to both backends: the organization, then the equality
+/// filters. Each backend adds tags and text search its own way.
+pub fn push_scoped_filters<DB: Database>(qb: &mut QueryBuilder<DB>, org: Uuid, f: &RiskFilter)
+where
+    Uuid: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: for<'a> sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push(" WHERE r.org_id = ").push_bind(org);
+    let statuses = f.statuses.iter().map(|s| s.as_str().to_owned());
+    push_any(qb, (" AND r.status IN (", ")"), statuses);
+    let severities = f.severities.iter().map(|s| s.as_str().to_owned());
+    push_any(qb, (" AND r.severity IN (", ")"), severities);
+    push_any(qb, (" AND r.category IN (", ")"), f.categories.iter().cloned());
+    push_any(qb, (" AND r.owner_id IN (", ")"), f.owner_ids.iter().copied());
+}
+
 /// Implements `Store` for `$store` over database `$db`: reads go to pool `self.$read`, writes
 /// to `self.$write`.
 macro_rules! sql_store {
@@ -58,7 +77,7 @@ macro_rules! sql_store {
             use sqlx::{AssertSqlSafe, QueryBuilder};
             use uuid::Uuid;
 
-            use super::{RISK_SELECT, lock_row, push_filters, sort_column};
+            use super::{BEGIN_WRITE, RISK_SELECT, lock_row, push_filters, sort_column};
             use crate::domain;
             use crate::domain::Precondition;
             use crate::domain::asset::{Asset, AssetFields};
@@ -126,117 +145,180 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn insert_risk(conn: &mut $conn, org: Uuid, risk: &Risk) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO risks (id, org_id, ref_number, title, description, category, owner_id, status, \
-                     likelihood, impact, score, severity, residual_likelihood, residual_impact, residual_score, \
-                     treatment, tags, review_date, search_text, version, created_at, updated_at, closed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
-                     $20, $21, $22, $23)",
-                )
-                .bind(risk.id)
-                .bind(org)
-                .bind(rows::ref_number(risk))
-                .bind(&risk.title)
-                .bind(&risk.description)
-                .bind(&risk.category)
-                .bind(risk.owner_id)
-                .bind(risk.status.as_str())
-                .bind(risk.likelihood)
-                .bind(risk.impact)
-                .bind(risk.score)
-                .bind(risk.severity.as_str())
-                .bind(risk.residual_likelihood)
-                .bind(risk.residual_impact)
-                .bind(risk.residual_score)
-                .bind(risk.treatment.map(|t| t.as_str()))
-                .bind(Json(&risk.tags))
-                .bind(risk.review_date)
-                .bind(risk.search_text())
-                .bind(risk.version)
-                .bind(risk.created_at)
-                .bind(risk.updated_at)
-                .bind(risk.closed_at)
-                .execute(&mut *conn)
-                .await?;
-                link_assets(conn, risk).await
-            }
+            /// Multi-row INSERTs of at most this many rows (of at most 23 columns): under both SQLite's
+            /// 32 766 and PostgreSQL's 65 535 bind parameters.
+            const ROWS_PER_INSERT: usize = 1_000;
 
-            async fn link_assets(conn: &mut $conn, risk: &Risk) -> StoreResult<()> {
-                for asset in &risk.asset_ids {
-                    sqlx::query("INSERT INTO risk_assets (risk_id, asset_id) VALUES ($1, $2)")
-                        .bind(risk.id)
-                        .bind(asset)
-                        .execute(&mut *conn)
-                        .await?;
+            /// Inserts new risks with their asset links and their `create` history entries.
+            async fn insert_risks(conn: &mut $conn, org: Uuid, actor: Uuid, risks: &[Risk]) -> StoreResult<()> {
+                for chunk in risks.chunks(ROWS_PER_INSERT) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO risks (id, org_id, ref_number, title, description, category, owner_id, status, \
+                         likelihood, impact, score, severity, residual_likelihood, residual_impact, residual_score, \
+                         treatment, tags, review_date, search_text, version, created_at, updated_at, closed_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, r| {
+                        row.push_bind(r.id)
+                            .push_bind(org)
+                            .push_bind(rows::ref_number(r))
+                            .push_bind(&r.title)
+                            .push_bind(&r.description)
+                            .push_bind(&r.category)
+                            .push_bind(r.owner_id)
+                            .push_bind(r.status.as_str())
+                            .push_bind(r.likelihood)
+                            .push_bind(r.impact)
+                            .push_bind(r.score)
+                            .push_bind(r.severity.as_str())
+                            .push_bind(r.residual_likelihood)
+                            .push_bind(r.residual_impact)
+                            .push_bind(r.residual_score)
+                            .push_bind(r.treatment.map(|t| t.as_str()))
+                            .push_bind(Json(&r.tags))
+                            .push_bind(r.review_date)
+                            .push_bind(r.search_text())
+                            .push_bind(r.version)
+                            .push_bind(r.created_at)
+                            .push_bind(r.updated_at)
+                            .push_bind(r.closed_at);
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                    link_assets(conn, chunk).await?;
+                    let entries: Vec<(Uuid, HistoryEntry)> =
+                        chunk.iter().map(|r| (r.id, HistoryEntry::created(r, actor))).collect();
+                    append_history(conn, org, &entries).await?;
                 }
                 Ok(())
             }
 
-            async fn append_history(
+            async fn link_assets(conn: &mut $conn, risks: &[Risk]) -> StoreResult<()> {
+                let links: Vec<(Uuid, Uuid)> =
+                    risks.iter().flat_map(|r| r.asset_ids.iter().map(|a| (r.id, *a))).collect();
+                for chunk in links.chunks(ROWS_PER_INSERT) {
+                    let mut qb = QueryBuilder::<$db>::new("INSERT INTO risk_assets (risk_id, asset_id) ");
+                    qb.push_values(chunk, |mut row, (risk, asset)| {
+                        row.push_bind(*risk).push_bind(*asset);
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// Appends `(risk id, entry)` pairs to the risks' history.
+            async fn append_history(conn: &mut $conn, org: Uuid, entries: &[(Uuid, HistoryEntry)]) -> StoreResult<()> {
+                for chunk in entries.chunks(ROWS_PER_INSERT) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) ",
+                    );
+                    qb.push_values(chunk, |mut row, (risk_id, entry)| {
+                        row.push_bind(org)
+                            .push_bind(*risk_id)
+                            .push_bind(entry.version)
+                            .push_bind(entry.changed_at)
+                            .push_bind(entry.changed_by)
+                            .push_bind(entry.change_type.as_str())
+                            .push_bind(Json(&entry.changes));
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// Stores `next` in place of `current` and records the change.
+            async fn write_risk_update(
                 conn: &mut $conn,
                 org: Uuid,
-                risk_id: Uuid,
-                entry: &HistoryEntry,
+                actor: Uuid,
+                current: &Risk,
+                next: &Risk,
             ) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    "UPDATE risks SET title = $3, description = $4, category = $5, owner_id = $6, status = $7, \
+                     likelihood = $8, impact = $9, score = $10, severity = $11, residual_likelihood = $12, \
+                     residual_impact = $13, residual_score = $14, treatment = $15, tags = $16, review_date = $17, \
+                     search_text = $18, version = $19, updated_at = $20, closed_at = $21 \
+                     WHERE org_id = $1 AND id = $2",
                 )
                 .bind(org)
-                .bind(risk_id)
-                .bind(entry.version)
-                .bind(entry.changed_at)
-                .bind(entry.changed_by)
-                .bind(entry.change_type.as_str())
-                .bind(Json(&entry.changes))
+                .bind(next.id)
+                .bind(&next.title)
+                .bind(&next.description)
+                .bind(&next.category)
+                .bind(next.owner_id)
+                .bind(next.status.as_str())
+                .bind(next.likelihood)
+                .bind(next.impact)
+                .bind(next.score)
+                .bind(next.severity.as_str())
+                .bind(next.residual_likelihood)
+                .bind(next.residual_impact)
+                .bind(next.residual_score)
+                .bind(next.treatment.map(|t| t.as_str()))
+                .bind(Json(&next.tags))
+                .bind(next.review_date)
+                .bind(next.search_text())
+                .bind(next.version)
+                .bind(next.updated_at)
+                .bind(next.closed_at)
                 .execute(&mut *conn)
                 .await?;
+                if next.asset_ids != current.asset_ids {
+                    sqlx::query("DELETE FROM risk_assets WHERE risk_id = $1")
+                        .bind(next.id)
+                        .execute(&mut *conn)
+                        .await?;
+                    link_assets(conn, std::slice::from_ref(next)).await?;
+                }
+                append_history(conn, org, &[(next.id, HistoryEntry::updated(current, next, actor))]).await
+            }
+
+            async fn insert_mitigations(conn: &mut $conn, org: Uuid, mitigations: &[Mitigation]) -> StoreResult<()> {
+                for chunk in mitigations.chunks(ROWS_PER_INSERT) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO mitigations (id, org_id, risk_id, title, description, status, owner_id, due_date, \
+                         progress, cost, version, created_at, updated_at, completed_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, m| {
+                        row.push_bind(m.id)
+                            .push_bind(org)
+                            .push_bind(m.risk_id)
+                            .push_bind(&m.title)
+                            .push_bind(&m.description)
+                            .push_bind(m.status.as_str())
+                            .push_bind(m.owner_id)
+                            .push_bind(m.due_date)
+                            .push_bind(m.progress)
+                            .push_bind(m.cost)
+                            .push_bind(m.version)
+                            .push_bind(m.created_at)
+                            .push_bind(m.updated_at)
+                            .push_bind(m.completed_at);
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
                 Ok(())
             }
 
-            async fn insert_mitigation(conn: &mut $conn, org: Uuid, m: &Mitigation) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO mitigations (id, org_id, risk_id, title, description, status, owner_id, due_date, \
-                     progress, cost, version, created_at, updated_at, completed_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(m.id)
-                .bind(org)
-                .bind(m.risk_id)
-                .bind(&m.title)
-                .bind(&m.description)
-                .bind(m.status.as_str())
-                .bind(m.owner_id)
-                .bind(m.due_date)
-                .bind(m.progress)
-                .bind(m.cost)
-                .bind(m.version)
-                .bind(m.created_at)
-                .bind(m.updated_at)
-                .bind(m.completed_at)
-                .execute(&mut *conn)
-                .await?;
-                Ok(())
-            }
-
-            async fn insert_asset(conn: &mut $conn, org: Uuid, a: &Asset) -> StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO assets (id, org_id, name, kind, criticality, description, tags, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                )
-                .bind(a.id)
-                .bind(org)
-                .bind(&a.name)
-                .bind(a.kind.as_str())
-                .bind(a.criticality.as_str())
-                .bind(&a.description)
-                .bind(Json(&a.tags))
-                .bind(a.version)
-                .bind(a.created_at)
-                .bind(a.updated_at)
-                .execute(&mut *conn)
-                .await?;
+            async fn insert_assets(conn: &mut $conn, org: Uuid, assets: &[Asset]) -> StoreResult<()> {
+                for chunk in assets.chunks(ROWS_PER_INSERT) {
+                    let mut qb = QueryBuilder::<$db>::new(
+                        "INSERT INTO assets (id, org_id, name, kind, criticality, description, tags, version, \
+                         created_at, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut row, a| {
+                        row.push_bind(a.id)
+                            .push_bind(org)
+                            .push_bind(&a.name)
+                            .push_bind(a.kind.as_str())
+                            .push_bind(a.criticality.as_str())
+                            .push_bind(&a.description)
+                            .push_bind(Json(&a.tags))
+                            .push_bind(a.version)
+                            .push_bind(a.created_at)
+                            .push_bind(a.updated_at);
+                    });
+                    qb.build().execute(&mut *conn).await?;
+                }
                 Ok(())
             }
 
@@ -348,7 +430,7 @@ macro_rules! sql_store {
                         expires_at: grant.expires_at,
                         created_at: now,
                     };
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     sqlx::query("INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
                         .bind(org.id)
                         .bind(&org.slug)
@@ -439,7 +521,7 @@ macro_rules! sql_store {
                     draft: &TokenDraft,
                     hash: Vec<u8>,
                 ) -> StoreResult<ApiToken> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
                     let user: User = match sqlx::query_as::<_, UserRow>(AssertSqlSafe(sql))
                         .bind(org)
@@ -486,7 +568,7 @@ macro_rules! sql_store {
                 }
 
                 async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     let number: i64 = sqlx::query_scalar(
                         "UPDATE organizations SET risk_seq = risk_seq + 1 WHERE id = $1 RETURNING risk_seq",
                     )
@@ -495,9 +577,7 @@ macro_rules! sql_store {
                     .await?;
                     let risk = Risk::new(Uuid::now_v7(), number, fields, domain::now());
                     check_risk_refs(&mut tx, org, &risk).await?;
-                    insert_risk(&mut tx, org, &risk).await?;
-                    let entry = HistoryEntry::record(None, Some(&risk), actor, risk.created_at);
-                    append_history(&mut tx, org, risk.id, &entry).await?;
+                    insert_risks(&mut tx, org, actor, std::slice::from_ref(&risk)).await?;
                     tx.commit().await?;
                     Ok(risk)
                 }
@@ -536,52 +616,14 @@ macro_rules! sql_store {
                 }
 
                 async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
                         return Ok(current);
                     };
                     check_risk_refs(&mut tx, org, &next).await?;
-                    sqlx::query(
-                        "UPDATE risks SET title = $3, description = $4, category = $5, owner_id = $6, status = $7, \
-                         likelihood = $8, impact = $9, score = $10, severity = $11, residual_likelihood = $12, \
-                         residual_impact = $13, residual_score = $14, treatment = $15, tags = $16, review_date = $17, \
-                         search_text = $18, version = $19, updated_at = $20, closed_at = $21 \
-                         WHERE org_id = $1 AND id = $2",
-                    )
-                    .bind(org)
-                    .bind(id)
-                    .bind(&next.title)
-                    .bind(&next.description)
-                    .bind(&next.category)
-                    .bind(next.owner_id)
-                    .bind(next.status.as_str())
-                    .bind(next.likelihood)
-                    .bind(next.impact)
-                    .bind(next.score)
-                    .bind(next.severity.as_str())
-                    .bind(next.residual_likelihood)
-                    .bind(next.residual_impact)
-                    .bind(next.residual_score)
-                    .bind(next.treatment.map(|t| t.as_str()))
-                    .bind(Json(&next.tags))
-                    .bind(next.review_date)
-                    .bind(next.search_text())
-                    .bind(next.version)
-                    .bind(next.updated_at)
-                    .bind(next.closed_at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if next.asset_ids != current.asset_ids {
-                        sqlx::query("DELETE FROM risk_assets WHERE risk_id = $1")
-                            .bind(id)
-                            .execute(&mut *tx)
-                            .await?;
-                        link_assets(&mut tx, &next).await?;
-                    }
-                    let entry = HistoryEntry::record(Some(&current), Some(&next), actor, next.updated_at);
-                    append_history(&mut tx, org, id, &entry).await?;
+                    write_risk_update(&mut tx, org, actor, &current, &next).await?;
                     tx.commit().await?;
                     Ok(next)
                 }
@@ -593,7 +635,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     precondition: &Precondition,
                 ) -> StoreResult<()> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
@@ -604,8 +646,8 @@ macro_rules! sql_store {
                         .bind(id)
                         .execute(&mut *tx)
                         .await?;
-                    let entry = HistoryEntry::record(Some(&current), None, actor, domain::now());
-                    append_history(&mut tx, org, id, &entry).await?;
+                    let entry = HistoryEntry::deleted(&current, actor, domain::now());
+                    append_history(&mut tx, org, &[(id, entry)]).await?;
                     tx.commit().await?;
                     Ok(())
                 }
@@ -617,17 +659,17 @@ macro_rules! sql_store {
                     include_deleted: bool,
                     page: &PageRequest<i64>,
                 ) -> StoreResult<Page<HistoryEntry>> {
-                    let (table, id_column) = if include_deleted {
-                        ("risk_history", "risk_id")
-                    } else {
-                        ("risks", "id")
-                    };
-                    let sql = format!("SELECT EXISTS (SELECT 1 FROM {table} WHERE org_id = $1 AND {id_column} = $2)");
-                    let found: bool = sqlx::query_scalar(AssertSqlSafe(sql))
+                    let found = if include_deleted {
+                        sqlx::query_scalar(
+                            "SELECT EXISTS (SELECT 1 FROM risk_history WHERE org_id = $1 AND risk_id = $2)",
+                        )
                         .bind(org)
                         .bind(id)
                         .fetch_one(&self.$read)
-                        .await?;
+                        .await?
+                    } else {
+                        exists(&self.$read, "risks", org, id).await?
+                    };
                     if !found {
                         return Err(StoreError::NotFound);
                     }
@@ -652,7 +694,7 @@ macro_rules! sql_store {
                     risk_id: Uuid,
                     fields: MitigationFields,
                 ) -> StoreResult<Mitigation> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     if !exists(&mut *tx, "risks", org, risk_id).await? {
                         return Err(StoreError::NotFound);
                     }
@@ -660,7 +702,7 @@ macro_rules! sql_store {
                     let mut v = Violations::default();
                     check_owner(&mut tx, org, mitigation.owner_id, &mut v).await?;
                     v.into_result()?;
-                    insert_mitigation(&mut tx, org, &mitigation).await?;
+                    insert_mitigations(&mut tx, org, std::slice::from_ref(&mitigation)).await?;
                     tx.commit().await?;
                     Ok(mitigation)
                 }
@@ -699,7 +741,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     edit: Edit<'_, Mitigation>,
                 ) -> StoreResult<Mitigation> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
@@ -732,7 +774,7 @@ macro_rules! sql_store {
                 }
 
                 async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
@@ -750,7 +792,7 @@ macro_rules! sql_store {
                 async fn create_asset(&self, org: Uuid, fields: AssetFields) -> StoreResult<Asset> {
                     let asset = Asset::new(Uuid::now_v7(), fields, domain::now());
                     let mut conn = self.$write.acquire().await?;
-                    insert_asset(&mut conn, org, &asset).await?;
+                    insert_assets(&mut conn, org, std::slice::from_ref(&asset)).await?;
                     Ok(asset)
                 }
 
@@ -772,7 +814,7 @@ macro_rules! sql_store {
                 }
 
                 async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
-                    let mut tx = self.$write.begin().await?;
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
@@ -797,12 +839,33 @@ macro_rules! sql_store {
                     Ok(next)
                 }
 
-                async fn delete_asset(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
-                    let mut tx = self.$write.begin().await?;
+                async fn delete_asset(
+                    &self,
+                    org: Uuid,
+                    actor: Uuid,
+                    id: Uuid,
+                    precondition: &Precondition,
+                ) -> StoreResult<()> {
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
                         return Err(StoreError::PreconditionFailed);
+                    }
+                    // Unlinking changes each linked risk: a new version with its history entry.
+                    let linked: Vec<Uuid> = sqlx::query_scalar("SELECT risk_id FROM risk_assets WHERE asset_id = $1")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let now = domain::now();
+                    for risk_id in linked {
+                        lock_row(&mut tx, "risks", org, risk_id).await?;
+                        let risk = fetch_risk(&mut tx, org, risk_id).await?;
+                        let mut fields = risk.fields();
+                        fields.asset_ids.retain(|a| *a != id);
+                        if let Some(next) = risk.updated(fields, now) {
+                            write_risk_update(&mut tx, org, actor, &risk, &next).await?;
+                        }
                     }
                     sqlx::query("DELETE FROM assets WHERE org_id = $1 AND id = $2")
                         .bind(org)
@@ -830,111 +893,10 @@ macro_rules! sql_store {
                 }
 
                 async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()> {
-                    // Multi-row INSERTs of at most 1 000 rows × 23 columns: under both SQLite's 32 766 and
-                    // PostgreSQL's 65 535 bind parameters.
-                    const ROWS: usize = 1_000;
-                    let mut tx = self.$write.begin().await?;
-                    for chunk in batch.assets.chunks(ROWS) {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO assets (id, org_id, name, kind, criticality, description, tags, version, created_at, updated_at) ",
-                        );
-                        qb.push_values(chunk, |mut row, a| {
-                            row.push_bind(a.id)
-                                .push_bind(org)
-                                .push_bind(&a.name)
-                                .push_bind(a.kind.as_str())
-                                .push_bind(a.criticality.as_str())
-                                .push_bind(&a.description)
-                                .push_bind(Json(&a.tags))
-                                .push_bind(a.version)
-                                .push_bind(a.created_at)
-                                .push_bind(a.updated_at);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
-                    for chunk in batch.risks.chunks(ROWS) {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO risks (id, org_id, ref_number, title, description, category, owner_id, status, \
-                             likelihood, impact, score, severity, residual_likelihood, residual_impact, residual_score, \
-                             treatment, tags, review_date, search_text, version, created_at, updated_at, closed_at) ",
-                        );
-                        qb.push_values(chunk, |mut row, r| {
-                            row.push_bind(r.id)
-                                .push_bind(org)
-                                .push_bind(rows::ref_number(r))
-                                .push_bind(&r.title)
-                                .push_bind(&r.description)
-                                .push_bind(&r.category)
-                                .push_bind(r.owner_id)
-                                .push_bind(r.status.as_str())
-                                .push_bind(r.likelihood)
-                                .push_bind(r.impact)
-                                .push_bind(r.score)
-                                .push_bind(r.severity.as_str())
-                                .push_bind(r.residual_likelihood)
-                                .push_bind(r.residual_impact)
-                                .push_bind(r.residual_score)
-                                .push_bind(r.treatment.map(|t| t.as_str()))
-                                .push_bind(Json(&r.tags))
-                                .push_bind(r.review_date)
-                                .push_bind(r.search_text())
-                                .push_bind(r.version)
-                                .push_bind(r.created_at)
-                                .push_bind(r.updated_at)
-                                .push_bind(r.closed_at);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) ",
-                        );
-                        qb.push_values(chunk, |mut row, r| {
-                            let entry = HistoryEntry::record(None, Some(r), actor, r.created_at);
-                            row.push_bind(org)
-                                .push_bind(r.id)
-                                .push_bind(entry.version)
-                                .push_bind(entry.changed_at)
-                                .push_bind(entry.changed_by)
-                                .push_bind(entry.change_type.as_str())
-                                .push_bind(Json(entry.changes));
-                        });
-                        qb.build().execute(&mut *tx).await?;
-
-                        let links: Vec<(Uuid, Uuid)> = chunk
-                            .iter()
-                            .flat_map(|r| r.asset_ids.iter().map(|a| (r.id, *a)))
-                            .collect();
-                        if !links.is_empty() {
-                            let mut qb = QueryBuilder::<$db>::new("INSERT INTO risk_assets (risk_id, asset_id) ");
-                            qb.push_values(links, |mut row, (risk, asset)| {
-                                row.push_bind(risk).push_bind(asset);
-                            });
-                            qb.build().execute(&mut *tx).await?;
-                        }
-                    }
-                    for chunk in batch.mitigations.chunks(ROWS) {
-                        let mut qb = QueryBuilder::<$db>::new(
-                            "INSERT INTO mitigations (id, org_id, risk_id, title, description, status, owner_id, due_date, \
-                             progress, cost, version, created_at, updated_at, completed_at) ",
-                        );
-                        qb.push_values(chunk, |mut row, m| {
-                            row.push_bind(m.id)
-                                .push_bind(org)
-                                .push_bind(m.risk_id)
-                                .push_bind(&m.title)
-                                .push_bind(&m.description)
-                                .push_bind(m.status.as_str())
-                                .push_bind(m.owner_id)
-                                .push_bind(m.due_date)
-                                .push_bind(m.progress)
-                                .push_bind(m.cost)
-                                .push_bind(m.version)
-                                .push_bind(m.created_at)
-                                .push_bind(m.updated_at)
-                                .push_bind(m.completed_at);
-                        });
-                        qb.build().execute(&mut *tx).await?;
-                    }
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    insert_assets(&mut tx, org, &batch.assets).await?;
+                    insert_risks(&mut tx, org, actor, &batch.risks).await?;
+                    insert_mitigations(&mut tx, org, &batch.mitigations).await?;
                     tx.commit().await?;
                     Ok(())
                 }

@@ -1,4 +1,5 @@
 //! SQLite: WAL, one writer connection (SQLite admits one writer at a time, so writes queue in the
+//! pool rather than failing with "database is locked") and a pool of read-only connections.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
 use super::StoreResult;
-use super::sql::{like_pattern, non_zero, push_any, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -58,21 +59,9 @@ impl SqliteStore {
     }
 }
 
-/// The list's WHERE clause: organization first, then every filter.
+/// The list's WHERE clause: the shared filters, then tags and text search.
 fn push_filters(qb: &mut QueryBuilder<Sqlite>, org: Uuid, f: &RiskFilter) {
-    qb.push(" WHERE r.org_id = ").push_bind(org);
-    push_any(
-        qb,
-        (" AND r.status IN (", ")"),
-        f.statuses.iter().map(|s| s.as_str().to_owned()),
-    );
-    push_any(
-        qb,
-        (" AND r.severity IN (", ")"),
-        f.severities.iter().map(|s| s.as_str().to_owned()),
-    );
-    push_any(qb, (" AND r.category IN (", ")"), f.categories.iter().cloned());
-    push_any(qb, (" AND r.owner_id IN (", ")"), f.owner_ids.iter().copied());
+    push_scoped_filters(qb, org, f);
     push_any(
         qb,
         (
@@ -108,5 +97,8 @@ fn sort_column(key: SortKey) -> &'static str {
 async fn lock_row(_: &mut SqliteConnection, _table: &str, _org: Uuid, _id: Uuid) -> StoreResult<()> {
     Ok(())
 }
+
+/// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 sql_store!(store: SqliteStore, db: Sqlite, conn: SqliteConnection, read: readers, write: writer, name: "sqlite");
