@@ -381,11 +381,15 @@ pub struct HistoryEntry {
     /// `{field: [old, new]}`
     #[schema(value_type = Object)]
     pub changes: Map<String, Value>,
+    /// The risk's status after the change (none once deleted): when the risk was open.
+    #[serde(skip)]
+    pub status: Option<RiskStatus>,
 }
 
 impl HistoryEntry {
     pub fn created(risk: &Risk, actor: Uuid) -> Self {
         Self::entry(
+            Some(risk.status),
             ChangeType::Create,
             risk.version,
             risk.created_at,
@@ -397,6 +401,7 @@ impl HistoryEntry {
     pub fn updated(before: &Risk, after: &Risk, actor: Uuid) -> Self {
         let changes = changes(Some(before), Some(after));
         Self::entry(
+            Some(after.status),
             ChangeType::Update,
             after.version,
             after.updated_at,
@@ -408,6 +413,7 @@ impl HistoryEntry {
     /// Deletion takes the version after the last one.
     pub fn deleted(risk: &Risk, actor: Uuid, at: DateTime<Utc>) -> Self {
         Self::entry(
+            None,
             ChangeType::Delete,
             risk.version + 1,
             at,
@@ -417,6 +423,7 @@ impl HistoryEntry {
     }
 
     fn entry(
+        status: Option<RiskStatus>,
         change_type: ChangeType,
         version: i64,
         changed_at: DateTime<Utc>,
@@ -429,6 +436,7 @@ impl HistoryEntry {
             changed_by: Some(actor),
             change_type,
             changes,
+            status,
         }
     }
 }

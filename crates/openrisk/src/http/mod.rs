@@ -1,6 +1,7 @@
 //! The HTTP surface: routing, middleware, extractors and one module per resource.
 
 mod assets;
+mod dashboard;
 pub mod error;
 pub mod extract;
 mod health;
@@ -49,6 +50,7 @@ pub struct AppState {
         (name = "risks", description = "The risk register"),
         (name = "mitigations", description = "Actions that reduce a risk"),
         (name = "assets", description = "What risks threaten"),
+        (name = "dashboard", description = "Register-wide figures"),
         (name = "auth", description = "Organizations, users and tokens"),
         (name = "operations", description = "Health and documentation"),
     )
@@ -79,6 +81,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(risks::routes())
         .merge(mitigations::routes())
         .merge(assets::routes())
+        .merge(dashboard::routes())
         .split_for_parts()
 }
 

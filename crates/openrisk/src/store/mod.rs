@@ -8,17 +8,18 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 use crate::config::Config;
 use crate::domain::Precondition;
 use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::{Principal, Role};
+use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
 use crate::domain::mitigation::{Mitigation, MitigationFields};
 use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
-use crate::domain::risk::{HistoryEntry, Risk, RiskFields};
+use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
 use crate::domain::validation::Violations;
 
 pub use postgres::PgStore;
@@ -207,6 +208,18 @@ pub trait Store: Send + Sync {
         id: Uuid,
         precondition: &Precondition,
     ) -> StoreResult<()>;
+
+    /// Risk counts, score sums and overdue reviews (review date before `today`) per status and
+    /// severity.
+    async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>>;
+    /// Mitigation counts and passed due dates (before `today`) per status.
+    async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>>;
+    /// `(likelihood, impact, count)` of the risks with one of `statuses`.
+    async fn risk_matrix(&self, org: Uuid, statuses: &[RiskStatus]) -> StoreResult<Vec<(i32, i32, i64)>>;
+    /// Risks created and closed per UTC day from `since`, and the daily change in open risks.
+    async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity>;
+    /// Open risks by score, then residual score (highest first).
+    async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>>;
 
     /// Refreshes the query planner's statistics (after bulk loads).
     async fn analyze(&self) -> StoreResult<()>;

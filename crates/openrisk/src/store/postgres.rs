@@ -68,6 +68,11 @@ async fn lock_row(conn: &mut PgConnection, table: &str, org: Uuid, id: Uuid) -> 
     Ok(())
 }
 
+/// The UTC day of a timestamp column. Timestamps are `timestamptz`: the day is taken in UTC.
+fn day_of(column: &str) -> String {
+    format!("({column} AT TIME ZONE 'UTC')::date")
+}
+
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
 

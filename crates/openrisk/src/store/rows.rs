@@ -15,7 +15,7 @@ use crate::domain::mitigation::Mitigation;
 use crate::domain::org::{ApiToken, Organization, User};
 use crate::domain::risk::{HistoryEntry, Risk};
 
-fn parse<T: FromStr>(column: &str, value: &str) -> StoreResult<T> {
+pub fn parse<T: FromStr>(column: &str, value: &str) -> StoreResult<T> {
     value
         .parse()
         .map_err(|_| StoreError::Corrupt(format!("{column} = {value:?}")))
@@ -190,6 +190,7 @@ pub struct HistoryRow {
     pub changed_by: Option<Uuid>,
     pub change_type: String,
     pub changes: Json<Map<String, Value>>,
+    pub status: Option<String>,
 }
 
 impl TryFrom<HistoryRow> for HistoryEntry {
@@ -201,6 +202,11 @@ impl TryFrom<HistoryRow> for HistoryEntry {
             changed_by: r.changed_by,
             change_type: parse("risk_history.change_type", &r.change_type)?,
             changes: r.changes.0,
+            status: r
+                .status
+                .as_deref()
+                .map(|s| parse("risk_history.status", s))
+                .transpose()?,
         })
     }
 }

@@ -72,26 +72,27 @@ macro_rules! sql_store {
         mod shared {
             use super::{$conn, $db, $store};
             use async_trait::async_trait;
-            use chrono::{DateTime, Utc};
+            use chrono::{DateTime, NaiveDate, Utc};
             use sqlx::types::Json;
             use sqlx::{AssertSqlSafe, QueryBuilder};
             use uuid::Uuid;
 
-            use super::{BEGIN_WRITE, RISK_SELECT, lock_row, push_filters, sort_column};
+            use super::{BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
             use crate::domain;
             use crate::domain::Precondition;
             use crate::domain::asset::{Asset, AssetFields};
             use crate::domain::auth::{Principal, Role};
+            use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
             use crate::domain::list::{Page, PageRequest, RiskListQuery, SortValue};
             use crate::domain::mitigation::{Mitigation, MitigationFields};
             use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
-            use crate::domain::risk::{HistoryEntry, Risk, RiskFields};
+            use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
             use crate::domain::validation::Violations;
             use crate::store::rows::{
                 self, HistoryRow, MitigationRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow,
                 convert,
             };
-            use crate::store::sql::{ASSET_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS};
+            use crate::store::sql::{ASSET_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS, push_any};
             use crate::store::{Edit, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
 
             /// Whether `table` holds row `id` of organization `org`.
@@ -208,7 +209,8 @@ macro_rules! sql_store {
             async fn append_history(conn: &mut $conn, org: Uuid, entries: &[(Uuid, HistoryEntry)]) -> StoreResult<()> {
                 for chunk in entries.chunks(ROWS_PER_INSERT) {
                     let mut qb = QueryBuilder::<$db>::new(
-                        "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes) ",
+                        "INSERT INTO risk_history (org_id, risk_id, version, changed_at, changed_by, change_type, changes, \
+                         status) ",
                     );
                     qb.push_values(chunk, |mut row, (risk_id, entry)| {
                         row.push_bind(org)
@@ -217,7 +219,8 @@ macro_rules! sql_store {
                             .push_bind(entry.changed_at)
                             .push_bind(entry.changed_by)
                             .push_bind(entry.change_type.as_str())
-                            .push_bind(Json(&entry.changes));
+                            .push_bind(Json(&entry.changes))
+                            .push_bind(entry.status.map(|s| s.as_str()));
                     });
                     qb.build().execute(&mut *conn).await?;
                 }
@@ -674,7 +677,7 @@ macro_rules! sql_store {
                         return Err(StoreError::NotFound);
                     }
                     let rows: Vec<HistoryRow> = sqlx::query_as(
-                        "SELECT version, changed_at, changed_by, change_type, changes FROM risk_history \
+                        "SELECT version, changed_at, changed_by, change_type, changes, status FROM risk_history \
                          WHERE org_id = $1 AND risk_id = $2 AND version < $3 ORDER BY version DESC LIMIT $4",
                     )
                     .bind(org)
@@ -874,6 +877,103 @@ macro_rules! sql_store {
                         .await?;
                     tx.commit().await?;
                     Ok(())
+                }
+
+                async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>> {
+                    let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
+                        "SELECT status, severity, count(*), COALESCE(SUM(score), 0), \
+                         count(*) FILTER (WHERE review_date < $2) \
+                         FROM risks WHERE org_id = $1 GROUP BY status, severity",
+                    )
+                    .bind(org)
+                    .bind(today)
+                    .fetch_all(&self.$read)
+                    .await?;
+                    rows.into_iter()
+                        .map(|(status, severity, count, score_sum, review_overdue)| {
+                            Ok(RiskGroup {
+                                status: rows::parse("risks.status", &status)?,
+                                severity: rows::parse("risks.severity", &severity)?,
+                                count,
+                                score_sum,
+                                review_overdue,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>> {
+                    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+                        "SELECT status, count(*), count(*) FILTER (WHERE due_date < $2) \
+                         FROM mitigations WHERE org_id = $1 GROUP BY status",
+                    )
+                    .bind(org)
+                    .bind(today)
+                    .fetch_all(&self.$read)
+                    .await?;
+                    rows.into_iter()
+                        .map(|(status, count, due_passed)| {
+                            Ok(MitigationGroup {
+                                status: rows::parse("mitigations.status", &status)?,
+                                count,
+                                due_passed,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn risk_matrix(&self, org: Uuid, statuses: &[RiskStatus]) -> StoreResult<Vec<(i32, i32, i64)>> {
+                    let mut qb = QueryBuilder::<$db>::new("SELECT likelihood, impact, count(*) FROM risks WHERE org_id = ");
+                    qb.push_bind(org);
+                    push_any(&mut qb, (" AND status IN (", ")"), statuses.iter().map(|s| s.as_str().to_owned()));
+                    qb.push(" GROUP BY likelihood, impact");
+                    Ok(qb.build_query_as().fetch_all(&self.$read).await?)
+                }
+
+                async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity> {
+                    let start = since.and_time(chrono::NaiveTime::MIN).and_utc();
+                    let per_day = |column: &str| {
+                        format!(
+                            "SELECT {} AS day, count(*) FROM risks WHERE org_id = $1 AND {column} >= $2 GROUP BY 1",
+                            day_of(column)
+                        )
+                    };
+                    let created = sqlx::query_as(AssertSqlSafe(per_day("created_at")))
+                        .bind(org)
+                        .bind(start)
+                        .fetch_all(&self.$read)
+                        .await?;
+                    let closed = sqlx::query_as(AssertSqlSafe(per_day("closed_at")))
+                        .bind(org)
+                        .bind(start)
+                        .fetch_all(&self.$read)
+                        .await?;
+                    // +1 when a change makes a risk open, -1 when it stops being open.
+                    let open = RiskStatus::OPEN.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+                    let open_change = format!(
+                        "SELECT {day} AS day, SUM(delta) FROM ( \
+                           SELECT changed_at, \
+                             CASE WHEN status IN ({open}) THEN 1 ELSE 0 END \
+                             - CASE WHEN LAG(status) OVER (PARTITION BY risk_id ORDER BY version) IN ({open}) \
+                               THEN 1 ELSE 0 END AS delta \
+                           FROM risk_history WHERE org_id = $1 \
+                         ) changes WHERE delta <> 0 GROUP BY 1",
+                        day = day_of("changed_at"),
+                    );
+                    let open_change = sqlx::query_as(AssertSqlSafe(open_change))
+                        .bind(org)
+                        .fetch_all(&self.$read)
+                        .await?;
+                    Ok(DailyActivity { created, closed, open_change })
+                }
+
+                async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
+                    let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
+                    qb.push(" WHERE r.org_id = ").push_bind(org);
+                    push_any(&mut qb, (" AND r.status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));
+                    qb.push(" ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id LIMIT ").push_bind(limit);
+                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.$read).await?;
+                    convert(rows)
                 }
 
                 async fn analyze(&self) -> StoreResult<()> {

@@ -98,6 +98,11 @@ async fn lock_row(_: &mut SqliteConnection, _table: &str, _org: Uuid, _id: Uuid)
     Ok(())
 }
 
+/// The UTC day of a timestamp column. `date()` reads the stored RFC 3339 UTC text.
+fn day_of(column: &str) -> String {
+    format!("date({column})")
+}
+
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 

@@ -1,0 +1,92 @@
+//! `/api/v1/dashboard`: register-wide figures, computed by the database.
+
+use axum::extract::State;
+use axum::response::Response;
+use chrono::Utc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, Problem};
+use super::extract::{Auth, QueryParams, Viewer};
+use super::respond;
+use crate::domain::dashboard::{self, Matrix, Stats, Timeline, TopRisks};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(matrix))
+        .routes(routes!(timeline))
+        .routes(routes!(top_risks))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/dashboard/stats", tag = "dashboard",
+    responses((status = 200, body = Stats), (status = 401, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn stats(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    let today = Utc::now().date_naive();
+    let org = auth.organization_id;
+    let (risks, mitigations) = tokio::try_join!(
+        state.store.risk_groups(org, today),
+        state.store.mitigation_groups(org, today)
+    )?;
+    Ok(respond::json(&Stats::from_groups(&risks, &mitigations)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/dashboard/matrix", tag = "dashboard",
+    params(("status" = Option<Vec<crate::domain::risk::RiskStatus>>, Query, explode = true,
+        description = "Count risks with any of these statuses instead of the open ones (`open`, `in_progress`)")),
+    responses((status = 200, body = Matrix, description = "`cells[likelihood - 1][impact - 1]`"), (status = 400, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn matrix(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let statuses = Matrix::statuses(&params)?;
+    let counts = state.store.risk_matrix(auth.organization_id, &statuses).await?;
+    Ok(respond::json(&Matrix::from_counts(&counts)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/dashboard/timeline", tag = "dashboard",
+    params(("days" = Option<i64>, Query, description = "1..365, default 30; the last day is today (UTC)")),
+    responses((status = 200, body = Timeline), (status = 400, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn timeline(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let days = Timeline::days(&params)?;
+    let today = Utc::now().date_naive();
+    let since = dashboard::timeline_start(today, days);
+    let activity = state.store.daily_activity(auth.organization_id, since).await?;
+    Ok(respond::json(&Timeline::from_activity(since, today, &activity)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/dashboard/top-risks", tag = "dashboard",
+    params(("limit" = Option<i64>, Query, description = "1..50, default 10")),
+    responses((status = 200, body = TopRisks), (status = 400, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn top_risks(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let limit = dashboard::top_risks_limit(&params)?;
+    let items = state.store.top_risks(auth.organization_id, limit).await?;
+    Ok(respond::json(&TopRisks { items }))
+}
