@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
+use crate::domain::marketplace::Catalog;
 use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError, TokenGrant};
@@ -34,7 +35,11 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
-        let router = http::router(AppState { store: store.clone() });
+        let catalog = Catalog::load().map_err(|e| anyhow::anyhow!("invalid connector catalog: {e}"))?;
+        let router = http::router(AppState {
+            store: store.clone(),
+            catalog: Arc::new(catalog),
+        });
         Ok(Application {
             listener,
             router,

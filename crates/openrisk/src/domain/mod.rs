@@ -4,6 +4,7 @@ pub mod asset;
 pub mod auth;
 pub mod dashboard;
 pub mod list;
+pub mod marketplace;
 pub mod mitigation;
 pub mod org;
 pub mod risk;

@@ -5,6 +5,7 @@ mod dashboard;
 pub mod error;
 pub mod extract;
 mod health;
+mod marketplace;
 mod me;
 mod mitigations;
 mod orgs;
@@ -28,6 +29,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::domain::marketplace::Catalog;
 use crate::store::Store;
 use error::{ApiError, problem_response};
 
@@ -40,6 +42,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    pub catalog: Arc<Catalog>,
 }
 
 #[derive(OpenApi)]
@@ -51,6 +54,7 @@ pub struct AppState {
         (name = "mitigations", description = "Actions that reduce a risk"),
         (name = "assets", description = "What risks threaten"),
         (name = "dashboard", description = "Register-wide figures"),
+        (name = "marketplace", description = "Connector catalog and installations"),
         (name = "auth", description = "Organizations, users and tokens"),
         (name = "operations", description = "Health and documentation"),
     )
@@ -82,6 +86,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(mitigations::routes())
         .merge(assets::routes())
         .merge(dashboard::routes())
+        .merge(marketplace::routes())
         .split_for_parts()
 }
 

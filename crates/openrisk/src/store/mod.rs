@@ -17,6 +17,7 @@ use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::{Principal, Role};
 use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
+use crate::domain::marketplace::Installation;
 use crate::domain::mitigation::{Mitigation, MitigationFields};
 use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
 use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
@@ -208,6 +209,18 @@ pub trait Store: Send + Sync {
         id: Uuid,
         precondition: &Precondition,
     ) -> StoreResult<()>;
+
+    /// Stores a new installation; a second one of the same connector is a conflict.
+    async fn create_installation(&self, org: Uuid, installation: &Installation) -> StoreResult<()>;
+    async fn installation(&self, org: Uuid, id: Uuid) -> StoreResult<Installation>;
+    async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>>;
+    async fn update_installation(
+        &self,
+        org: Uuid,
+        id: Uuid,
+        edit: Edit<'_, Installation>,
+    ) -> StoreResult<Installation>;
+    async fn delete_installation(&self, org: Uuid, id: Uuid) -> StoreResult<()>;
 
     /// Risk counts, score sums and overdue reviews (review date before `today`) per status and
     /// severity.

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use super::{StoreError, StoreResult};
 use crate::domain::asset::Asset;
 use crate::domain::auth::{Principal, Role};
+use crate::domain::marketplace::Installation;
 use crate::domain::mitigation::Mitigation;
 use crate::domain::org::{ApiToken, Organization, User};
 use crate::domain::risk::{HistoryEntry, Risk};
@@ -282,4 +283,28 @@ impl TryFrom<AssetRow> for Asset {
 /// Converts fetched rows into domain values.
 pub fn convert<R, T: TryFrom<R, Error = StoreError>>(rows: Vec<R>) -> StoreResult<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub struct InstallationRow {
+    pub id: Uuid,
+    pub connector: String,
+    pub enabled: bool,
+    pub config: Json<Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<InstallationRow> for Installation {
+    type Error = StoreError;
+    fn try_from(r: InstallationRow) -> StoreResult<Self> {
+        Ok(Installation {
+            id: r.id,
+            connector: r.connector,
+            enabled: r.enabled,
+            config: r.config.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
 }

@@ -15,6 +15,7 @@ pub const MITIGATION_COLUMNS: &str = "id, risk_id, title, description, status, o
 pub const ASSET_COLUMNS: &str =
     "id, name, kind, criticality, description, tags, version, created_at, updated_at";
 pub const USER_COLUMNS: &str = "id, email, name, role, created_at";
+pub const INSTALLATION_COLUMNS: &str = "id, connector, enabled, config, created_at, updated_at";
 pub const TOKEN_COLUMNS: &str = "id, name, user_id, role, is_system, expires_at, created_at";
 
 /// A pool time limit where 0 means "none".
@@ -84,15 +85,18 @@ macro_rules! sql_store {
             use crate::domain::auth::{Principal, Role};
             use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
             use crate::domain::list::{Page, PageRequest, RiskListQuery, SortValue};
+            use crate::domain::marketplace::Installation;
             use crate::domain::mitigation::{Mitigation, MitigationFields};
             use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
             use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
             use crate::domain::validation::Violations;
             use crate::store::rows::{
-                self, HistoryRow, MitigationRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow,
+                self, HistoryRow, InstallationRow, MitigationRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow,
                 convert,
             };
-            use crate::store::sql::{ASSET_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS, push_any};
+            use crate::store::sql::{
+                ASSET_COLUMNS, INSTALLATION_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS, push_any,
+            };
             use crate::store::{Edit, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
 
             /// Whether `table` holds row `id` of organization `org`.
@@ -876,6 +880,96 @@ macro_rules! sql_store {
                         .execute(&mut *tx)
                         .await?;
                     tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn create_installation(&self, org: Uuid, i: &Installation) -> StoreResult<()> {
+                    sqlx::query(
+                        "INSERT INTO installations (id, org_id, connector, enabled, config, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(i.id)
+                    .bind(org)
+                    .bind(&i.connector)
+                    .bind(i.enabled)
+                    .bind(Json(&i.config))
+                    .bind(i.created_at)
+                    .bind(i.updated_at)
+                    .execute(&self.$write)
+                    .await
+                    .map_err(|e| match StoreError::from(e) {
+                        StoreError::Conflict(_) => {
+                            StoreError::Conflict(format!("{} is already installed", i.connector))
+                        }
+                        e => e,
+                    })?;
+                    Ok(())
+                }
+
+                async fn installation(&self, org: Uuid, id: Uuid) -> StoreResult<Installation> {
+                    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id = $2");
+                    let row: InstallationRow = sqlx::query_as(AssertSqlSafe(sql))
+                        .bind(org)
+                        .bind(id)
+                        .fetch_one(&self.$read)
+                        .await?;
+                    row.try_into()
+                }
+
+                async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>> {
+                    let sql = format!(
+                        "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+                    );
+                    let rows: Vec<InstallationRow> = sqlx::query_as(AssertSqlSafe(sql))
+                        .bind(org)
+                        .bind(page.after.unwrap_or(Uuid::nil()))
+                        .bind(page.limit + 1)
+                        .fetch_all(&self.$read)
+                        .await?;
+                    Ok(Page::from_rows(convert(rows)?, page.limit, |i: &Installation| i.id))
+                }
+
+                async fn update_installation(
+                    &self,
+                    org: Uuid,
+                    id: Uuid,
+                    edit: Edit<'_, Installation>,
+                ) -> StoreResult<Installation> {
+                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    lock_row(&mut tx, "installations", org, id).await?;
+                    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id = $2");
+                    let current: Installation = sqlx::query_as::<_, InstallationRow>(AssertSqlSafe(sql))
+                        .bind(org)
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_into()?;
+                    let Some(next) = edit(&current)? else {
+                        return Ok(current);
+                    };
+                    sqlx::query(
+                        "UPDATE installations SET enabled = $3, config = $4, updated_at = $5 WHERE org_id = $1 AND id = $2",
+                    )
+                    .bind(org)
+                    .bind(id)
+                    .bind(next.enabled)
+                    .bind(Json(&next.config))
+                    .bind(next.updated_at)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    Ok(next)
+                }
+
+                async fn delete_installation(&self, org: Uuid, id: Uuid) -> StoreResult<()> {
+                    let done = sqlx::query("DELETE FROM installations WHERE org_id = $1 AND id = $2")
+                        .bind(org)
+                        .bind(id)
+                        .execute(&self.$write)
+                        .await?;
+                    if done.rows_affected() == 0 {
+                        return Err(StoreError::NotFound);
+                    }
                     Ok(())
                 }
 
