@@ -7,6 +7,7 @@ pub mod list;
 pub mod marketplace;
 pub mod mitigation;
 pub mod org;
+pub mod report;
 pub mod risk;
 pub mod validation;
 

@@ -9,8 +9,10 @@ mod marketplace;
 mod me;
 mod mitigations;
 mod orgs;
+mod reports;
 mod respond;
 mod risks;
+mod summary_page;
 mod tokens;
 mod users;
 
@@ -55,6 +57,7 @@ pub struct AppState {
         (name = "assets", description = "What risks threaten"),
         (name = "dashboard", description = "Register-wide figures"),
         (name = "marketplace", description = "Connector catalog and installations"),
+        (name = "reports", description = "Register export and executive summary"),
         (name = "auth", description = "Organizations, users and tokens"),
         (name = "operations", description = "Health and documentation"),
     )
@@ -87,6 +90,7 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(assets::routes())
         .merge(dashboard::routes())
         .merge(marketplace::routes())
+        .merge(reports::routes())
         .split_for_parts()
 }
 

@@ -16,10 +16,11 @@ use crate::domain::Precondition;
 use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::{Principal, Role};
 use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
-use crate::domain::list::{Page, PageRequest, RiskListQuery};
+use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort};
 use crate::domain::marketplace::Installation;
 use crate::domain::mitigation::{Mitigation, MitigationFields};
 use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
+use crate::domain::report::OverdueMitigation;
 use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
 use crate::domain::validation::Violations;
 
@@ -86,6 +87,9 @@ impl From<Violations> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Risks streamed from the database.
+pub type RiskStream = futures_util::stream::BoxStream<'static, StoreResult<Risk>>;
 
 /// A change computed from the current value inside the write's transaction: `Ok(None)` means
 /// "nothing to change". Running it under the row lock makes `If-Match` checks race-free.
@@ -221,6 +225,17 @@ pub trait Store: Send + Sync {
         edit: Edit<'_, Installation>,
     ) -> StoreResult<Installation>;
     async fn delete_installation(&self, org: Uuid, id: Uuid) -> StoreResult<()>;
+
+    /// Every risk matching `filter`, in `sort` order, read as the consumer takes them: memory does
+    /// not grow with the register.
+    fn export_risks(&self, org: Uuid, filter: RiskFilter, sort: Sort) -> RiskStream;
+    /// Active mitigations whose due date is before `today`, oldest due date first.
+    async fn overdue_mitigations(
+        &self,
+        org: Uuid,
+        today: NaiveDate,
+        limit: i64,
+    ) -> StoreResult<Vec<OverdueMitigation>>;
 
     /// Risk counts, score sums and overdue reviews (review date before `today`) per status and
     /// severity.

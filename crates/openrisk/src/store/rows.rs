@@ -250,6 +250,15 @@ impl TryFrom<MitigationRow> for Mitigation {
     }
 }
 
+/// A mitigation joined with its risk's reference and title.
+#[derive(sqlx::FromRow)]
+pub struct OverdueRow {
+    #[sqlx(flatten)]
+    pub mitigation: MitigationRow,
+    pub ref_number: i64,
+    pub risk_title: String,
+}
+
 #[derive(sqlx::FromRow)]
 pub struct AssetRow {
     pub id: Uuid,

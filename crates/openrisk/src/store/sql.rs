@@ -84,20 +84,23 @@ macro_rules! sql_store {
             use crate::domain::asset::{Asset, AssetFields};
             use crate::domain::auth::{Principal, Role};
             use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
-            use crate::domain::list::{Page, PageRequest, RiskListQuery, SortValue};
+            use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort, SortValue};
+            use crate::domain::mitigation::MitigationStatus;
+            use crate::domain::report::OverdueMitigation;
+            use futures_util::StreamExt;
             use crate::domain::marketplace::Installation;
             use crate::domain::mitigation::{Mitigation, MitigationFields};
             use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
             use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
             use crate::domain::validation::Violations;
             use crate::store::rows::{
-                self, HistoryRow, InstallationRow, MitigationRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow,
+                self, HistoryRow, InstallationRow, MitigationRow, OverdueRow, OrganizationRow, PrincipalRow, RiskRow, TokenRow, UserRow,
                 convert,
             };
             use crate::store::sql::{
                 ASSET_COLUMNS, INSTALLATION_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS, push_any,
             };
-            use crate::store::{Edit, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
+            use crate::store::{Edit, RiskStream, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
 
             /// Whether `table` holds row `id` of organization `org`.
             async fn exists<'c>(
@@ -327,6 +330,12 @@ macro_rules! sql_store {
                     qb.build().execute(&mut *conn).await?;
                 }
                 Ok(())
+            }
+
+            /// `ORDER BY` the sort key, ties broken by id in the same direction.
+            fn push_order(qb: &mut QueryBuilder<$db>, sort: Sort) {
+                let direction = if sort.descending { "DESC" } else { "ASC" };
+                qb.push(format!(" ORDER BY {} {direction}, r.id {direction}", sort_column(sort.key)));
             }
 
             async fn fetch_mitigation(conn: &mut $conn, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
@@ -596,7 +605,6 @@ macro_rules! sql_store {
 
                 async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>> {
                     let column = sort_column(query.sort.key);
-                    let direction = if query.sort.descending { "DESC" } else { "ASC" };
                     let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
                     push_filters(&mut qb, org, &query.filter);
                     if let Some(after) = &query.page.after {
@@ -609,8 +617,8 @@ macro_rules! sql_store {
                         };
                         qb.push(", ").push_bind(after.id).push(")");
                     }
-                    qb.push(format!(" ORDER BY {column} {direction}, r.id {direction} LIMIT "))
-                        .push_bind(query.page.limit + 1);
+                    push_order(&mut qb, query.sort);
+                    qb.push(" LIMIT ").push_bind(query.page.limit + 1);
                     let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.$read).await?;
                     let sort = query.sort;
                     let mut page = Page::from_rows(convert(rows)?, query.page.limit, |r: &Risk| sort.cursor_for(r));
@@ -971,6 +979,68 @@ macro_rules! sql_store {
                         return Err(StoreError::NotFound);
                     }
                     Ok(())
+                }
+
+                fn export_risks(&self, org: Uuid, filter: RiskFilter, sort: Sort) -> RiskStream {
+                    // The query runs in its own task and hands rows over a bounded channel: it reads
+                    // only as fast as the consumer takes them, so memory stays flat.
+                    let pool = self.$read.clone();
+                    let (tx, rx) = tokio::sync::mpsc::channel::<StoreResult<Risk>>(256);
+                    tokio::spawn(async move {
+                        let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
+                        push_filters(&mut qb, org, &filter);
+                        push_order(&mut qb, sort);
+                        let mut rows = qb.build_query_as::<RiskRow>().fetch(&pool);
+                        while let Some(row) = rows.next().await {
+                            let risk = row.map_err(StoreError::from).and_then(Risk::try_from);
+                            if tx.send(risk).await.is_err() {
+                                break; // the client went away
+                            }
+                        }
+                    });
+                    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                        rx.recv().await.map(|risk| (risk, rx))
+                    }))
+                }
+
+                async fn overdue_mitigations(
+                    &self,
+                    org: Uuid,
+                    today: NaiveDate,
+                    limit: i64,
+                ) -> StoreResult<Vec<OverdueMitigation>> {
+                    let active = MitigationStatus::ALL
+                        .iter()
+                        .filter(|s| s.is_active())
+                        .map(|s| format!("'{s}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let sql = format!(
+                        "SELECT m.id, m.risk_id, m.title, m.description, m.status, m.owner_id, m.due_date, m.progress, \
+                         m.cost, m.version, m.created_at, m.updated_at, m.completed_at, \
+                         r.ref_number, r.title AS risk_title \
+                         FROM mitigations m JOIN risks r ON r.id = m.risk_id \
+                         WHERE m.org_id = $1 AND m.status IN ({active}) AND m.due_date < $2 \
+                         ORDER BY m.due_date, m.id LIMIT $3"
+                    );
+                    let rows: Vec<OverdueRow> = sqlx::query_as(AssertSqlSafe(sql))
+                        .bind(org)
+                        .bind(today)
+                        .bind(limit)
+                        .fetch_all(&self.$read)
+                        .await?;
+                    rows.into_iter()
+                        .map(|row| {
+                            let mitigation = Mitigation::try_from(row.mitigation)?;
+                            let days_overdue = mitigation.due_date.map_or(0, |due| (today - due).num_days());
+                            Ok(OverdueMitigation {
+                                mitigation,
+                                risk_ref: format!("RSK-{}", row.ref_number),
+                                risk_title: row.risk_title,
+                                days_overdue,
+                            })
+                        })
+                        .collect()
                 }
 
                 async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>> {

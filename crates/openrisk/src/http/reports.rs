@@ -1,0 +1,221 @@
+//! `/api/v1/reports`: the risk-register export (streamed) and the executive summary.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use futures_util::{Stream, StreamExt, stream};
+use rust_xlsxwriter::Workbook;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiError, ApiResult, Problem};
+use super::extract::{Auth, QueryParams, Viewer};
+use super::{respond, summary_page};
+use crate::domain::dashboard::{Matrix, Stats};
+use crate::domain::report::{
+    COLUMNS, Cell, ExportFormat, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS, Summary,
+    SummaryFormat, cells, spreadsheet_safe,
+};
+use crate::domain::risk::RiskStatus;
+use crate::store::{RiskStream, StoreError};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(risk_register))
+        .routes(routes!(summary))
+}
+
+/// Risks per body chunk: large enough to keep chunks efficient, small enough to stream.
+const ROWS_PER_CHUNK: usize = 128;
+
+#[utoipa::path(
+    get, path = "/api/v1/reports/risk-register", tag = "reports",
+    params(
+        ("format" = Option<ExportFormat>, Query, description = "csv (default), json or xlsx"),
+        ("status" = Option<Vec<RiskStatus>>, Query, explode = true),
+        ("severity" = Option<Vec<crate::domain::risk::Severity>>, Query, explode = true),
+        ("category" = Option<Vec<String>>, Query, explode = true),
+        ("owner_id" = Option<Vec<uuid::Uuid>>, Query, explode = true),
+        ("tag" = Option<Vec<String>>, Query, explode = true),
+        ("q" = Option<String>, Query),
+        ("sort" = Option<String>, Query, description = "As for the list; default -score"),
+    ),
+    responses(
+        (status = 200, description = "Every matching risk, streamed, as an attachment (`risk-register-<date>.<format>`). \
+            CSV: RFC 4180 with a header row; cells that a spreadsheet would run as formulas are prefixed with `'`. \
+            JSON: an array of risks."),
+        (status = 400, body = Problem)
+    ),
+    security(("bearer" = []))
+)]
+async fn risk_register(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let export = RegisterExport::from_params(&params)?;
+    let risks = state
+        .store
+        .export_risks(auth.organization_id, export.filter, export.sort);
+    // A failure before the first row can still be answered properly (503, 500).
+    let risks = first_checked(risks).await?;
+    let body = match export.format {
+        ExportFormat::Csv => Body::from_stream(csv_chunks(risks)),
+        ExportFormat::Json => Body::from_stream(json_chunks(risks)),
+        ExportFormat::Xlsx => Body::from_stream(xlsx_file(risks).await?),
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        export.format.file_name(Utc::now().date_naive())
+    );
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(export.format.content_type()),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition).map_err(|e| ApiError::Internal(e.to_string()))?,
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Waits for the first item, so a database that cannot serve fails the request rather than
+/// the body.
+async fn first_checked(mut risks: RiskStream) -> Result<RiskStream, ApiError> {
+    match risks.next().await {
+        None => Ok(Box::pin(stream::empty())),
+        Some(Err(e)) => Err(e.into()),
+        Some(Ok(first)) => Ok(Box::pin(stream::once(async { Ok(first) }).chain(risks))),
+    }
+}
+
+fn csv_record(row: impl IntoIterator<Item = Cell>, out: &mut csv::Writer<Vec<u8>>) -> csv::Result<()> {
+    let fields: Vec<String> = row
+        .into_iter()
+        .map(|cell| match cell {
+            Cell::Text(text) => spreadsheet_safe(&text).into_owned(),
+            Cell::Number(n) => n.to_string(),
+            Cell::Empty => String::new(),
+        })
+        .collect();
+    out.write_record(fields)
+}
+
+fn csv_chunks(risks: RiskStream) -> impl Stream<Item = Result<Bytes, StoreError>> {
+    let header = COLUMNS.iter().map(|c| Cell::Text((*c).to_owned()));
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    let header = csv_record(header, &mut writer).map(|()| writer.into_inner().unwrap_or_default());
+    let header = header
+        .map(Bytes::from)
+        .map_err(|e| StoreError::Corrupt(e.to_string()));
+    stream::once(async { header }).chain(risks.ready_chunks(ROWS_PER_CHUNK).map(|chunk| {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for risk in chunk {
+            csv_record(cells(&risk?), &mut writer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        Ok(Bytes::from(writer.into_inner().unwrap_or_default()))
+    }))
+}
+
+fn json_chunks(risks: RiskStream) -> impl Stream<Item = Result<Bytes, StoreError>> {
+    let items = risks.ready_chunks(ROWS_PER_CHUNK).enumerate().map(|(i, chunk)| {
+        let mut out = Vec::new();
+        for (j, risk) in chunk.into_iter().enumerate() {
+            if i > 0 || j > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &risk?).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        }
+        Ok(Bytes::from(out))
+    });
+    stream::once(async { Ok(Bytes::from_static(b"[")) })
+        .chain(items)
+        .chain(stream::once(async { Ok(Bytes::from_static(b"]")) }))
+}
+
+/// An XLSX file can only be finished once every row is known: rows go to a worksheet in constant
+/// memory mode (flushed to disk row by row), the workbook to a temporary file that is then
+/// streamed.
+async fn xlsx_file(
+    mut risks: RiskStream,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>, ApiError> {
+    let runtime = tokio::runtime::Handle::current();
+    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, ApiError> {
+        let failed = |e: rust_xlsxwriter::XlsxError| ApiError::Internal(format!("xlsx: {e}"));
+        let mut workbook = Workbook::new();
+        let sheet = workbook.add_worksheet_with_constant_memory().map_err(failed)?;
+        sheet.set_name("Risk register").map_err(failed)?;
+        for (col, name) in COLUMNS.iter().enumerate() {
+            sheet.write_string(0, col as u16, *name).map_err(failed)?;
+        }
+        let mut row = 1;
+        while let Some(risk) = runtime.block_on(risks.next()) {
+            for (col, cell) in cells(&risk?).into_iter().enumerate() {
+                match cell {
+                    Cell::Text(text) => sheet.write_string(row, col as u16, text).map_err(failed)?,
+                    Cell::Number(n) => sheet.write_number(row, col as u16, n).map_err(failed)?,
+                    Cell::Empty => sheet,
+                };
+            }
+            row += 1;
+        }
+        let mut file = tempfile::tempfile().map_err(|e| ApiError::Internal(e.to_string()))?;
+        workbook.save_to_writer(&mut file).map_err(failed)?;
+        std::io::Seek::rewind(&mut file).map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/reports/summary", tag = "reports",
+    params(("format" = Option<SummaryFormat>, Query, description = "json (default) or html: one self-contained, printable page")),
+    responses((status = 200, body = Summary), (status = 400, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn summary(
+    State(state): State<AppState>,
+    auth: Auth<Viewer>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    let format = SummaryFormat::from_params(&params)?;
+    let (org, store) = (auth.organization_id, &state.store);
+    let today = Utc::now().date_naive();
+    let (organization, risk_groups, mitigation_groups, matrix, top_risks, overdue_mitigations) = tokio::try_join!(
+        store.organization(org),
+        store.risk_groups(org, today),
+        store.mitigation_groups(org, today),
+        store.risk_matrix(org, RiskStatus::OPEN),
+        store.top_risks(org, SUMMARY_TOP_RISKS),
+        store.overdue_mitigations(org, today, SUMMARY_OVERDUE_LIMIT),
+    )?;
+    let summary = Summary {
+        organization,
+        generated_at: crate::domain::now(),
+        stats: Stats::from_groups(&risk_groups, &mitigation_groups),
+        matrix: Matrix::from_counts(&matrix),
+        top_risks,
+        overdue_mitigations,
+    };
+    Ok(match format {
+        SummaryFormat::Json => respond::json(&summary),
+        SummaryFormat::Html => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            )],
+            summary_page::render(&summary),
+        )
+            .into_response(),
+    })
+}
