@@ -22,6 +22,7 @@ table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: 6px 8px; border-bottom: 1px solid #e9ecf1; vertical-align: top; }
 th { font-size: 12px; color: var(--muted); font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.nowrap { white-space: nowrap; }
 .split { display: grid; grid-template-columns: 1fr 1fr; gap: 24px; }
 .heatmap { width: auto; }
 .heatmap td { width: 64px; height: 48px; text-align: center; font-size: 16px; font-weight: 600; border: 2px solid #fff; }
@@ -120,7 +121,7 @@ pub fn render(s: &Summary) -> String {
                                     td { (risk.reference) }
                                     td { (risk.title) }
                                     td { (risk.category.as_deref().unwrap_or("—")) }
-                                    td { (risk.status.as_str().replace('_', " ")) }
+                                    td.nowrap { (risk.status.as_str().replace('_', " ")) }
                                     td.num { (risk.score) }
                                     td { span.badge.(severity_class(risk.severity)) { (risk.severity.as_str()) } }
                                     td.num { (risk.residual_score.map_or("—".to_owned(), |r| r.to_string())) }
@@ -140,8 +141,8 @@ pub fn render(s: &Summary) -> String {
                                 tr {
                                     td { (m.risk_ref) " · " (m.risk_title) }
                                     td { (m.mitigation.title) }
-                                    td { (m.mitigation.status.as_str().replace('_', " ")) }
-                                    td { (m.mitigation.due_date.map(|d| d.to_string()).unwrap_or_default()) }
+                                    td.nowrap { (m.mitigation.status.as_str().replace('_', " ")) }
+                                    td.nowrap { (m.mitigation.due_date.map(|d| d.to_string()).unwrap_or_default()) }
                                     td.num { (m.days_overdue) }
                                     td.num { (m.mitigation.progress) "%" }
                                 }
