@@ -64,10 +64,7 @@ run_backend() { # name database-url port
   local started=$SECONDS
   "$BIN" seed --org bench --risks "$RISKS" 2>/dev/null
   echo "$name: seeded $RISKS risks in $((SECONDS - started)) s" >&2
-  "$BIN" serve 2>"$OUT/server-$name.log" &
-  SERVER=$!
-  BASE=http://127.0.0.1:$port
-  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+  start_server "$name" "$port"
 
   local id cursor page
   id=$(field "$BASE/api/v1/risks?limit=1" items.0.id)
@@ -93,9 +90,45 @@ PY
   measure "$name" "q search (rare: ~10 hits)" "/api/v1/risks?q=ctl-4711"
   measure "$name" "q search (common: ~8% hits)" "/api/v1/risks?q=billing%20service"
   measure "$name" "deep page via cursor" "/api/v1/risks?cursor=$cursor"
+  measure "$name" "dashboard stats" "/api/v1/dashboard/stats"
+  measure "$name" "dashboard matrix" "/api/v1/dashboard/matrix"
+  measure "$name" "dashboard timeline (30 days)" "/api/v1/dashboard/timeline"
+  measure "$name" "dashboard timeline (365 days)" "/api/v1/dashboard/timeline?days=365"
+  measure "$name" "dashboard top risks" "/api/v1/dashboard/top-risks"
+  measure "$name" "summary (json)" "/api/v1/reports/summary"
+  measure "$name" "summary (html)" "/api/v1/reports/summary?format=html"
+  stop_server
+  # Exports, each on a freshly started server so its peak RSS (VmHWM) is the export's own.
+  for export in "csv ctl-00" "csv" "xlsx ctl-00" "xlsx"; do
+    set -- $export
+    start_server "$name" "$port"
+    local query="format=$1${2:+&q=$2}" rows
+    rows=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/reports/risk-register?format=json${2:+&q=$2}" \
+      | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
+    stop_server
+    start_server "$name" "$port"
+    local before seconds after
+    before=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+    seconds=$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $TOKEN" \
+      "$BASE/api/v1/reports/risk-register?$query")
+    after=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
+    EXPORTS+=("| $name | $1 | $rows | $seconds | $((before / 1024)) | $((after / 1024)) |")
+    stop_server
+  done
+}
+
+start_server() { # name port
+  "$BIN" serve 2>>"$OUT/server-$1.log" &
+  SERVER=$!
+  BASE=http://127.0.0.1:$2
+  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+}
+
+stop_server() {
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
 }
 
+EXPORTS=()
 echo "| backend | route | req/s | p50 ms | p99 ms | 200s/total |"
 echo "|---|---|---|---|---|---|"
 run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18181
@@ -103,6 +136,11 @@ run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18181
 psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
 PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$PG_ADMIN" "$PG_DB")
 run_backend postgres "$PG_URL" 18182
+
+echo
+echo "| backend | export | risks | seconds | RSS before (MiB) | peak RSS (MiB) |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${EXPORTS[@]}"
 
 # The plans behind the list and the search, as the store issues them (org bound as a parameter).
 psql "$PG_URL" -q > "$OUT/plans-postgres.txt" <<'SQL'
@@ -122,6 +160,20 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
  WHERE r.org_id = :'org' AND r.search_text ILIKE '%billing service%' ESCAPE '\'
  ORDER BY r.score DESC, r.id DESC LIMIT 51;
+\echo '== dashboard stats: risks per status and severity'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT status, severity, count(*), COALESCE(SUM(score), 0),
+ count(*) FILTER (WHERE review_date < current_date) FROM risks WHERE org_id = :'org' GROUP BY status, severity;
+\echo '== dashboard stats: mitigations per status'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT status, count(*), count(*) FILTER (WHERE due_date < current_date)
+ FROM mitigations WHERE org_id = :'org' GROUP BY status;
+\echo '== dashboard matrix'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT likelihood, impact, count(*) FROM risks
+ WHERE org_id = :'org' AND status IN ('open', 'in_progress') GROUP BY likelihood, impact;
+\echo '== dashboard timeline: daily change in open risks from the history'
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT (changed_at AT TIME ZONE 'UTC')::date AS day, SUM(delta) FROM (
+ SELECT changed_at, CASE WHEN status IN ('open', 'in_progress') THEN 1 ELSE 0 END
+   - CASE WHEN LAG(status) OVER (PARTITION BY risk_id ORDER BY version) IN ('open', 'in_progress') THEN 1 ELSE 0 END AS delta
+ FROM risk_history WHERE org_id = :'org') changes WHERE delta <> 0 GROUP BY 1;
 \echo '== deep page: keyset continuation'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) SELECT r.id FROM risks r
  WHERE r.org_id = :'org' AND (r.score, r.id) < (9, 'ffffffff-ffff-ffff-ffff-ffffffffffff')

@@ -153,8 +153,10 @@ pub struct DailyActivity {
     pub created: Vec<(NaiveDate, i64)>,
     /// Risks closed that day (from `since` on).
     pub closed: Vec<(NaiveDate, i64)>,
-    /// Risks that became open minus risks that stopped being open that day, over all time.
+    /// Risks that became open minus risks that stopped being open that day (from `since` on).
     pub open_change: Vec<(NaiveDate, i64)>,
+    /// Risks open now.
+    pub open_now: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -194,12 +196,8 @@ impl Timeline {
                 .map(|(_, n)| n)
                 .sum::<i64>()
         };
-        let mut open: i64 = activity
-            .open_change
-            .iter()
-            .filter(|(d, _)| *d < since)
-            .map(|(_, n)| n)
-            .sum();
+        // Open at the start of the window: open now, less every change since.
+        let mut open = activity.open_now - activity.open_change.iter().map(|(_, n)| n).sum::<i64>();
         let points = since
             .iter_days()
             .take_while(|day| *day <= today)

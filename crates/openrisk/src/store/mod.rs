@@ -244,7 +244,8 @@ pub trait Store: Send + Sync {
     async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>>;
     /// `(likelihood, impact, count)` of the risks with one of `statuses`.
     async fn risk_matrix(&self, org: Uuid, statuses: &[RiskStatus]) -> StoreResult<Vec<(i32, i32, i64)>>;
-    /// Risks created and closed per UTC day from `since`, and the daily change in open risks.
+    /// Risks created and closed per UTC day from `since`, the daily change in open risks since
+    /// then, and the risks open now.
     async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity>;
     /// Open risks by score, then residual score (highest first).
     async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>>;

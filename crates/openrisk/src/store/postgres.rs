@@ -73,6 +73,9 @@ fn day_of(column: &str) -> String {
     format!("({column} AT TIME ZONE 'UTC')::date")
 }
 
+/// After bulk loads: planner statistics, and a visibility map so covering indexes answer alone.
+const ANALYZE: &str = "VACUUM ANALYZE";
+
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
 

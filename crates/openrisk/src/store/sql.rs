@@ -78,7 +78,7 @@ macro_rules! sql_store {
             use sqlx::{AssertSqlSafe, QueryBuilder};
             use uuid::Uuid;
 
-            use super::{BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
+            use super::{ANALYZE, BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
             use crate::domain;
             use crate::domain::Precondition;
             use crate::domain::asset::{Asset, AssetFields};
@@ -1112,23 +1112,29 @@ macro_rules! sql_store {
                         .bind(start)
                         .fetch_all(&self.$read)
                         .await?;
-                    // +1 when a change makes a risk open, -1 when it stops being open.
+                    // +1 when a change makes a risk open, -1 when it stops being open: each entry is
+                    // compared with the risk's entry before it (versions are consecutive).
                     let open = RiskStatus::OPEN.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
                     let open_change = format!(
-                        "SELECT {day} AS day, SUM(delta) FROM ( \
-                           SELECT changed_at, \
-                             CASE WHEN status IN ({open}) THEN 1 ELSE 0 END \
-                             - CASE WHEN LAG(status) OVER (PARTITION BY risk_id ORDER BY version) IN ({open}) \
-                               THEN 1 ELSE 0 END AS delta \
-                           FROM risk_history WHERE org_id = $1 \
-                         ) changes WHERE delta <> 0 GROUP BY 1",
-                        day = day_of("changed_at"),
+                        "SELECT {day} AS day, \
+                           SUM(CASE WHEN h.status IN ({open}) THEN 1 ELSE 0 END \
+                             - CASE WHEN p.status IN ({open}) THEN 1 ELSE 0 END) \
+                         FROM risk_history h \
+                         LEFT JOIN risk_history p ON p.risk_id = h.risk_id AND p.version = h.version - 1 \
+                         WHERE h.org_id = $1 AND h.changed_at >= $2 GROUP BY 1",
+                        day = day_of("h.changed_at"),
                     );
                     let open_change = sqlx::query_as(AssertSqlSafe(open_change))
                         .bind(org)
+                        .bind(start)
                         .fetch_all(&self.$read)
                         .await?;
-                    Ok(DailyActivity { created, closed, open_change })
+                    let open_now = format!("SELECT count(*) FROM risks WHERE org_id = $1 AND status IN ({open})");
+                    let open_now = sqlx::query_scalar(AssertSqlSafe(open_now))
+                        .bind(org)
+                        .fetch_one(&self.$read)
+                        .await?;
+                    Ok(DailyActivity { created, closed, open_change, open_now })
                 }
 
                 async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
@@ -1141,7 +1147,7 @@ macro_rules! sql_store {
                 }
 
                 async fn analyze(&self) -> StoreResult<()> {
-                    sqlx::query("ANALYZE").execute(&self.$write).await?;
+                    sqlx::query(ANALYZE).execute(&self.$write).await?;
                     Ok(())
                 }
 

@@ -103,6 +103,9 @@ fn day_of(column: &str) -> String {
     format!("date({column})")
 }
 
+/// Refreshes the planner's statistics after bulk loads.
+const ANALYZE: &str = "ANALYZE";
+
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
