@@ -1138,10 +1138,12 @@ macro_rules! sql_store {
                 }
 
                 async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
+                    // Rank in the covering index first, then read only the winners' full rows.
                     let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
-                    qb.push(" WHERE r.org_id = ").push_bind(org);
-                    push_any(&mut qb, (" AND r.status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));
-                    qb.push(" ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id LIMIT ").push_bind(limit);
+                    qb.push(" WHERE r.id IN (SELECT id FROM risks WHERE org_id = ").push_bind(org);
+                    push_any(&mut qb, (" AND status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));
+                    qb.push(" ORDER BY score DESC, residual_score DESC NULLS LAST, id LIMIT ").push_bind(limit);
+                    qb.push(") ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id");
                     let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.$read).await?;
                     convert(rows)
                 }
