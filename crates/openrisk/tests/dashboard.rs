@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
+use openrisk::domain::Precondition;
 use openrisk::domain::mitigation::{Mitigation, MitigationFields, MitigationStatus};
 use openrisk::domain::risk::{Risk, RiskFields, RiskStatus, Severity};
 use openrisk::store::SeedBatch;
@@ -24,8 +25,10 @@ struct RiskSpec {
     review_in_days: Option<i64>,
     created_days_ago: i64,
     created_at_midnight: bool,
-    /// A later status change: (new status, fraction of the time since creation, same day).
-    change: Option<(RiskStatus, f64, bool)>,
+    /// Later status changes: (new status, fraction of the time since the previous event, same day).
+    changes: Vec<(RiskStatus, f64, bool)>,
+    /// Deleted at the end (today).
+    deleted: bool,
     mitigations: Vec<(MitigationStatus, Option<i64>)>,
 }
 
@@ -43,10 +46,13 @@ fn risk_spec() -> impl Strategy<Value = RiskSpec> {
         ),
         (
             proptest::option::of(-40i64..40),
-            0i64..400,
+            0i64..500,
             proptest::bool::weighted(0.2),
         ),
-        proptest::option::of((status(), 0.0f64..1.0, any::<bool>())),
+        (
+            proptest::collection::vec((status(), 0.0f64..1.0, any::<bool>()), 0..3),
+            proptest::bool::weighted(0.1),
+        ),
         proptest::collection::vec(
             (
                 proptest::sample::select(MitigationStatus::ALL),
@@ -56,7 +62,12 @@ fn risk_spec() -> impl Strategy<Value = RiskSpec> {
         ),
     )
         .prop_map(
-            |((status, likelihood, impact, residual), (review, ago, midnight), change, mitigations)| {
+            |(
+                (status, likelihood, impact, residual),
+                (review, ago, midnight),
+                (changes, deleted),
+                mitigations,
+            )| {
                 RiskSpec {
                     status,
                     likelihood,
@@ -65,7 +76,8 @@ fn risk_spec() -> impl Strategy<Value = RiskSpec> {
                     review_in_days: review,
                     created_days_ago: ago,
                     created_at_midnight: midnight,
-                    change,
+                    changes,
+                    deleted,
                     mitigations,
                 }
             },
@@ -75,8 +87,9 @@ fn risk_spec() -> impl Strategy<Value = RiskSpec> {
 /// A risk as the test sees it: its final state and its status over time.
 struct Known {
     risk: Risk,
-    /// `(from, status)`, in time order.
-    statuses: Vec<(DateTime<Utc>, RiskStatus)>,
+    /// `(from, status)` in time order; `None` once deleted.
+    statuses: Vec<(DateTime<Utc>, Option<RiskStatus>)>,
+    deleted: bool,
 }
 
 fn midnight(day: NaiveDate) -> DateTime<Utc> {
@@ -135,14 +148,16 @@ async fn build(app: &common::TestApp, specs: &[RiskSpec]) -> (String, Vec<Known>
                 .push(Mitigation::new(Uuid::now_v7(), risk.id, m, created_at));
         }
         risk.mitigation_count = spec.mitigations.len() as i64;
-        if let Some((new_status, fraction, same_day)) = spec.change {
-            let span = (now - created_at).num_seconds();
-            let offset = if same_day {
+        let mut at = created_at;
+        for (new_status, fraction, same_day) in &spec.changes {
+            let span = (now - at).num_seconds();
+            let offset = if *same_day {
                 span.min(60)
             } else {
                 (span as f64 * fraction) as i64
             };
-            changes.push((risk.id, new_status, created_at + Duration::seconds(offset)));
+            at += Duration::seconds(offset);
+            changes.push((risk.id, *new_status, at));
         }
         batch.risks.push(risk);
     }
@@ -151,8 +166,9 @@ async fn build(app: &common::TestApp, specs: &[RiskSpec]) -> (String, Vec<Known>
         .risks
         .into_iter()
         .map(|risk| Known {
-            statuses: vec![(risk.created_at, risk.status)],
+            statuses: vec![(risk.created_at, Some(risk.status))],
             risk,
+            deleted: false,
         })
         .collect();
     for (id, new_status, at) in changes {
@@ -164,11 +180,37 @@ async fn build(app: &common::TestApp, specs: &[RiskSpec]) -> (String, Vec<Known>
         let updated = app.store.update_risk(org, actor, id, edit).await.unwrap();
         let k = known.iter_mut().find(|k| k.risk.id == id).unwrap();
         if updated.version > k.risk.version {
-            k.statuses.push((at, new_status));
+            k.statuses.push((at, Some(new_status)));
         }
         k.risk = updated;
     }
+    for (k, spec) in known.iter_mut().zip(specs) {
+        if spec.deleted {
+            app.store
+                .delete_risk(org, actor, k.risk.id, &Precondition::None)
+                .await
+                .unwrap();
+            k.statuses.push((openrisk::domain::now(), None));
+            k.deleted = true;
+        }
+    }
     (token, known, batch.mitigations)
+}
+
+/// How many times the risk became closed on `day`.
+fn moves_into_closed(k: &Known, day: NaiveDate) -> usize {
+    let mut previous = None;
+    let mut moves = 0;
+    for (at, status) in &k.statuses {
+        if *status == Some(RiskStatus::Closed)
+            && previous != Some(RiskStatus::Closed)
+            && at.date_naive() == day
+        {
+            moves += 1;
+        }
+        previous = *status;
+    }
+    moves
 }
 
 fn counts<K: Ord + Copy + serde::Serialize>(all: &[K], values: impl Iterator<Item = K>) -> Value {
@@ -182,7 +224,12 @@ fn counts<K: Ord + Copy + serde::Serialize>(all: &[K], values: impl Iterator<Ite
 async fn check(app: &common::TestApp, specs: Vec<RiskSpec>) -> Result<(), TestCaseError> {
     let (token, known, mitigations) = build(app, &specs).await;
     let today = Utc::now().date_naive();
-    let risks: Vec<&Risk> = known.iter().map(|k| &k.risk).collect();
+    let risks: Vec<&Risk> = known.iter().filter(|k| !k.deleted).map(|k| &k.risk).collect();
+    // A deleted risk's mitigations go with it.
+    let mitigations: Vec<Mitigation> = mitigations
+        .into_iter()
+        .filter(|m| risks.iter().any(|r| r.id == m.risk_id))
+        .collect();
     let open = |r: &Risk| matches!(r.status, RiskStatus::Open | RiskStatus::InProgress);
 
     let (status, stats) = app.get("/api/v1/dashboard/stats", &token).await;
@@ -248,11 +295,12 @@ async fn check(app: &common::TestApp, specs: Vec<RiskSpec>) -> Result<(), TestCa
         for (i, point) in points.iter().enumerate() {
             let day = today - Duration::days(days - 1 - i as i64);
             let end = midnight(day) + Duration::days(1);
-            let created = risks.iter().filter(|r| r.created_at.date_naive() == day).count();
-            let closed = risks
+            // From the risks' histories, deleted risks included.
+            let created = known
                 .iter()
-                .filter(|r| r.closed_at.is_some_and(|c| c.date_naive() == day))
+                .filter(|k| k.risk.created_at.date_naive() == day)
                 .count();
+            let closed: usize = known.iter().map(|k| moves_into_closed(k, day)).sum();
             let open_at_end = known
                 .iter()
                 .filter(|k| {
@@ -260,7 +308,7 @@ async fn check(app: &common::TestApp, specs: Vec<RiskSpec>) -> Result<(), TestCa
                         .iter()
                         .rev()
                         .find(|(from, _)| *from < end)
-                        .is_some_and(|(_, s)| matches!(s, RiskStatus::Open | RiskStatus::InProgress))
+                        .is_some_and(|(_, s)| matches!(s, Some(RiskStatus::Open | RiskStatus::InProgress)))
                 })
                 .count();
             let want = json!({"date": day, "created": created, "closed": closed, "open": open_at_end});

@@ -66,9 +66,17 @@ both_backends! {
         let (status, problem) = app.post(base, admin, json!({"connector": "jira", "config": {
             "base_url": "http://insecure.example", "email": "not-an-email", "project_key": "lower", "surprise": 1
         }})).await;
-        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["config/base_url", "config/email", "config/project_key", "config"]);
-        let messages = problem["errors"].to_string();
-        assert!(messages.contains("api_token") && messages.contains("surprise"), "{problem}");
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY,
+            &["config/base_url", "config/email", "config/project_key", "config/api_token", "config/surprise"]);
+        // A rejected secret is never repeated back, and the mask is not a secret.
+        let leaked = "https://hooks.example/services/T0/B0/not-a-slack-secret";
+        let (status, problem) = app.post(base, admin, json!({"connector": "slack", "config": {"webhook_url": leaked, "channel": "#risk"}})).await;
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["config/webhook_url"]);
+        assert!(!problem.to_string().contains("not-a-slack-secret"), "{problem}");
+        let mut masked = jira_config();
+        masked["api_token"] = json!("********");
+        let (status, problem) = app.post(base, admin, json!({"connector": "jira", "config": masked})).await;
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["config/api_token"]);
         let (status, problem) = app.post(base, admin, json!({"connector": "fax", "config": {}})).await;
         assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["connector"]);
         let (status, problem) = app.post(base, admin, json!({"config": {}})).await;
@@ -122,7 +130,9 @@ both_backends! {
         assert_eq!(stored.config["api_token"], "rotated-secret-value");
 
         let (status, problem) = app.patch(&path, admin, json!({"config": {"base_url": "ftp://x"}})).await;
-        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["config/base_url", "config"]);
+        assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["config/base_url", "config/email", "config/api_token"]);
+        let (status, problem) = app.get(&format!("{base}/not-a-uuid"), admin).await;
+        assert_problem(status, &problem, StatusCode::BAD_REQUEST, &["id"]);
         let (status, problem) = app.patch(&path, admin, json!({"enabled": null})).await;
         assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY, &["enabled"]);
         let (status, problem) = app.patch(&path, &analyst, json!({"enabled": true})).await;

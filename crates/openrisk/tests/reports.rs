@@ -68,6 +68,11 @@ async fn listed(app: &TestApp, query: &str) -> Vec<Value> {
     }
 }
 
+/// Whether byte `i` lies inside a quoted CSV field (where a bare newline is data).
+fn in_quoted(body: &[u8], i: usize) -> bool {
+    body[..i].iter().filter(|b| **b == b'"').count() % 2 == 1
+}
+
 async fn export(app: &TestApp, query: &str) -> (reqwest::header::HeaderMap, Vec<u8>) {
     let response = app
         .request(
@@ -95,6 +100,8 @@ both_backends! {
         let (headers, body) = export(&app, &format!("format=csv&{filter}")).await;
         assert_eq!(headers["content-type"], "text/csv; charset=utf-8");
         assert_eq!(headers["content-disposition"], format!("attachment; filename=\"risk-register-{today}.csv\""));
+        assert!(body.windows(2).any(|w| w == b"\r\n"), "CRLF line ends");
+        assert!(!body.iter().enumerate().any(|(i, b)| *b == b'\n' && (i == 0 || body[i - 1] != b'\r') && !in_quoted(&body, i)));
         let mut reader = csv::Reader::from_reader(body.as_slice());
         assert_eq!(reader.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
         let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
@@ -187,6 +194,28 @@ both_backends! {
             assert!(!html.contains(external), "{external}");
         }
         assert!(!html.contains(SECRET));
+    }
+
+    async fn large_exports_stream_every_row_once(app: TestApp) {
+        // Enough rows for many body chunks (and channel round trips).
+        let org = app.store.organization_by_slug("default").await.unwrap().id;
+        let (_, me) = app.get("/api/v1/me", &app.token).await;
+        let actor: uuid::Uuid = me["user"]["id"].as_str().unwrap().parse().unwrap();
+        let mut generator = openrisk::seed::Generator::new(5, openrisk::domain::now(), vec![actor], 700);
+        let first = app.store.reserve_risk_numbers(org, 700).await.unwrap();
+        let batch = generator.risks(first, 700);
+        app.store.insert_seed(org, actor, &batch).await.unwrap();
+
+        for filter in ["", "&severity=critical&severity=high", "&q=ransomware", "&category=Security&category=Legal", &format!("&owner_id={actor}")] {
+            let want: Vec<String> = listed(&app, &format!("sort=created_at{filter}")).await.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+            let (_, body) = export(&app, &format!("format=json&sort=created_at{filter}")).await;
+            let got: Vec<Value> = serde_json::from_slice(&body).unwrap();
+            let got: Vec<String> = got.iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+            assert_eq!(got, want, "{filter}");
+            let (_, body) = export(&app, &format!("format=csv&sort=created_at{filter}")).await;
+            let ids: Vec<String> = csv::Reader::from_reader(body.as_slice()).records().map(|r| r.unwrap()[1].to_owned()).collect();
+            assert_eq!(ids, want, "{filter}");
+        }
     }
 
     async fn report_parameters_and_roles(app: TestApp) {

@@ -1,5 +1,9 @@
--- The risk's status after each change, so dashboards can tell when a risk was open.
+-- The risk's status after each change, so dashboards can tell when a risk was open. Existing
+-- entries get it from the history itself: the last status change at or before them.
 ALTER TABLE risk_history ADD COLUMN status text;
-UPDATE risk_history h SET status = r.status FROM risks r WHERE r.id = h.risk_id AND h.change_type <> 'delete';
-CREATE INDEX risk_history_org ON risk_history (org_id, risk_id, version);
-CREATE INDEX risks_org_closed ON risks (org_id, closed_at);
+UPDATE risk_history h SET status = (
+    SELECT p.changes -> 'status' ->> 1 FROM risk_history p
+    WHERE p.risk_id = h.risk_id AND p.version <= h.version AND p.changes ? 'status'
+    ORDER BY p.version DESC LIMIT 1
+)
+WHERE h.change_type <> 'delete';

@@ -1,6 +1,6 @@
 //! Dashboard figures, assembled from the aggregates the database computes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{Days, NaiveDate};
 use serde::Serialize;
@@ -146,16 +146,22 @@ impl Matrix {
     }
 }
 
-/// Per-day aggregates, each `(UTC day, n)`, days without activity absent.
+/// What happened to the register on one UTC day, from the risks' history.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DayActivity {
+    pub day: NaiveDate,
+    /// Risks created.
+    pub created: i64,
+    /// Risks that became closed.
+    pub closed: i64,
+    /// Risks that became open minus risks that stopped being open.
+    pub open_change: i64,
+}
+
+/// The days with activity since a start day (others had none), and the risks open now.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct DailyActivity {
-    /// Risks created that day (from `since` on).
-    pub created: Vec<(NaiveDate, i64)>,
-    /// Risks closed that day (from `since` on).
-    pub closed: Vec<(NaiveDate, i64)>,
-    /// Risks that became open minus risks that stopped being open that day (from `since` on).
-    pub open_change: Vec<(NaiveDate, i64)>,
-    /// Risks open now.
+    pub days: Vec<DayActivity>,
     pub open_now: i64,
 }
 
@@ -177,9 +183,9 @@ pub struct Timeline {
 pub const DEFAULT_TIMELINE_DAYS: i64 = 30;
 pub const MAX_TIMELINE_DAYS: i64 = 365;
 
-/// The first day of a `days`-long timeline ending `today`.
+/// The first day of a `days`-long timeline ending `today` (`days` ≥ 1).
 pub fn timeline_start(today: NaiveDate, days: i64) -> NaiveDate {
-    today - Days::new(days.clamp(1, MAX_TIMELINE_DAYS) as u64 - 1)
+    today - Days::new(days.max(1) as u64 - 1)
 }
 
 impl Timeline {
@@ -189,24 +195,19 @@ impl Timeline {
     }
 
     pub fn from_activity(since: NaiveDate, today: NaiveDate, activity: &DailyActivity) -> Timeline {
-        let on = |series: &[(NaiveDate, i64)], day: NaiveDate| {
-            series
-                .iter()
-                .filter(|(d, _)| *d == day)
-                .map(|(_, n)| n)
-                .sum::<i64>()
-        };
+        let by_day: HashMap<NaiveDate, &DayActivity> = activity.days.iter().map(|a| (a.day, a)).collect();
         // Open at the start of the window: open now, less every change since.
-        let mut open = activity.open_now - activity.open_change.iter().map(|(_, n)| n).sum::<i64>();
+        let mut open = activity.open_now - activity.days.iter().map(|a| a.open_change).sum::<i64>();
         let points = since
             .iter_days()
             .take_while(|day| *day <= today)
             .map(|date| {
-                open += on(&activity.open_change, date);
+                let day = by_day.get(&date).copied().cloned().unwrap_or_default();
+                open += day.open_change;
                 TimelinePoint {
                     date,
-                    created: on(&activity.created, date),
-                    closed: on(&activity.closed, date),
+                    created: day.created,
+                    closed: day.closed,
                     open,
                 }
             })

@@ -134,22 +134,42 @@ impl Catalog {
     }
 
     /// Every way `config` breaks the connector's schema, each named by its path under `config`.
+    /// A secret's value is never repeated in the message.
     fn check(&self, entry: &Entry, config: &Value) -> Result<(), Violations> {
+        use jsonschema::error::ValidationErrorKind as Kind;
         let mut v = Violations::default();
         for error in entry.validator.iter_errors(config) {
-            v.add(format!("config{}", error.instance_path()), error.to_string());
+            let path = error.instance_path().to_string();
+            match error.kind() {
+                Kind::Required { property } => v.add(
+                    format!("config/{}", property.as_str().unwrap_or_default()),
+                    "is required",
+                ),
+                Kind::AdditionalProperties { unexpected } => {
+                    for name in unexpected {
+                        v.add(format!("config/{name}"), "is not a setting of this connector");
+                    }
+                }
+                _ if entry
+                    .secrets
+                    .iter()
+                    .any(|s| path.split('/').nth(1) == Some(s.as_str())) =>
+                {
+                    v.add(format!("config{path}"), "is not a valid value for this secret")
+                }
+                _ => v.add(format!("config{path}"), error.to_string()),
+            }
         }
         v.into_result()
     }
 
-    /// The installation as clients see it: secrets replaced by `MASK`.
+    /// The installation as clients see it: secrets replaced by `MASK`. A connector no longer in
+    /// the catalog has no known secrets, so every value of its configuration is masked.
     pub fn masked(&self, mut installation: Installation) -> Installation {
-        if let (Some(entry), Some(config)) = (
-            self.entry(&installation.connector),
-            installation.config.as_object_mut(),
-        ) {
-            for secret in &entry.secrets {
-                if let Some(value) = config.get_mut(secret) {
+        let entry = self.entry(&installation.connector);
+        if let Some(config) = installation.config.as_object_mut() {
+            for (name, value) in config.iter_mut() {
+                if entry.is_none_or(|e| e.secrets.contains(name)) {
                     *value = Value::String(MASK.into());
                 }
             }
@@ -174,6 +194,14 @@ impl Catalog {
         };
         if let Err(errors) = self.check(entry, &config) {
             v.merge(errors);
+        }
+        for secret in &entry.secrets {
+            if config.get(secret).and_then(Value::as_str) == Some(MASK) {
+                v.add(
+                    format!("config/{secret}"),
+                    "must be the secret itself, not its mask",
+                );
+            }
         }
         v.into_result()?;
         Ok(Installation {

@@ -1,5 +1,8 @@
 //! `/api/v1/reports`: the risk-register export (streamed) and the executive summary.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -65,7 +68,7 @@ async fn risk_register(
     let body = match export.format {
         ExportFormat::Csv => Body::from_stream(csv_chunks(risks)),
         ExportFormat::Json => Body::from_stream(json_chunks(risks)),
-        ExportFormat::Xlsx => Body::from_stream(xlsx_file(risks).await?),
+        ExportFormat::Xlsx => Body::from_stream(xlsx_chunks(risks)),
     };
     let disposition = format!(
         "attachment; filename=\"{}\"",
@@ -109,15 +112,22 @@ fn csv_record(row: impl IntoIterator<Item = Cell>, out: &mut csv::Writer<Vec<u8>
     out.write_record(fields)
 }
 
+/// RFC 4180: CRLF line ends, fields quoted when they need it.
+fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new())
+}
+
 fn csv_chunks(risks: RiskStream) -> impl Stream<Item = Result<Bytes, StoreError>> {
     let header = COLUMNS.iter().map(|c| Cell::Text((*c).to_owned()));
-    let mut writer = csv::Writer::from_writer(Vec::new());
+    let mut writer = csv_writer();
     let header = csv_record(header, &mut writer).map(|()| writer.into_inner().unwrap_or_default());
     let header = header
         .map(Bytes::from)
         .map_err(|e| StoreError::Corrupt(e.to_string()));
     stream::once(async { header }).chain(risks.ready_chunks(ROWS_PER_CHUNK).map(|chunk| {
-        let mut writer = csv::Writer::from_writer(Vec::new());
+        let mut writer = csv_writer();
         for risk in chunk {
             csv_record(cells(&risk?), &mut writer).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         }
@@ -141,15 +151,37 @@ fn json_chunks(risks: RiskStream) -> impl Stream<Item = Result<Bytes, StoreError
         .chain(stream::once(async { Ok(Bytes::from_static(b"]")) }))
 }
 
+/// Sets its flag when dropped: the response body is gone, so the work behind it can stop.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 /// An XLSX file can only be finished once every row is known: rows go to a worksheet in constant
 /// memory mode (flushed to disk row by row), the workbook to a temporary file that is then
-/// streamed.
-async fn xlsx_file(
-    mut risks: RiskStream,
-) -> Result<impl Stream<Item = std::io::Result<Bytes>> + use<>, ApiError> {
+/// streamed. The work runs while the body is read, so the request time limit does not cut it,
+/// and stops if the client goes away.
+fn xlsx_chunks(risks: RiskStream) -> impl Stream<Item = std::io::Result<Bytes>> {
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let guard = CancelOnDrop(cancelled.clone());
+    stream::once(xlsx_file(risks, cancelled))
+        .flat_map(|file| match file {
+            Ok(file) => tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)).left_stream(),
+            Err(e) => stream::once(async { Err(e) }).right_stream(),
+        })
+        .map(move |chunk| {
+            let _alive = &guard;
+            chunk
+        })
+}
+
+async fn xlsx_file(mut risks: RiskStream, cancelled: Arc<AtomicBool>) -> std::io::Result<std::fs::File> {
     let runtime = tokio::runtime::Handle::current();
-    let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File, ApiError> {
-        let failed = |e: rust_xlsxwriter::XlsxError| ApiError::Internal(format!("xlsx: {e}"));
+    let build = move || -> std::io::Result<std::fs::File> {
+        let failed = |e: rust_xlsxwriter::XlsxError| std::io::Error::other(format!("xlsx: {e}"));
         let mut workbook = Workbook::new();
         let sheet = workbook.add_worksheet_with_constant_memory().map_err(failed)?;
         sheet.set_name("Risk register").map_err(failed)?;
@@ -158,7 +190,13 @@ async fn xlsx_file(
         }
         let mut row = 1;
         while let Some(risk) = runtime.block_on(risks.next()) {
-            for (col, cell) in cells(&risk?).into_iter().enumerate() {
+            if cancelled.load(Ordering::Relaxed) {
+                return Err(std::io::Error::other("the client went away"));
+            }
+            for (col, cell) in cells(&risk.map_err(std::io::Error::other)?)
+                .into_iter()
+                .enumerate()
+            {
                 match cell {
                     Cell::Text(text) => sheet.write_string(row, col as u16, text).map_err(failed)?,
                     Cell::Number(n) => sheet.write_number(row, col as u16, n).map_err(failed)?,
@@ -167,14 +205,14 @@ async fn xlsx_file(
             }
             row += 1;
         }
-        let mut file = tempfile::tempfile().map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut file = tempfile::tempfile()?;
         workbook.save_to_writer(&mut file).map_err(failed)?;
-        std::io::Seek::rewind(&mut file).map_err(|e| ApiError::Internal(e.to_string()))?;
+        std::io::Seek::rewind(&mut file)?;
         Ok(file)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
-    Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)))
+    };
+    tokio::task::spawn_blocking(build)
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 #[utoipa::path(

@@ -76,6 +76,9 @@ fn day_of(column: &str) -> String {
 /// After bulk loads: planner statistics, and a visibility map so covering indexes answer alone.
 const ANALYZE: &str = "VACUUM ANALYZE";
 
+/// A read transaction whose statements all see one snapshot.
+const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
 

@@ -29,6 +29,18 @@ pub fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// How long an export waits for its client to take the next row before giving up the connection.
+pub const EXPORT_STALL_LIMIT: Duration = Duration::from_secs(60);
+
+/// A constant list of values for SQL text: `'a', 'b'` (never for client input, which is bound).
+pub fn sql_list<T: std::fmt::Display>(values: &[T]) -> String {
+    values
+        .iter()
+        .map(|v| format!("'{v}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// `<prefix>v1, v2, …<suffix>` when there are values; nothing otherwise.
 pub fn push_any<'a, DB: Database, T>(
     qb: &mut QueryBuilder<DB>,
@@ -78,12 +90,12 @@ macro_rules! sql_store {
             use sqlx::{AssertSqlSafe, QueryBuilder};
             use uuid::Uuid;
 
-            use super::{ANALYZE, BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
+            use super::{ANALYZE, BEGIN_SNAPSHOT, BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
             use crate::domain;
             use crate::domain::Precondition;
             use crate::domain::asset::{Asset, AssetFields};
             use crate::domain::auth::{Principal, Role};
-            use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
+            use crate::domain::dashboard::{DailyActivity, DayActivity, MitigationGroup, RiskGroup};
             use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort, SortValue};
             use crate::domain::mitigation::MitigationStatus;
             use crate::domain::report::OverdueMitigation;
@@ -98,7 +110,8 @@ macro_rules! sql_store {
                 convert,
             };
             use crate::store::sql::{
-                ASSET_COLUMNS, INSTALLATION_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS, push_any,
+                ASSET_COLUMNS, EXPORT_STALL_LIMIT, INSTALLATION_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
+                push_any, sql_list,
             };
             use crate::store::{Edit, RiskStream, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
 
@@ -993,8 +1006,10 @@ macro_rules! sql_store {
                         let mut rows = qb.build_query_as::<RiskRow>().fetch(&pool);
                         while let Some(row) = rows.next().await {
                             let risk = row.map_err(StoreError::from).and_then(Risk::try_from);
-                            if tx.send(risk).await.is_err() {
-                                break; // the client went away
+                            // A client gone, or stalled for too long, releases the connection.
+                            match tokio::time::timeout(EXPORT_STALL_LIMIT, tx.send(risk)).await {
+                                Ok(Ok(())) => {}
+                                Ok(Err(_)) | Err(_) => break,
                             }
                         }
                     });
@@ -1009,12 +1024,9 @@ macro_rules! sql_store {
                     today: NaiveDate,
                     limit: i64,
                 ) -> StoreResult<Vec<OverdueMitigation>> {
-                    let active = MitigationStatus::ALL
-                        .iter()
-                        .filter(|s| s.is_active())
-                        .map(|s| format!("'{s}'"))
-                        .collect::<Vec<_>>()
-                        .join(", ");
+                    let active: Vec<MitigationStatus> =
+                        MitigationStatus::ALL.iter().copied().filter(|s| s.is_active()).collect();
+                    let active = sql_list(&active);
                     let sql = format!(
                         "SELECT m.id, m.risk_id, m.title, m.description, m.status, m.owner_id, m.due_date, m.progress, \
                          m.cost, m.version, m.created_at, m.updated_at, m.completed_at, \
@@ -1095,28 +1107,15 @@ macro_rules! sql_store {
                 }
 
                 async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity> {
-                    let start = since.and_time(chrono::NaiveTime::MIN).and_utc();
-                    let per_day = |column: &str| {
-                        format!(
-                            "SELECT {} AS day, count(*) FROM risks WHERE org_id = $1 AND {column} >= $2 GROUP BY 1",
-                            day_of(column)
-                        )
-                    };
-                    let created = sqlx::query_as(AssertSqlSafe(per_day("created_at")))
-                        .bind(org)
-                        .bind(start)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    let closed = sqlx::query_as(AssertSqlSafe(per_day("closed_at")))
-                        .bind(org)
-                        .bind(start)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    // +1 when a change makes a risk open, -1 when it stops being open: each entry is
-                    // compared with the risk's entry before it (versions are consecutive).
-                    let open = RiskStatus::OPEN.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-                    let open_change = format!(
+                    // Each history entry is compared with the risk's entry before it (versions are
+                    // consecutive): a creation, a move into `closed`, a move into or out of "open".
+                    let open = sql_list(RiskStatus::OPEN);
+                    let closed = sql_list(&[RiskStatus::Closed]);
+                    let per_day = format!(
                         "SELECT {day} AS day, \
+                           SUM(CASE WHEN h.change_type = 'create' THEN 1 ELSE 0 END), \
+                           SUM(CASE WHEN h.status IN ({closed}) AND (p.status IS NULL OR p.status NOT IN ({closed})) \
+                               THEN 1 ELSE 0 END), \
                            SUM(CASE WHEN h.status IN ({open}) THEN 1 ELSE 0 END \
                              - CASE WHEN p.status IN ({open}) THEN 1 ELSE 0 END) \
                          FROM risk_history h \
@@ -1124,21 +1123,25 @@ macro_rules! sql_store {
                          WHERE h.org_id = $1 AND h.changed_at >= $2 GROUP BY 1",
                         day = day_of("h.changed_at"),
                     );
-                    let open_change = sqlx::query_as(AssertSqlSafe(open_change))
-                        .bind(org)
-                        .bind(start)
-                        .fetch_all(&self.$read)
-                        .await?;
                     let open_now = format!("SELECT count(*) FROM risks WHERE org_id = $1 AND status IN ({open})");
-                    let open_now = sqlx::query_scalar(AssertSqlSafe(open_now))
+                    // One snapshot: a write between the two reads must not shift every day's count.
+                    let mut tx = self.$read.begin_with(BEGIN_SNAPSHOT).await?;
+                    let days: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(per_day))
                         .bind(org)
-                        .fetch_one(&self.$read)
+                        .bind(since.and_time(chrono::NaiveTime::MIN).and_utc())
+                        .fetch_all(&mut *tx)
                         .await?;
-                    Ok(DailyActivity { created, closed, open_change, open_now })
+                    let open_now = sqlx::query_scalar(AssertSqlSafe(open_now)).bind(org).fetch_one(&mut *tx).await?;
+                    tx.commit().await?;
+                    let days = days
+                        .into_iter()
+                        .map(|(day, created, closed, open_change)| DayActivity { day, created, closed, open_change })
+                        .collect();
+                    Ok(DailyActivity { days, open_now })
                 }
 
                 async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
-                    // Rank in the covering index first, then read only the winners' full rows.
+                    // Rank from the covering index alone (no wide rows), then read only the winners' rows.
                     let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
                     qb.push(" WHERE r.id IN (SELECT id FROM risks WHERE org_id = ").push_bind(org);
                     push_any(&mut qb, (" AND status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));

@@ -106,6 +106,9 @@ fn day_of(column: &str) -> String {
 /// Refreshes the planner's statistics after bulk loads.
 const ANALYZE: &str = "ANALYZE";
 
+/// A read transaction whose statements all see one snapshot.
+const BEGIN_SNAPSHOT: &str = "BEGIN";
+
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
