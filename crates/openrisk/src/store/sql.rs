@@ -1027,12 +1027,15 @@ macro_rules! sql_store {
                     let active: Vec<MitigationStatus> =
                         MitigationStatus::ALL.iter().copied().filter(|s| s.is_active()).collect();
                     let active = sql_list(&active);
+                    // `status || ''` keeps planners off the (org, status, due date) index, with which
+                    // they collect and sort every overdue mitigation: walking the due-date index
+                    // stops after one page.
                     let sql = format!(
                         "SELECT m.id, m.risk_id, m.title, m.description, m.status, m.owner_id, m.due_date, m.progress, \
                          m.cost, m.version, m.created_at, m.updated_at, m.completed_at, \
                          r.ref_number, r.title AS risk_title \
                          FROM mitigations m JOIN risks r ON r.id = m.risk_id \
-                         WHERE m.org_id = $1 AND m.status IN ({active}) AND m.due_date < $2 \
+                         WHERE m.org_id = $1 AND m.status || '' IN ({active}) AND m.due_date < $2 \
                          ORDER BY m.due_date, m.id LIMIT $3"
                     );
                     let rows: Vec<OverdueRow> = sqlx::query_as(AssertSqlSafe(sql))
