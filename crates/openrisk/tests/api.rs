@@ -260,8 +260,13 @@ both_backends! {
             assert_problem(status, &problem, StatusCode::FORBIDDEN, &[]);
         }
         // Analysts write risks but do not administer.
-        let (status, _) = app.patch(&r, &analyst, json!({"title": "Flood of the data centre"})).await;
+        let (status, _) = app.patch(&r, &analyst, json!({"title": "Storm damage to the data centre"})).await;
         assert_eq!(status, StatusCode::OK);
+        // The search index follows the update.
+        for (q, total) in [("storm%20damage", 1), ("data", 1), ("flood", 0)] {
+            let (_, found) = app.get(&format!("/api/v1/risks?q={q}&include_total=true"), &viewer).await;
+            assert_eq!(found["total"], total, "{q}");
+        }
         for (method, path) in [(Method::GET, "/api/v1/users"), (Method::GET, "/api/v1/tokens"), (Method::POST, "/api/v1/users"), (Method::POST, "/api/v1/tokens")] {
             let body = (method == Method::POST).then(|| json!({"name": "n", "email": "n@example.com"}));
             let (status, problem) = app.call(method, path, &analyst, body).await;

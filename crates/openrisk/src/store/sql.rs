@@ -170,8 +170,9 @@ macro_rules! sql_store {
             /// 32 766 and PostgreSQL's 65 535 bind parameters.
             const ROWS_PER_INSERT: usize = 1_000;
 
-            /// Inserts new risks with their asset links and their `create` history entries.
-            async fn insert_risks(conn: &mut $conn, org: Uuid, actor: Uuid, risks: &[Risk]) -> StoreResult<()> {
+            /// Writes risk rows: new ones are inserted, existing ones (same id, same organization)
+            /// overwritten, so inserts and updates share one column list.
+            async fn write_risk_rows(conn: &mut $conn, org: Uuid, risks: &[Risk]) -> StoreResult<()> {
                 for chunk in risks.chunks(ROWS_PER_INSERT) {
                     let mut qb = QueryBuilder::<$db>::new(
                         "INSERT INTO risks (id, org_id, ref_number, title, description, category, owner_id, status, \
@@ -203,13 +204,29 @@ macro_rules! sql_store {
                             .push_bind(r.updated_at)
                             .push_bind(r.closed_at);
                     });
+                    qb.push(
+                        " ON CONFLICT (id) DO UPDATE SET title = excluded.title, description = excluded.description, \
+                         category = excluded.category, owner_id = excluded.owner_id, status = excluded.status, \
+                         likelihood = excluded.likelihood, impact = excluded.impact, score = excluded.score, \
+                         severity = excluded.severity, residual_likelihood = excluded.residual_likelihood, \
+                         residual_impact = excluded.residual_impact, residual_score = excluded.residual_score, \
+                         treatment = excluded.treatment, tags = excluded.tags, review_date = excluded.review_date, \
+                         search_text = excluded.search_text, version = excluded.version, \
+                         updated_at = excluded.updated_at, closed_at = excluded.closed_at \
+                         WHERE risks.org_id = excluded.org_id",
+                    );
                     qb.build().execute(&mut *conn).await?;
-                    link_assets(conn, chunk).await?;
-                    let entries: Vec<(Uuid, HistoryEntry)> =
-                        chunk.iter().map(|r| (r.id, HistoryEntry::created(r, actor))).collect();
-                    append_history(conn, org, &entries).await?;
                 }
                 Ok(())
+            }
+
+            /// Inserts new risks with their asset links and their `create` history entries.
+            async fn insert_risks(conn: &mut $conn, org: Uuid, actor: Uuid, risks: &[Risk]) -> StoreResult<()> {
+                write_risk_rows(conn, org, risks).await?;
+                link_assets(conn, risks).await?;
+                let entries: Vec<(Uuid, HistoryEntry)> =
+                    risks.iter().map(|r| (r.id, HistoryEntry::created(r, actor))).collect();
+                append_history(conn, org, &entries).await
             }
 
             async fn link_assets(conn: &mut $conn, risks: &[Risk]) -> StoreResult<()> {
@@ -255,36 +272,7 @@ macro_rules! sql_store {
                 current: &Risk,
                 next: &Risk,
             ) -> StoreResult<()> {
-                sqlx::query(
-                    "UPDATE risks SET title = $3, description = $4, category = $5, owner_id = $6, status = $7, \
-                     likelihood = $8, impact = $9, score = $10, severity = $11, residual_likelihood = $12, \
-                     residual_impact = $13, residual_score = $14, treatment = $15, tags = $16, review_date = $17, \
-                     search_text = $18, version = $19, updated_at = $20, closed_at = $21 \
-                     WHERE org_id = $1 AND id = $2",
-                )
-                .bind(org)
-                .bind(next.id)
-                .bind(&next.title)
-                .bind(&next.description)
-                .bind(&next.category)
-                .bind(next.owner_id)
-                .bind(next.status.as_str())
-                .bind(next.likelihood)
-                .bind(next.impact)
-                .bind(next.score)
-                .bind(next.severity.as_str())
-                .bind(next.residual_likelihood)
-                .bind(next.residual_impact)
-                .bind(next.residual_score)
-                .bind(next.treatment.map(|t| t.as_str()))
-                .bind(Json(&next.tags))
-                .bind(next.review_date)
-                .bind(next.search_text())
-                .bind(next.version)
-                .bind(next.updated_at)
-                .bind(next.closed_at)
-                .execute(&mut *conn)
-                .await?;
+                write_risk_rows(conn, org, std::slice::from_ref(next)).await?;
                 if next.asset_ids != current.asset_ids {
                     sqlx::query("DELETE FROM risk_assets WHERE risk_id = $1")
                         .bind(next.id)
