@@ -39,6 +39,7 @@ impl Application {
         let router = http::router(AppState {
             store: store.clone(),
             catalog: Arc::new(catalog),
+            pool: Arc::new(config.pool.clone()),
         });
         Ok(Application {
             listener,

@@ -395,6 +395,7 @@ both_backends! {
             ("/api/v1/marketplace/installations/{id}", vec!["get", "patch", "delete"]),
             ("/api/v1/reports/risk-register", vec!["get"]),
             ("/api/v1/reports/summary", vec!["get"]),
+            ("/api/v1/admin/pool", vec!["get"]),
             ("/health/live", vec!["get"]),
             ("/health/ready", vec!["get"]),
         ];

@@ -41,7 +41,12 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => (
             "ok",
             StatusCode::OK,
-            serde_json::json!({"status": "up", "backend": state.store.backend(), "latency_ms": elapsed_ms}),
+            serde_json::json!({
+                "status": "up",
+                "backend": state.store.backend(),
+                "latency_ms": elapsed_ms,
+                "pool": state.store.pool_status(),
+            }),
         ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database down");

@@ -1,5 +1,6 @@
 //! The HTTP surface: routing, middleware, extractors and one module per resource.
 
+mod admin;
 mod assets;
 mod dashboard;
 pub mod error;
@@ -31,6 +32,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::config::PoolSettings;
 use crate::domain::marketplace::Catalog;
 use crate::store::Store;
 use error::{ApiError, problem_response};
@@ -45,6 +47,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<Catalog>,
+    /// The pool settings the store was opened with.
+    pub pool: Arc<PoolSettings>,
 }
 
 #[derive(OpenApi)]
@@ -81,6 +85,7 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
+        .merge(admin::routes())
         .merge(me::routes())
         .merge(orgs::routes())
         .merge(users::routes())

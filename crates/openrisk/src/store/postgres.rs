@@ -4,8 +4,8 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::StoreResult;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -33,6 +33,10 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PgStore { pool })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus::of(&self.pool, 0)
     }
 }
 

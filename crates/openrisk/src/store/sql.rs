@@ -113,7 +113,7 @@ macro_rules! sql_store {
                 ASSET_COLUMNS, EXPORT_STALL_LIMIT, INSTALLATION_COLUMNS, MITIGATION_COLUMNS, TOKEN_COLUMNS, USER_COLUMNS,
                 push_any, sql_list,
             };
-            use crate::store::{Edit, RiskStream, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
+            use crate::store::{Edit, PoolStatus, RiskStream, SeedBatch, Store, StoreError, StoreResult, TokenGrant};
 
             /// Whether `table` holds row `id` of organization `org`.
             async fn exists<'c>(
@@ -406,6 +406,10 @@ macro_rules! sql_store {
             impl Store for $store {
                 fn backend(&self) -> &'static str {
                     $name
+                }
+
+                fn pool_status(&self) -> PoolStatus {
+                    self.pool_status()
                 }
 
                 async fn ping(&self) -> StoreResult<()> {

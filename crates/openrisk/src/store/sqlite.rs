@@ -8,8 +8,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::StoreResult;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -56,6 +56,10 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         Ok(SqliteStore { writer, readers })
+    }
+
+    fn pool_status(&self) -> PoolStatus {
+        PoolStatus::of(&self.readers, 1)
     }
 }
 
