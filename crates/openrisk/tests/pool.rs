@@ -72,6 +72,140 @@ async fn mode_and_overrides_reach_the_live_pool(backend: Backend) {
     assert_eq!(ready["database"]["pool"]["max_open"], 8);
 }
 
+/// Holds the lock that the next write needs, from outside the service: a row lock on PostgreSQL,
+/// the database's write lock on SQLite.
+async fn hold_write_lock(app: &TestApp, risk_id: &str) -> Box<dyn std::any::Any + Send> {
+    use sqlx::Connection;
+    match app.backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT 1 FROM risks WHERE id = $1::uuid FOR UPDATE")
+                .bind(risk_id)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            Box::new(conn)
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await.unwrap();
+            Box::new(conn)
+        }
+    }
+}
+
+async fn exhaustion_answers_503_with_retry_after(backend: Backend) {
+    // One connection (on SQLite: the one writer), a one-second acquire time-out.
+    let app = common::spawn_app_with(
+        backend,
+        &[
+            ("DB_MAX_OPEN_CONNECTIONS", "1"),
+            ("DB_MAX_IDLE_CONNECTIONS", "1"),
+            ("DB_ACQUIRE_TIMEOUT", "1"),
+        ],
+    )
+    .await;
+    let risk = app
+        .create_risk(
+            &app.token,
+            json!({"title": "Contended", "likelihood": 2, "impact": 2}),
+        )
+        .await;
+    let path = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    let lock = hold_write_lock(&app, risk["id"].as_str().unwrap()).await;
+
+    // This write takes the only connection and waits on the lock ...
+    let blocked = {
+        let request = app
+            .request(reqwest::Method::PATCH, &path, &app.token)
+            .json(&json!({"title": "First"}));
+        tokio::spawn(request.send())
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // ... so the next request that needs it gives up after the acquire time-out.
+    let waiting = if backend == Backend::Postgres {
+        app.request(reqwest::Method::GET, &path, &app.token)
+            .send()
+            .await
+            .unwrap()
+    } else {
+        app.request(reqwest::Method::PATCH, &path, &app.token)
+            .json(&json!({"title": "Second"}))
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(waiting.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(waiting.headers()["retry-after"], "1");
+    let (_, problem) = common::read(waiting).await;
+    assert_problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &problem,
+        StatusCode::SERVICE_UNAVAILABLE,
+        &[],
+    );
+    if backend == Backend::Sqlite {
+        // Reads have their own pool: the blocked writer does not stop them.
+        let (status, _) = app.get(&path, &app.token).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // Once the lock is released, the first write completes and the service answers again.
+    drop(lock);
+    let first = blocked.await.unwrap().unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, after) = app.get(&path, &app.token).await;
+    assert_eq!((status, &after["title"]), (StatusCode::OK, &json!("First")));
+}
+
+async fn warm_up_opens_the_idle_connections_before_serving(backend: Backend) {
+    let app = common::spawn_app_with(backend, &[("DB_MAX_IDLE_CONNECTIONS", "4")]).await;
+    let report = pool_report(&app).await;
+    assert!(report["pool"]["size"].as_u64().unwrap() >= 4, "{report}");
+    if let Some(name) = app.db.name() {
+        // The server side sees them too.
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&common::admin_database_url())
+            .await
+            .unwrap();
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(name)
+            .fetch_one(&mut admin)
+            .await
+            .unwrap();
+        assert!(open >= 4, "{open} connections");
+    }
+}
+
+mod exhaustion {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        exhaustion_answers_503_with_retry_after(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        exhaustion_answers_503_with_retry_after(Backend::Postgres).await;
+    }
+}
+
+mod warm_up {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        warm_up_opens_the_idle_connections_before_serving(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        warm_up_opens_the_idle_connections_before_serving(Backend::Postgres).await;
+    }
+}
+
 mod live_pool {
     use super::*;
 

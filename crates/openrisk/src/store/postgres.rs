@@ -4,7 +4,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
@@ -22,16 +22,17 @@ const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.
     r.version, r.created_at, r.updated_at, r.closed_at FROM risks r";
 
 impl PgStore {
-    pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
         let pool = PgPoolOptions::new()
-            .max_connections(pool.max_open)
-            .min_connections(pool.max_idle)
-            .max_lifetime(non_zero(pool.max_lifetime))
-            .idle_timeout(non_zero(pool.max_idle_time))
-            .acquire_timeout(pool.acquire_timeout)
+            .max_connections(settings.max_open)
+            .min_connections(settings.max_idle)
+            .max_lifetime(non_zero(settings.max_lifetime))
+            .idle_timeout(non_zero(settings.max_idle_time))
+            .acquire_timeout(settings.acquire_timeout)
             .connect(url)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        warm_up(&pool, settings.max_idle).await?;
         Ok(PgStore { pool })
     }
 

@@ -29,6 +29,14 @@ pub fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
+/// Opens `count` connections at once and holds them until all are open, then returns them to the
+/// pool: distinct, ready connections before the service takes its first request.
+pub async fn warm_up<DB: Database>(pool: &sqlx::Pool<DB>, count: u32) -> Result<(), sqlx::Error> {
+    let connections = futures_util::future::try_join_all((0..count).map(|_| pool.acquire())).await?;
+    drop(connections);
+    Ok(())
+}
+
 /// How long an export waits for its client to take the next row before giving up the connection.
 pub const EXPORT_STALL_LIMIT: Duration = Duration::from_secs(60);
 

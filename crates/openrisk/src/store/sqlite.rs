@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use uuid::Uuid;
 
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
@@ -55,6 +55,7 @@ impl SqliteStore {
             .acquire_timeout(pool.acquire_timeout)
             .connect_with(options.read_only(true))
             .await?;
+        warm_up(&readers, pool.max_idle).await?;
         Ok(SqliteStore { writer, readers })
     }
 

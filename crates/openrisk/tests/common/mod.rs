@@ -84,6 +84,11 @@ impl Database {
         }
     }
 
+    /// The PostgreSQL database's name (none for SQLite).
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }
