@@ -98,6 +98,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub database_url: String,
     pub pool: PoolSettings,
+    /// How many replicas share the database: their pools together must fit its connection limit.
+    pub expected_replicas: u32,
     pub redis_url: Option<String>,
     pub cache_enabled: bool,
     pub cache_ttl: Duration,
@@ -197,6 +199,16 @@ impl Config {
             return Err(invalid("DB_ACQUIRE_TIMEOUT", "must be greater than 0"));
         }
 
+        let expected_replicas = match get("OPENRISK_EXPECTED_REPLICAS") {
+            None => 1,
+            Some(raw) => raw.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                invalid(
+                    "OPENRISK_EXPECTED_REPLICAS",
+                    format!("{raw:?}: must be an integer ≥ 1"),
+                )
+            })?,
+        };
+
         let redis_url = get("REDIS_URL");
         if let Some(url) = &redis_url
             && !["redis://", "rediss://", "redis+cluster://"]
@@ -249,6 +261,7 @@ impl Config {
             data_dir,
             database_url,
             pool,
+            expected_replicas,
             redis_url,
             cache_enabled,
             cache_ttl,

@@ -40,7 +40,11 @@ impl Application {
             store: store.clone(),
             catalog: Arc::new(catalog),
             pool: Arc::new(config.pool.clone()),
+            replicas: config.expected_replicas,
         });
+        for warning in store.pool_status().warnings(config.expected_replicas) {
+            tracing::warn!("connection pool: {warning}");
+        }
         Ok(Application {
             listener,
             router,

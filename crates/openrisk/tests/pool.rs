@@ -178,6 +178,39 @@ async fn warm_up_opens_the_idle_connections_before_serving(backend: Backend) {
     }
 }
 
+mod server_limit {
+    use super::*;
+
+    /// PostgreSQL only: SQLite has no server connection limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        a_pool_larger_than_the_server_allows_is_reported().await;
+    }
+}
+
+async fn a_pool_larger_than_the_server_allows_is_reported() {
+    let app = common::spawn_app_with(
+        Backend::Postgres,
+        &[
+            ("DB_MAX_OPEN_CONNECTIONS", "60"),
+            ("OPENRISK_EXPECTED_REPLICAS", "2"),
+        ],
+    )
+    .await;
+    let report = pool_report(&app).await;
+    let limit = report["pool"]["server_max_connections"].as_u64().unwrap();
+    assert!(
+        limit < 120,
+        "the test assumes a server limit below 120, found {limit}"
+    );
+    let warnings = report["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{report}");
+    assert!(warnings[0].as_str().unwrap().contains("max_connections"));
+
+    let app = common::spawn_app_with(Backend::Postgres, &[("DB_MAX_OPEN_CONNECTIONS", "10")]).await;
+    assert_eq!(pool_report(&app).await["warnings"], json!([]));
+}
+
 mod exhaustion {
     use super::*;
 

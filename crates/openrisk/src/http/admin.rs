@@ -21,6 +21,7 @@ pub struct PoolReport {
     overridden: Vec<&'static str>,
     /// What the running pool applies, read back from it.
     pool: PoolStatus,
+    warnings: Vec<String>,
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -38,9 +39,11 @@ async fn pool(
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
+    let pool = state.store.pool_status();
     Ok(respond::json(&PoolReport {
         mode: state.pool.mode.as_str(),
         overridden: state.pool.overridden.clone(),
-        pool: state.store.pool_status(),
+        warnings: pool.warnings(state.replicas),
+        pool,
     }))
 }

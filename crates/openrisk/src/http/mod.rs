@@ -49,6 +49,8 @@ pub struct AppState {
     pub catalog: Arc<Catalog>,
     /// The pool settings the store was opened with.
     pub pool: Arc<PoolSettings>,
+    /// Replicas expected to share the database.
+    pub replicas: u32,
 }
 
 #[derive(OpenApi)]

@@ -134,10 +134,16 @@ pub struct PoolStatus {
     pub acquire_timeout_seconds: f64,
     /// Dedicated writer connections outside the pool (SQLite: 1).
     pub writers: u32,
+    /// The database server's connection limit (PostgreSQL `max_connections`).
+    pub server_max_connections: Option<u32>,
 }
 
 impl PoolStatus {
-    pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, writers: u32) -> PoolStatus {
+    pub fn of<DB: sqlx::Database>(
+        pool: &sqlx::Pool<DB>,
+        writers: u32,
+        server_max_connections: Option<u32>,
+    ) -> PoolStatus {
         let options = pool.options();
         let size = pool.size();
         let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
@@ -151,7 +157,25 @@ impl PoolStatus {
             max_idle_time_seconds: options.get_idle_timeout().map(|d| d.as_secs()),
             acquire_timeout_seconds: options.get_acquire_timeout().as_secs_f64(),
             writers,
+            server_max_connections,
         }
+    }
+
+    /// Configuration problems worth an operator's attention.
+    pub fn warnings(&self, replicas: u32) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let total = u64::from(self.max_open) * u64::from(replicas);
+        if let Some(limit) = self
+            .server_max_connections
+            .filter(|limit| total > u64::from(*limit))
+        {
+            warnings.push(format!(
+                "configured maximum of {total} connections ({} × {replicas} replicas) exceeds the server's \
+                 max_connections ({limit})",
+                self.max_open
+            ));
+        }
+        warnings
     }
 }
 

@@ -11,6 +11,8 @@ use crate::domain::list::{RiskFilter, SortKey};
 
 pub struct PgStore {
     pool: PgPool,
+    /// The server's `max_connections`, read at start-up.
+    server_max_connections: Option<u32>,
 }
 
 const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.category, r.owner_id, \
@@ -33,11 +35,19 @@ impl PgStore {
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         warm_up(&pool, settings.max_idle).await?;
-        Ok(PgStore { pool })
+        let server_max_connections = sqlx::query_scalar::<_, String>("SHOW max_connections")
+            .fetch_one(&pool)
+            .await?
+            .parse()
+            .ok();
+        Ok(PgStore {
+            pool,
+            server_max_connections,
+        })
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.pool, 0)
+        PoolStatus::of(&self.pool, 0, self.server_max_connections)
     }
 }
 

@@ -60,7 +60,7 @@ impl SqliteStore {
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.readers, 1)
+        PoolStatus::of(&self.readers, 1, None)
     }
 }
 
