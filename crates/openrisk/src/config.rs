@@ -335,6 +335,7 @@ impl fmt::Display for Config {
             pool.acquire_timeout.as_secs(),
             source("DB_ACQUIRE_TIMEOUT")
         )?;
+        writeln!(f, "OPENRISK_EXPECTED_REPLICAS={}", self.expected_replicas)?;
         writeln!(
             f,
             "REDIS_URL={}",

@@ -34,6 +34,7 @@ fn bad_configuration_exits_non_zero_naming_the_variable() {
         ("CACHE_ENABLED", "maybe"),
         ("LOG_FORMAT", "xml"),
         ("REDIS_URL", "http://x"),
+        ("OPENRISK_EXPECTED_REPLICAS", "0"),
     ];
     for (variable, value) in cases {
         let out = openrisk(&["serve"], &[("OPENRISK_DATA_DIR", data), (variable, value)]);
