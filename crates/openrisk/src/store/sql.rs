@@ -347,6 +347,29 @@ macro_rules! sql_store {
                 qb.push(format!(" ORDER BY {} {direction}, r.id {direction}", sort_column(sort.key)));
             }
 
+            /// One page of the organization's rows of `table`, in id order (ids are UUIDv7, so this
+            /// is creation order); `also` adds conditions.
+            async fn page_by_id<R, T>(
+                pool: &sqlx::Pool<$db>,
+                (table, columns, also): (&str, &str, &str),
+                org: Uuid,
+                page: &PageRequest<Uuid>,
+                id: impl Fn(&T) -> Uuid,
+            ) -> StoreResult<Page<T>>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+                T: TryFrom<R, Error = StoreError>,
+            {
+                let sql = format!("SELECT {columns} FROM {table} WHERE org_id = $1 {also} AND id > $2 ORDER BY id LIMIT $3");
+                let rows: Vec<R> = sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(org)
+                    .bind(page.after.unwrap_or(Uuid::nil()))
+                    .bind(page.limit + 1)
+                    .fetch_all(pool)
+                    .await?;
+                Ok(Page::from_rows(convert(rows)?, page.limit, id))
+            }
+
             async fn fetch_mitigation(conn: &mut $conn, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
                 let sql = format!("SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1 AND id = $2");
                 let row: MitigationRow = sqlx::query_as(AssertSqlSafe(sql))
@@ -519,15 +542,7 @@ macro_rules! sql_store {
                 }
 
                 async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>> {
-                    let sql =
-                        format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
-                    let rows: Vec<UserRow> = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(page.after.unwrap_or(Uuid::nil()))
-                        .bind(page.limit + 1)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    Ok(Page::from_rows(convert(rows)?, page.limit, |u: &User| u.id))
+                    page_by_id::<UserRow, _>(&self.$read, ("users", USER_COLUMNS, ""), org, page, |u: &User| u.id).await
                 }
 
                 async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User> {
@@ -568,17 +583,8 @@ macro_rules! sql_store {
                 }
 
                 async fn tokens(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<ApiToken>> {
-                    let sql = format!(
-                        "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE org_id = $1 AND revoked_at IS NULL AND id > $2 \
-                         ORDER BY id LIMIT $3"
-                    );
-                    let rows: Vec<TokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(page.after.unwrap_or(Uuid::nil()))
-                        .bind(page.limit + 1)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    Ok(Page::from_rows(convert(rows)?, page.limit, |t: &ApiToken| t.id))
+                    let live = ("api_tokens", TOKEN_COLUMNS, "AND revoked_at IS NULL");
+                    page_by_id::<TokenRow, _>(&self.$read, live, org, page, |t: &ApiToken| t.id).await
                 }
 
                 async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
@@ -830,15 +836,8 @@ macro_rules! sql_store {
                 }
 
                 async fn assets(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Asset>> {
-                    let sql =
-                        format!("SELECT {ASSET_COLUMNS} FROM assets WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3");
-                    let rows: Vec<rows::AssetRow> = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(page.after.unwrap_or(Uuid::nil()))
-                        .bind(page.limit + 1)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    Ok(Page::from_rows(convert(rows)?, page.limit, |a: &Asset| a.id))
+                    page_by_id::<rows::AssetRow, _>(&self.$read, ("assets", ASSET_COLUMNS, ""), org, page, |a: &Asset| a.id)
+                        .await
                 }
 
                 async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
@@ -938,16 +937,8 @@ macro_rules! sql_store {
                 }
 
                 async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>> {
-                    let sql = format!(
-                        "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id > $2 ORDER BY id LIMIT $3"
-                    );
-                    let rows: Vec<InstallationRow> = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(page.after.unwrap_or(Uuid::nil()))
-                        .bind(page.limit + 1)
-                        .fetch_all(&self.$read)
-                        .await?;
-                    Ok(Page::from_rows(convert(rows)?, page.limit, |i: &Installation| i.id))
+                    let table = ("installations", INSTALLATION_COLUMNS, "");
+                    page_by_id::<InstallationRow, _>(&self.$read, table, org, page, |i: &Installation| i.id).await
                 }
 
                 async fn update_installation(
