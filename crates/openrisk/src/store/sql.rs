@@ -370,24 +370,28 @@ macro_rules! sql_store {
                 Ok(Page::from_rows(convert(rows)?, page.limit, id))
             }
 
-            async fn fetch_mitigation(conn: &mut $conn, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
-                let sql = format!("SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1 AND id = $2");
-                let row: MitigationRow = sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(org)
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
+            /// Row `id` of the organization's `table`, as a domain value.
+            async fn fetch_by_id<'c, R, T>(
+                conn: impl sqlx::Executor<'c, Database = $db>,
+                (table, columns): (&str, &str),
+                org: Uuid,
+                id: Uuid,
+            ) -> StoreResult<T>
+            where
+                R: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+                T: TryFrom<R, Error = StoreError>,
+            {
+                let sql = format!("SELECT {columns} FROM {table} WHERE org_id = $1 AND id = $2");
+                let row: R = sqlx::query_as(AssertSqlSafe(sql)).bind(org).bind(id).fetch_one(conn).await?;
                 row.try_into()
             }
 
+            async fn fetch_mitigation(conn: &mut $conn, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
+                fetch_by_id::<MitigationRow, _>(conn, ("mitigations", MITIGATION_COLUMNS), org, id).await
+            }
+
             async fn fetch_asset(conn: &mut $conn, org: Uuid, id: Uuid) -> StoreResult<Asset> {
-                let sql = format!("SELECT {ASSET_COLUMNS} FROM assets WHERE org_id = $1 AND id = $2");
-                let row: rows::AssetRow = sqlx::query_as(AssertSqlSafe(sql))
-                    .bind(org)
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                row.try_into()
+                fetch_by_id::<rows::AssetRow, _>(conn, ("assets", ASSET_COLUMNS), org, id).await
             }
 
             async fn insert_user(conn: &mut $conn, org: Uuid, user: &User) -> StoreResult<()> {
@@ -532,13 +536,7 @@ macro_rules! sql_store {
                 }
 
                 async fn user(&self, org: Uuid, id: Uuid) -> StoreResult<User> {
-                    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
-                    let row: UserRow = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(id)
-                        .fetch_one(&self.$read)
-                        .await?;
-                    row.try_into()
+                    fetch_by_id::<UserRow, _>(&self.$read, ("users", USER_COLUMNS), org, id).await
                 }
 
                 async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>> {
@@ -566,15 +564,9 @@ macro_rules! sql_store {
                     hash: Vec<u8>,
                 ) -> StoreResult<ApiToken> {
                     let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
-                    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND id = $2");
-                    let user: User = match sqlx::query_as::<_, UserRow>(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(user_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    {
-                        Some(row) => row.try_into()?,
-                        None => return Err(Violations::single("user_id", "no such user").into()),
+                    let user: User = match fetch_by_id::<UserRow, _>(&mut *tx, ("users", USER_COLUMNS), org, user_id).await {
+                        Err(StoreError::NotFound) => return Err(Violations::single("user_id", "no such user").into()),
+                        user => user?,
                     };
                     let token = draft.issue(&user, domain::now())?;
                     insert_token(&mut tx, org, &token, &hash).await?;
@@ -927,13 +919,7 @@ macro_rules! sql_store {
                 }
 
                 async fn installation(&self, org: Uuid, id: Uuid) -> StoreResult<Installation> {
-                    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id = $2");
-                    let row: InstallationRow = sqlx::query_as(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(id)
-                        .fetch_one(&self.$read)
-                        .await?;
-                    row.try_into()
+                    fetch_by_id::<InstallationRow, _>(&self.$read, ("installations", INSTALLATION_COLUMNS), org, id).await
                 }
 
                 async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>> {
@@ -949,13 +935,8 @@ macro_rules! sql_store {
                 ) -> StoreResult<Installation> {
                     let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "installations", org, id).await?;
-                    let sql = format!("SELECT {INSTALLATION_COLUMNS} FROM installations WHERE org_id = $1 AND id = $2");
-                    let current: Installation = sqlx::query_as::<_, InstallationRow>(AssertSqlSafe(sql))
-                        .bind(org)
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_into()?;
+                    let current: Installation =
+                        fetch_by_id::<InstallationRow, _>(&mut *tx, ("installations", INSTALLATION_COLUMNS), org, id).await?;
                     let Some(next) = edit(&current)? else {
                         return Ok(current);
                     };
