@@ -8,7 +8,7 @@ use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::list::PageRequest;
 use crate::domain::org::{NewOrganization, NewUser, Organization, TokenDraft, User};
 use crate::seed::Generator;
-use crate::startup::Application;
+use crate::startup::{Application, shutdown_signal};
 use crate::store::{self, Store, StoreError, TokenGrant};
 
 #[derive(Parser)]
@@ -75,7 +75,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     crate::telemetry::init(&config.log_filter, config.log_format);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => Application::build(&config).await?.run_until_stopped().await?,
+        Command::Serve => {
+            let stop = shutdown_signal().context("cannot listen for shutdown signals")?;
+            Application::build(&config).await?.run_until(stop).await?
+        }
         Command::Migrate => {
             store::connect(&config).await?;
             eprintln!("migrations applied");
