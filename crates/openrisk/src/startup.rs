@@ -43,7 +43,7 @@ impl Application {
             replicas: config.expected_replicas,
         });
         for warning in store.pool_status().warnings(config.expected_replicas) {
-            tracing::warn!("connection pool: {warning}");
+            tracing::warn!(code = warning.code, "connection pool: {}", warning.message);
         }
         Ok(Application {
             listener,

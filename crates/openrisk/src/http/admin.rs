@@ -11,7 +11,7 @@ use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, QueryParams};
 use super::respond;
-use crate::store::PoolStatus;
+use crate::store::{PoolStatus, PoolWarning};
 
 #[derive(Serialize, ToSchema)]
 pub struct PoolReport {
@@ -21,7 +21,7 @@ pub struct PoolReport {
     overridden: Vec<&'static str>,
     /// What the running pool applies, read back from it.
     pool: PoolStatus,
-    warnings: Vec<String>,
+    warnings: Vec<PoolWarning>,
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {

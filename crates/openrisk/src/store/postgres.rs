@@ -1,16 +1,21 @@
 //! PostgreSQL: one pool; row locks (`FOR UPDATE`) serialize concurrent writes to one row.
 
-use sqlx::postgres::PgPoolOptions;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, QueryBuilder};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
+use super::pool::MeteredPool;
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
 pub struct PgStore {
-    pool: PgPool,
+    pool: MeteredPool<Postgres>,
+    settings: PoolSettings,
     /// The server's `max_connections`, read at start-up.
     server_max_connections: Option<u32>,
 }
@@ -25,29 +30,35 @@ const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.
 
 impl PgStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
-        let pool = PgPoolOptions::new()
+        let options = PgPoolOptions::new()
             .max_connections(settings.max_open)
             .min_connections(settings.max_idle)
-            .max_lifetime(non_zero(settings.max_lifetime))
             .idle_timeout(non_zero(settings.max_idle_time))
-            .acquire_timeout(settings.acquire_timeout)
-            .connect(url)
-            .await?;
-        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        warm_up(&pool, settings.max_idle).await?;
+            .acquire_timeout(settings.acquire_timeout);
+        let pool = MeteredPool::connect(
+            options,
+            PgConnectOptions::from_str(url)?,
+            Arc::default(),
+            non_zero(settings.max_lifetime),
+            "query",
+        )
+        .await?;
+        sqlx::migrate!("./migrations/postgres").run(pool.inner()).await?;
+        warm_up(pool.inner(), settings.max_idle).await?;
         let server_max_connections = sqlx::query_scalar::<_, String>("SHOW max_connections")
-            .fetch_one(&pool)
+            .fetch_one(pool.inner())
             .await?
             .parse()
             .ok();
         Ok(PgStore {
             pool,
+            settings: settings.clone(),
             server_max_connections,
         })
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.pool, 0, self.server_max_connections)
+        PoolStatus::of(&self.pool, &self.settings, None, self.server_max_connections)
     }
 }
 

@@ -95,7 +95,7 @@ macro_rules! sql_store {
             use async_trait::async_trait;
             use chrono::{DateTime, NaiveDate, Utc};
             use sqlx::types::Json;
-            use sqlx::{AssertSqlSafe, QueryBuilder};
+            use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
             use uuid::Uuid;
 
             use super::{ANALYZE, BEGIN_SNAPSHOT, BEGIN_WRITE, RISK_SELECT, day_of, lock_row, push_filters, sort_column};
@@ -349,8 +349,8 @@ macro_rules! sql_store {
 
             /// One page of the organization's rows of `table`, in id order (ids are UUIDv7, so this
             /// is creation order); `also` adds conditions.
-            async fn page_by_id<R, T>(
-                pool: &sqlx::Pool<$db>,
+            async fn page_by_id<'c, R, T>(
+                conn: impl sqlx::Executor<'c, Database = $db>,
                 (table, columns, also): (&str, &str, &str),
                 org: Uuid,
                 page: &PageRequest<Uuid>,
@@ -365,7 +365,7 @@ macro_rules! sql_store {
                     .bind(org)
                     .bind(page.after.unwrap_or(Uuid::nil()))
                     .bind(page.limit + 1)
-                    .fetch_all(pool)
+                    .fetch_all(conn)
                     .await?;
                 Ok(Page::from_rows(convert(rows)?, page.limit, id))
             }
@@ -448,13 +448,13 @@ macro_rules! sql_store {
                 }
 
                 async fn ping(&self) -> StoreResult<()> {
-                    sqlx::query("SELECT 1").execute(&self.$read).await?;
+                    sqlx::query("SELECT 1").execute(&mut *self.$read.acquire().await?).await?;
                     Ok(())
                 }
 
                 async fn organization_count(&self) -> StoreResult<i64> {
                     Ok(sqlx::query_scalar("SELECT count(*) FROM organizations")
-                        .fetch_one(&self.$read)
+                        .fetch_one(&mut *self.$read.acquire().await?)
                         .await?)
                 }
 
@@ -486,7 +486,8 @@ macro_rules! sql_store {
                         expires_at: grant.expires_at,
                         created_at: now,
                     };
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     sqlx::query("INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
                         .bind(org.id)
                         .bind(&org.slug)
@@ -508,7 +509,7 @@ macro_rules! sql_store {
                     let row: OrganizationRow =
                         sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE id = $1")
                             .bind(id)
-                            .fetch_one(&self.$read)
+                            .fetch_one(&mut *self.$read.acquire().await?)
                             .await?;
                     Ok(row.into())
                 }
@@ -517,7 +518,7 @@ macro_rules! sql_store {
                     let row: OrganizationRow =
                         sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
                             .bind(slug)
-                            .fetch_one(&self.$read)
+                            .fetch_one(&mut *self.$read.acquire().await?)
                             .await?;
                     Ok(row.into())
                 }
@@ -530,17 +531,17 @@ macro_rules! sql_store {
                     )
                     .bind(token_hash)
                     .bind(now)
-                    .fetch_optional(&self.$read)
+                    .fetch_optional(&mut *self.$read.acquire().await?)
                     .await?;
                     row.map(Principal::try_from).transpose()
                 }
 
                 async fn user(&self, org: Uuid, id: Uuid) -> StoreResult<User> {
-                    fetch_by_id::<UserRow, _>(&self.$read, ("users", USER_COLUMNS), org, id).await
+                    fetch_by_id::<UserRow, _>(&mut *self.$read.acquire().await?, ("users", USER_COLUMNS), org, id).await
                 }
 
                 async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>> {
-                    page_by_id::<UserRow, _>(&self.$read, ("users", USER_COLUMNS, ""), org, page, |u: &User| u.id).await
+                    page_by_id::<UserRow, _>(&mut *self.$read.acquire().await?, ("users", USER_COLUMNS, ""), org, page, |u: &User| u.id).await
                 }
 
                 async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User> {
@@ -563,7 +564,8 @@ macro_rules! sql_store {
                     draft: &TokenDraft,
                     hash: Vec<u8>,
                 ) -> StoreResult<ApiToken> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     let user: User = match fetch_by_id::<UserRow, _>(&mut *tx, ("users", USER_COLUMNS), org, user_id).await {
                         Err(StoreError::NotFound) => return Err(Violations::single("user_id", "no such user").into()),
                         user => user?,
@@ -576,7 +578,7 @@ macro_rules! sql_store {
 
                 async fn tokens(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<ApiToken>> {
                     let live = ("api_tokens", TOKEN_COLUMNS, "AND revoked_at IS NULL");
-                    page_by_id::<TokenRow, _>(&self.$read, live, org, page, |t: &ApiToken| t.id).await
+                    page_by_id::<TokenRow, _>(&mut *self.$read.acquire().await?, live, org, page, |t: &ApiToken| t.id).await
                 }
 
                 async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
@@ -586,7 +588,7 @@ macro_rules! sql_store {
                     .bind(org)
                     .bind(id)
                     .bind(now)
-                    .execute(&self.$write)
+                    .execute(&mut *self.$write.acquire().await?)
                     .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
@@ -595,7 +597,8 @@ macro_rules! sql_store {
                 }
 
                 async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     let number: i64 = sqlx::query_scalar(
                         "UPDATE organizations SET risk_seq = risk_seq + 1 WHERE id = $1 RETURNING risk_seq",
                     )
@@ -630,19 +633,20 @@ macro_rules! sql_store {
                     }
                     push_order(&mut qb, query.sort);
                     qb.push(" LIMIT ").push_bind(query.page.limit + 1);
-                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.$read).await?;
+                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?;
                     let sort = query.sort;
                     let mut page = Page::from_rows(convert(rows)?, query.page.limit, |r: &Risk| sort.cursor_for(r));
                     if query.include_total {
                         let mut count = QueryBuilder::<$db>::new("SELECT count(*) FROM risks r");
                         push_filters(&mut count, org, &query.filter);
-                        page.total = Some(count.build_query_scalar().fetch_one(&self.$read).await?);
+                        page.total = Some(count.build_query_scalar().fetch_one(&mut *self.$read.acquire().await?).await?);
                     }
                     Ok(page)
                 }
 
                 async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
@@ -661,7 +665,8 @@ macro_rules! sql_store {
                     id: Uuid,
                     precondition: &Precondition,
                 ) -> StoreResult<()> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
@@ -691,10 +696,10 @@ macro_rules! sql_store {
                         )
                         .bind(org)
                         .bind(id)
-                        .fetch_one(&self.$read)
+                        .fetch_one(&mut *self.$read.acquire().await?)
                         .await?
                     } else {
-                        exists(&self.$read, "risks", org, id).await?
+                        exists(&mut *self.$read.acquire().await?, "risks", org, id).await?
                     };
                     if !found {
                         return Err(StoreError::NotFound);
@@ -707,7 +712,7 @@ macro_rules! sql_store {
                     .bind(id)
                     .bind(page.after.unwrap_or(i64::MAX))
                     .bind(page.limit + 1)
-                    .fetch_all(&self.$read)
+                    .fetch_all(&mut *self.$read.acquire().await?)
                     .await?;
                     Ok(Page::from_rows(convert(rows)?, page.limit, |h: &HistoryEntry| {
                         h.version
@@ -720,7 +725,8 @@ macro_rules! sql_store {
                     risk_id: Uuid,
                     fields: MitigationFields,
                 ) -> StoreResult<Mitigation> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     if !exists(&mut *tx, "risks", org, risk_id).await? {
                         return Err(StoreError::NotFound);
                     }
@@ -744,7 +750,7 @@ macro_rules! sql_store {
                     risk_id: Uuid,
                     page: &PageRequest<Uuid>,
                 ) -> StoreResult<Page<Mitigation>> {
-                    if !exists(&self.$read, "risks", org, risk_id).await? {
+                    if !exists(&mut *self.$read.acquire().await?, "risks", org, risk_id).await? {
                         return Err(StoreError::NotFound);
                     }
                     let sql = format!(
@@ -756,7 +762,7 @@ macro_rules! sql_store {
                         .bind(risk_id)
                         .bind(page.after.unwrap_or(Uuid::nil()))
                         .bind(page.limit + 1)
-                        .fetch_all(&self.$read)
+                        .fetch_all(&mut *self.$read.acquire().await?)
                         .await?;
                     Ok(Page::from_rows(convert(rows)?, page.limit, |m: &Mitigation| m.id))
                 }
@@ -767,7 +773,8 @@ macro_rules! sql_store {
                     id: Uuid,
                     edit: Edit<'_, Mitigation>,
                 ) -> StoreResult<Mitigation> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
@@ -800,7 +807,8 @@ macro_rules! sql_store {
                 }
 
                 async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
@@ -828,12 +836,13 @@ macro_rules! sql_store {
                 }
 
                 async fn assets(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Asset>> {
-                    page_by_id::<rows::AssetRow, _>(&self.$read, ("assets", ASSET_COLUMNS, ""), org, page, |a: &Asset| a.id)
+                    page_by_id::<rows::AssetRow, _>(&mut *self.$read.acquire().await?, ("assets", ASSET_COLUMNS, ""), org, page, |a: &Asset| a.id)
                         .await
                 }
 
                 async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
                     let Some(next) = edit(&current)? else {
@@ -865,7 +874,8 @@ macro_rules! sql_store {
                     id: Uuid,
                     precondition: &Precondition,
                 ) -> StoreResult<()> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
                     if !precondition.holds(&current) {
@@ -907,7 +917,7 @@ macro_rules! sql_store {
                     .bind(Json(&i.config))
                     .bind(i.created_at)
                     .bind(i.updated_at)
-                    .execute(&self.$write)
+                    .execute(&mut *self.$write.acquire().await?)
                     .await
                     .map_err(|e| match StoreError::from(e) {
                         StoreError::Conflict(_) => {
@@ -919,12 +929,12 @@ macro_rules! sql_store {
                 }
 
                 async fn installation(&self, org: Uuid, id: Uuid) -> StoreResult<Installation> {
-                    fetch_by_id::<InstallationRow, _>(&self.$read, ("installations", INSTALLATION_COLUMNS), org, id).await
+                    fetch_by_id::<InstallationRow, _>(&mut *self.$read.acquire().await?, ("installations", INSTALLATION_COLUMNS), org, id).await
                 }
 
                 async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>> {
                     let table = ("installations", INSTALLATION_COLUMNS, "");
-                    page_by_id::<InstallationRow, _>(&self.$read, table, org, page, |i: &Installation| i.id).await
+                    page_by_id::<InstallationRow, _>(&mut *self.$read.acquire().await?, table, org, page, |i: &Installation| i.id).await
                 }
 
                 async fn update_installation(
@@ -933,7 +943,8 @@ macro_rules! sql_store {
                     id: Uuid,
                     edit: Edit<'_, Installation>,
                 ) -> StoreResult<Installation> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "installations", org, id).await?;
                     let current: Installation =
                         fetch_by_id::<InstallationRow, _>(&mut *tx, ("installations", INSTALLATION_COLUMNS), org, id).await?;
@@ -958,7 +969,7 @@ macro_rules! sql_store {
                     let done = sqlx::query("DELETE FROM installations WHERE org_id = $1 AND id = $2")
                         .bind(org)
                         .bind(id)
-                        .execute(&self.$write)
+                        .execute(&mut *self.$write.acquire().await?)
                         .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
@@ -975,7 +986,14 @@ macro_rules! sql_store {
                         let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
                         push_filters(&mut qb, org, &filter);
                         push_order(&mut qb, sort);
-                        let mut rows = qb.build_query_as::<RiskRow>().fetch(&pool);
+                        let mut conn = match pool.acquire().await {
+                            Ok(conn) => conn,
+                            Err(e) => {
+                                let _ = tx.send(Err(e.into())).await;
+                                return;
+                            }
+                        };
+                        let mut rows = qb.build_query_as::<RiskRow>().fetch(&mut *conn);
                         while let Some(row) = rows.next().await {
                             let risk = row.map_err(StoreError::from).and_then(Risk::try_from);
                             // A client gone, or stalled for too long, releases the connection.
@@ -1014,7 +1032,7 @@ macro_rules! sql_store {
                         .bind(org)
                         .bind(today)
                         .bind(limit)
-                        .fetch_all(&self.$read)
+                        .fetch_all(&mut *self.$read.acquire().await?)
                         .await?;
                     rows.into_iter()
                         .map(|row| {
@@ -1038,7 +1056,7 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(today)
-                    .fetch_all(&self.$read)
+                    .fetch_all(&mut *self.$read.acquire().await?)
                     .await?;
                     rows.into_iter()
                         .map(|(status, severity, count, score_sum, review_overdue)| {
@@ -1060,7 +1078,7 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(today)
-                    .fetch_all(&self.$read)
+                    .fetch_all(&mut *self.$read.acquire().await?)
                     .await?;
                     rows.into_iter()
                         .map(|(status, count, due_passed)| {
@@ -1078,7 +1096,7 @@ macro_rules! sql_store {
                     qb.push_bind(org);
                     push_any(&mut qb, (" AND status IN (", ")"), statuses.iter().map(|s| s.as_str().to_owned()));
                     qb.push(" GROUP BY likelihood, impact");
-                    Ok(qb.build_query_as().fetch_all(&self.$read).await?)
+                    Ok(qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?)
                 }
 
                 async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity> {
@@ -1100,7 +1118,8 @@ macro_rules! sql_store {
                     );
                     let open_now = format!("SELECT count(*) FROM risks WHERE org_id = $1 AND status IN ({open})");
                     // One snapshot: a write between the two reads must not shift every day's count.
-                    let mut tx = self.$read.begin_with(BEGIN_SNAPSHOT).await?;
+                    let mut held = self.$read.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_SNAPSHOT).await?;
                     let days: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(per_day))
                         .bind(org)
                         .bind(since.and_time(chrono::NaiveTime::MIN).and_utc())
@@ -1122,12 +1141,12 @@ macro_rules! sql_store {
                     push_any(&mut qb, (" AND status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));
                     qb.push(" ORDER BY score DESC, residual_score DESC NULLS LAST, id LIMIT ").push_bind(limit);
                     qb.push(") ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id");
-                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&self.$read).await?;
+                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?;
                     convert(rows)
                 }
 
                 async fn analyze(&self) -> StoreResult<()> {
-                    sqlx::query(ANALYZE).execute(&self.$write).await?;
+                    sqlx::query(ANALYZE).execute(&mut *self.$write.acquire().await?).await?;
                     Ok(())
                 }
 
@@ -1137,13 +1156,14 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(count)
-                    .fetch_one(&self.$write)
+                    .fetch_one(&mut *self.$write.acquire().await?)
                     .await?;
                     Ok(last - count + 1)
                 }
 
                 async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()> {
-                    let mut tx = self.$write.begin_with(BEGIN_WRITE).await?;
+                    let mut held = self.$write.acquire().await?;
+                    let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     insert_assets(&mut tx, org, &batch.assets).await?;
                     insert_risks(&mut tx, org, actor, &batch.risks).await?;
                     insert_mitigations(&mut tx, org, &batch.mitigations).await?;

@@ -2,20 +2,23 @@
 //! pool rather than failing with "database is locked") and a pool of read-only connections.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
+use super::pool::MeteredPool;
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
 pub struct SqliteStore {
-    writer: SqlitePool,
-    readers: SqlitePool,
+    writer: MeteredPool<Sqlite>,
+    readers: MeteredPool<Sqlite>,
+    settings: PoolSettings,
 }
 
 const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.category, r.owner_id, \
@@ -41,26 +44,42 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&writer).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(pool.max_open)
-            .min_connections(pool.max_idle)
-            .max_lifetime(non_zero(pool.max_lifetime))
-            .idle_timeout(non_zero(pool.max_idle_time))
-            .acquire_timeout(pool.acquire_timeout)
-            .connect_with(options.read_only(true))
-            .await?;
-        warm_up(&readers, pool.max_idle).await?;
-        Ok(SqliteStore { writer, readers })
+        // Both pools count into one set of stats: the store's.
+        let stats = Arc::default();
+        let writer = MeteredPool::connect(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .idle_timeout(None)
+                .acquire_timeout(pool.acquire_timeout),
+            options.clone(),
+            Arc::clone(&stats),
+            None,
+            "write",
+        )
+        .await?;
+        sqlx::migrate!("./migrations/sqlite").run(writer.inner()).await?;
+        let readers = MeteredPool::connect(
+            SqlitePoolOptions::new()
+                .max_connections(pool.max_open)
+                .min_connections(pool.max_idle)
+                .idle_timeout(non_zero(pool.max_idle_time))
+                .acquire_timeout(pool.acquire_timeout),
+            options.read_only(true),
+            stats,
+            non_zero(pool.max_lifetime),
+            "read",
+        )
+        .await?;
+        warm_up(readers.inner(), pool.max_idle).await?;
+        Ok(SqliteStore {
+            writer,
+            readers,
+            settings: pool.clone(),
+        })
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.readers, 1, None)
+        PoolStatus::of(&self.readers, &self.settings, Some(self.writer.inner()), None)
     }
 }
 

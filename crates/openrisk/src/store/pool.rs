@@ -1,0 +1,441 @@
+//! Connection pool instrumentation. sqlx counts open and idle connections; what else an operator
+//! needs (waiters, acquire waits, time-outs, connections opened and closed by reason) is recorded
+//! here: around acquisition, and in the pool's connection hooks.
+
+use std::collections::VecDeque;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::{Connection, Database, Pool};
+use utoipa::ToSchema;
+
+use crate::config::PoolSettings;
+
+/// Upper bounds (seconds) of the acquire-wait histogram's buckets, here and on `/metrics`.
+pub const ACQUIRE_WAIT_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// The finite buckets and one for everything slower.
+const BUCKETS: usize = ACQUIRE_WAIT_BUCKETS.len() + 1;
+/// How far back the acquire-wait percentiles look.
+const WAIT_WINDOW: Duration = Duration::from_secs(60);
+/// How often the window moves on: the percentiles cover the last `WAIT_WINDOW`, give or take this.
+const WINDOW_STEP: Duration = Duration::from_secs(1);
+
+/// Counters shared by every pool of one store (SQLite's reader pool and its writer).
+pub struct PoolStats {
+    acquires: AtomicU64,
+    waiting: AtomicU64,
+    timeouts: AtomicU64,
+    opened: AtomicU64,
+    closed_lifetime: AtomicU64,
+    closed_broken: AtomicU64,
+    /// Never reported lower than before, though it is derived (see `closed`).
+    closed_idle: AtomicU64,
+    waits: [AtomicU64; BUCKETS],
+    /// Wait counts as they were at recent moments, oldest first: the window's baseline.
+    history: Mutex<VecDeque<(Instant, [u64; BUCKETS])>>,
+}
+
+impl Default for PoolStats {
+    fn default() -> Self {
+        PoolStats {
+            acquires: AtomicU64::new(0),
+            waiting: AtomicU64::new(0),
+            timeouts: AtomicU64::new(0),
+            opened: AtomicU64::new(0),
+            closed_lifetime: AtomicU64::new(0),
+            closed_broken: AtomicU64::new(0),
+            closed_idle: AtomicU64::new(0),
+            waits: std::array::from_fn(|_| AtomicU64::new(0)),
+            history: Mutex::new(VecDeque::from([(Instant::now(), [0; BUCKETS])])),
+        }
+    }
+}
+
+impl PoolStats {
+    fn record_wait(&self, waited: Duration, timed_out: bool) {
+        self.acquires.fetch_add(1, Relaxed);
+        if timed_out {
+            self.timeouts.fetch_add(1, Relaxed);
+        }
+        let seconds = waited.as_secs_f64();
+        let bucket = ACQUIRE_WAIT_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(BUCKETS - 1);
+        self.waits[bucket].fetch_add(1, Relaxed);
+    }
+
+    fn wait_counts(&self) -> [u64; BUCKETS] {
+        std::array::from_fn(|i| self.waits[i].load(Relaxed))
+    }
+
+    /// Acquire waits within the last `WAIT_WINDOW`.
+    fn recent_waits(&self) -> [u64; BUCKETS] {
+        let now = self.wait_counts();
+        let mut history = self.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if history.back().is_none_or(|(at, _)| at.elapsed() >= WINDOW_STEP) {
+            history.push_back((Instant::now(), now));
+        }
+        while history.len() > 1 && history.front().is_some_and(|(at, _)| at.elapsed() > WAIT_WINDOW) {
+            history.pop_front();
+        }
+        let baseline = history.front().map(|(_, counts)| *counts).unwrap_or([0; BUCKETS]);
+        std::array::from_fn(|i| now[i].saturating_sub(baseline[i]))
+    }
+
+    /// Connections closed, by reason. Lifetime and broken closes are counted where they happen;
+    /// the pool library closes idle connections without a hook, so those are what remains of
+    /// the connections ever opened once the open and the otherwise closed are taken away.
+    fn closed(&self, open_now: u64) -> ClosedConnections {
+        let lifetime = self.closed_lifetime.load(Relaxed);
+        let broken = self.closed_broken.load(Relaxed);
+        let idle = self
+            .opened
+            .load(Relaxed)
+            .saturating_sub(open_now + lifetime + broken);
+        ClosedConnections {
+            lifetime,
+            broken,
+            idle: self.closed_idle.fetch_max(idle, Relaxed).max(idle),
+        }
+    }
+}
+
+/// Counts a waiting acquire until it completes or is cancelled.
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn enter(counter: &'a AtomicU64) -> Self {
+        counter.fetch_add(1, Relaxed);
+        Waiting(counter)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+}
+
+/// A sqlx pool whose acquisitions and connections are counted in `PoolStats`. Clones share it.
+pub struct MeteredPool<DB: Database> {
+    pool: Pool<DB>,
+    stats: Arc<PoolStats>,
+    acquire_wait: metrics::Histogram,
+    held: metrics::Histogram,
+}
+
+impl<DB: Database> Clone for MeteredPool<DB> {
+    fn clone(&self) -> Self {
+        MeteredPool {
+            pool: self.pool.clone(),
+            stats: self.stats.clone(),
+            acquire_wait: self.acquire_wait.clone(),
+            held: self.held.clone(),
+        }
+    }
+}
+
+impl<DB: Database> MeteredPool<DB> {
+    /// Opens the pool. `operation` (`read` or `write`) labels the time connections are held.
+    /// The connection lifetime and the liveness check on acquire are enforced by hooks rather
+    /// than by sqlx, so that each close is counted with its reason.
+    pub async fn connect(
+        options: PoolOptions<DB>,
+        connect: <DB::Connection as Connection>::Options,
+        stats: Arc<PoolStats>,
+        max_lifetime: Option<Duration>,
+        operation: &'static str,
+    ) -> Result<Self, sqlx::Error> {
+        let expired = move |age: Duration| max_lifetime.is_some_and(|max| age > max);
+        let (on_connect, on_acquire, on_release) = (stats.clone(), stats.clone(), stats.clone());
+        let pool = options
+            .max_lifetime(None)
+            .test_before_acquire(false)
+            .after_connect(move |_, _| {
+                on_connect.opened.fetch_add(1, Relaxed);
+                Box::pin(async { Ok(()) })
+            })
+            .before_acquire(move |conn, meta| {
+                let stats = on_acquire.clone();
+                Box::pin(async move {
+                    if expired(meta.age) {
+                        stats.closed_lifetime.fetch_add(1, Relaxed);
+                        return Ok(false);
+                    }
+                    // An idle connection may have been dropped by the server: check before use.
+                    if conn.ping().await.is_err() {
+                        stats.closed_broken.fetch_add(1, Relaxed);
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            })
+            .after_release(move |_, meta| {
+                let retire = expired(meta.age);
+                if retire {
+                    on_release.closed_lifetime.fetch_add(1, Relaxed);
+                }
+                Box::pin(async move { Ok(!retire) })
+            })
+            .connect_with(connect)
+            .await?;
+        Ok(MeteredPool {
+            pool,
+            stats,
+            acquire_wait: metrics::histogram!("db_pool_acquire_duration_seconds"),
+            held: metrics::histogram!("db_query_duration_seconds", "operation" => operation),
+        })
+    }
+
+    /// A connection, counting the wait for it and whether it timed out.
+    pub async fn acquire(&self) -> Result<Held<DB>, sqlx::Error> {
+        let started = Instant::now();
+        let waiting = Waiting::enter(&self.stats.waiting);
+        let result = self.pool.acquire().await;
+        drop(waiting);
+        let waited = started.elapsed();
+        self.stats
+            .record_wait(waited, matches!(result, Err(sqlx::Error::PoolTimedOut)));
+        self.acquire_wait.record(waited.as_secs_f64());
+        Ok(Held {
+            conn: result?,
+            since: Instant::now(),
+            held: self.held.clone(),
+        })
+    }
+
+    /// The pool itself, for start-up work (migrations, warm-up) that is not traffic.
+    pub fn inner(&self) -> &Pool<DB> {
+        &self.pool
+    }
+}
+
+/// A pooled connection that records how long it was held when it goes back.
+pub struct Held<DB: Database> {
+    conn: PoolConnection<DB>,
+    since: Instant,
+    held: metrics::Histogram,
+}
+
+impl<DB: Database> Deref for Held<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl<DB: Database> DerefMut for Held<DB> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> Drop for Held<DB> {
+    fn drop(&mut self) {
+        self.held.record(self.since.elapsed().as_secs_f64());
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ClosedConnections {
+    /// Older than the maximum lifetime.
+    pub lifetime: u64,
+    /// Idle longer than the maximum idle time (and the rare connection found broken as it was
+    /// released, which the pool library closes without telling).
+    pub idle: u64,
+    /// Failed the liveness check before use.
+    pub broken: u64,
+}
+
+/// Acquire waits over the last minute: the upper bound of the histogram bucket each percentile
+/// falls in (`null` without acquires).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AcquireWait {
+    pub samples: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+impl AcquireWait {
+    fn of(counts: &[u64; BUCKETS]) -> Self {
+        let samples: u64 = counts.iter().sum();
+        let percentile = |q: f64| {
+            let rank = (q * samples as f64).ceil().max(1.0) as u64;
+            let mut seen = 0;
+            counts.iter().position(|c| {
+                seen += c;
+                seen >= rank
+            })
+        };
+        let ms = |q| {
+            (samples > 0)
+                .then(|| percentile(q))
+                .flatten()
+                .map(|i| ACQUIRE_WAIT_BUCKETS[i.min(ACQUIRE_WAIT_BUCKETS.len() - 1)] * 1000.0)
+        };
+        AcquireWait {
+            samples,
+            p50_ms: ms(0.50),
+            p95_ms: ms(0.95),
+            p99_ms: ms(0.99),
+        }
+    }
+}
+
+/// A pool's limits as it applies them and its live state.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PoolStatus {
+    /// Connections open now.
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    pub max_open: u32,
+    /// Connections kept open even when idle.
+    pub min_idle: u32,
+    pub max_lifetime_seconds: Option<u64>,
+    pub max_idle_time_seconds: Option<u64>,
+    pub acquire_timeout_seconds: f64,
+    /// Dedicated writer connections outside the pool (SQLite: 1).
+    pub writers: u32,
+    /// The database server's connection limit (PostgreSQL `max_connections`).
+    pub server_max_connections: Option<u32>,
+    /// Requests waiting for a connection now.
+    pub waiters: u64,
+    /// Connections handed out since start-up.
+    pub acquires: u64,
+    /// Acquires that gave up after the acquire time-out.
+    pub acquire_timeouts: u64,
+    pub acquire_wait: AcquireWait,
+    pub connections_opened: u64,
+    pub connections_closed: ClosedConnections,
+}
+
+impl PoolStatus {
+    /// The status of `pool`, whose stats it shares with `writer` (SQLite's writer) if any.
+    pub fn of<DB: Database>(
+        pool: &MeteredPool<DB>,
+        settings: &PoolSettings,
+        writer: Option<&Pool<DB>>,
+        server_max_connections: Option<u32>,
+    ) -> PoolStatus {
+        let options = pool.pool.options();
+        let size = pool.pool.size();
+        let idle = u32::try_from(pool.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        let writer_size = writer.map_or(0, Pool::size);
+        let stats = &pool.stats;
+        PoolStatus {
+            size,
+            idle,
+            in_use: size - idle,
+            max_open: options.get_max_connections(),
+            min_idle: options.get_min_connections(),
+            max_lifetime_seconds: non_zero_seconds(settings.max_lifetime),
+            max_idle_time_seconds: options.get_idle_timeout().map(|d| d.as_secs()),
+            acquire_timeout_seconds: options.get_acquire_timeout().as_secs_f64(),
+            writers: u32::from(writer.is_some()),
+            server_max_connections,
+            waiters: stats.waiting.load(Relaxed),
+            acquires: stats.acquires.load(Relaxed),
+            acquire_timeouts: stats.timeouts.load(Relaxed),
+            acquire_wait: AcquireWait::of(&stats.recent_waits()),
+            connections_opened: stats.opened.load(Relaxed),
+            connections_closed: stats.closed(u64::from(size) + u64::from(writer_size)),
+        }
+    }
+
+    /// What deserves an operator's attention now; `replicas` share the server's connections.
+    pub fn warnings(&self, replicas: u32) -> Vec<PoolWarning> {
+        let mut warnings = Vec::new();
+        if u64::from(self.in_use) * 10 >= u64::from(self.max_open) * 9 {
+            warnings.push(PoolWarning::new(
+                "saturated",
+                format!("{} of {} connections in use", self.in_use, self.max_open),
+            ));
+        }
+        if self.waiters > 0 {
+            warnings.push(PoolWarning::new(
+                "waiters",
+                format!("{} requests waiting for a connection", self.waiters),
+            ));
+        }
+        if let Some(p95) = self.acquire_wait.p95_ms.filter(|ms| *ms > SLOW_ACQUIRE_MS) {
+            warnings.push(PoolWarning::new(
+                "slow_acquire",
+                format!("95th percentile acquire wait over the last minute is {p95} ms (above {SLOW_ACQUIRE_MS} ms)"),
+            ));
+        }
+        // Connections in use are warm too: what matters is whether the pool holds its minimum.
+        if self.size < self.min_idle {
+            warnings.push(PoolWarning::new(
+                "below_warm_minimum",
+                format!(
+                    "{} connections open, below the warm minimum of {}",
+                    self.size, self.min_idle
+                ),
+            ));
+        }
+        let total = u64::from(self.max_open) * u64::from(replicas);
+        if let Some(limit) = self
+            .server_max_connections
+            .filter(|limit| total > u64::from(*limit))
+        {
+            warnings.push(PoolWarning::new(
+                "above_server_limit",
+                format!(
+                    "configured maximum of {total} connections ({} × {replicas} replicas) exceeds the server's \
+                     max_connections ({limit})",
+                    self.max_open
+                ),
+            ));
+        }
+        warnings
+    }
+}
+
+/// Acquire waits above this (95th percentile) are worth a warning.
+const SLOW_ACQUIRE_MS: f64 = 50.0;
+
+fn non_zero_seconds(d: Duration) -> Option<u64> {
+    (!d.is_zero()).then(|| d.as_secs())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PoolWarning {
+    /// `saturated`, `waiters`, `slow_acquire`, `below_warm_minimum` or `above_server_limit`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl PoolWarning {
+    fn new(code: &'static str, message: String) -> Self {
+        PoolWarning { code, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_bucket_upper_bounds() {
+        let mut counts = [0; BUCKETS];
+        counts[3] = 94; // ≤ 1 ms
+        counts[9] = 6; // ≤ 100 ms
+        let wait = AcquireWait::of(&counts);
+        assert_eq!(wait.samples, 100);
+        assert_eq!(wait.p50_ms, Some(1.0));
+        assert_eq!(wait.p95_ms, Some(100.0));
+        assert_eq!(AcquireWait::of(&[0; BUCKETS]).p95_ms, None);
+        counts[BUCKETS - 1] = 1000;
+        assert_eq!(AcquireWait::of(&counts).p99_ms, Some(10_000.0));
+    }
+}
