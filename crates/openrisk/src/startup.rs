@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
@@ -14,6 +16,7 @@ use crate::domain::marketplace::Catalog;
 use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError, TokenGrant};
+use crate::telemetry;
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -22,12 +25,16 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     store: Arc<dyn Store>,
+    replicas: u32,
+    metrics: PrometheusHandle,
 }
 
 impl Application {
     /// Connects the store, applies migrations, bootstraps an empty database and binds the
     /// listener (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        // Before the store: its pools take their metric handles when they open.
+        let metrics = telemetry::metrics::install().context("cannot set up metrics")?;
         let store = store::connect(config)
             .await
             .context("cannot open the database (DATABASE_URL)")?;
@@ -41,14 +48,14 @@ impl Application {
             catalog: Arc::new(catalog),
             pool: Arc::new(config.pool.clone()),
             replicas: config.expected_replicas,
+            metrics: metrics.clone(),
         });
-        for warning in store.pool_status().warnings(config.expected_replicas) {
-            tracing::warn!(code = warning.code, "connection pool: {}", warning.message);
-        }
         Ok(Application {
             listener,
             router,
             store,
+            replicas: config.expected_replicas,
+            metrics,
         })
     }
 
@@ -61,9 +68,23 @@ impl Application {
     }
 
     /// Serves until `stop` completes, then stops accepting connections and gives in-flight
-    /// requests up to `SHUTDOWN_GRACE` to finish.
+    /// requests up to `SHUTDOWN_GRACE` to finish. The pool monitor runs alongside.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
+        let monitor_stop = CancellationToken::new();
+        let monitor = tokio::spawn(telemetry::monitor::run(
+            self.store.clone(),
+            self.replicas,
+            self.metrics.clone(),
+            monitor_stop.clone(),
+        ));
+        let served = self.serve(stop).await;
+        monitor_stop.cancel();
+        let _ = monitor.await;
+        served
+    }
+
+    async fn serve(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             stop.await;

@@ -206,7 +206,12 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
     let warnings = report["warnings"].as_array().unwrap();
     assert_eq!(warnings.len(), 1, "{report}");
     assert_eq!(warnings[0]["code"], "above_server_limit");
-    assert!(warnings[0]["message"].as_str().unwrap().contains("max_connections"));
+    assert!(
+        warnings[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_connections")
+    );
 
     let app = common::spawn_app_with(Backend::Postgres, &[("DB_MAX_OPEN_CONNECTIONS", "10")]).await;
     assert_eq!(pool_report(&app).await["warnings"], json!([]));

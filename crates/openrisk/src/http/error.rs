@@ -47,8 +47,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("validation failed")]
     Invalid(Violations),
+    /// `connection_lost`: the database connection broke under the request, so a read may be
+    /// retried on a fresh one.
     #[error("database unavailable")]
-    Unavailable,
+    Unavailable { connection_lost: bool },
     #[error("request timed out")]
     Timeout,
     #[error("internal error: {0}")]
@@ -94,7 +96,7 @@ impl ApiError {
                 "validation-failed",
                 "Validation failed",
             ),
-            Unavailable => (
+            Unavailable { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
@@ -124,7 +126,7 @@ impl ApiError {
                 let fields: Vec<&str> = v.errors().iter().map(|e| e.field.as_str()).collect();
                 format!("invalid fields: {}", fields.join(", "))
             }
-            Unavailable => "the database cannot serve the request now; retry shortly".into(),
+            Unavailable { .. } => "the database cannot serve the request now; retry shortly".into(),
             Timeout => format!(
                 "the request took longer than {} s",
                 super::REQUEST_TIMEOUT.as_secs()
@@ -181,7 +183,13 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable | ApiError::Timeout => {
+            ApiError::Unavailable { connection_lost } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                if connection_lost {
+                    response.extensions_mut().insert(ConnectionLost);
+                }
+            }
+            ApiError::Timeout => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -190,6 +198,11 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Marks a response that failed because its database connection broke: nothing was sent yet,
+/// and the request may run again on another connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionLost;
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -197,9 +210,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict(detail) => ApiError::Conflict(detail),
             StoreError::PreconditionFailed => ApiError::PreconditionFailed,
             StoreError::Invalid(v) => ApiError::Invalid(v),
-            StoreError::Unavailable(cause) => {
-                tracing::warn!(%cause, "database unavailable");
-                ApiError::Unavailable
+            e @ StoreError::Unavailable(_) => {
+                tracing::warn!(cause = %e, "database unavailable");
+                ApiError::Unavailable {
+                    connection_lost: e.is_connection_lost(),
+                }
             }
             e @ (StoreError::Database(_) | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
         }

@@ -38,16 +38,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, code, database) = match ping {
-        Ok(Ok(())) => (
-            "ok",
-            StatusCode::OK,
+        Ok(Ok(())) => ("ok", StatusCode::OK, {
+            let pool = state.store.pool_status();
             serde_json::json!({
                 "status": "up",
                 "backend": state.store.backend(),
                 "latency_ms": elapsed_ms,
-                "pool": state.store.pool_status(),
-            }),
-        ),
+                "warnings": pool.warnings(state.replicas),
+                "pool": pool,
+            })
+        }),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database down");
             (

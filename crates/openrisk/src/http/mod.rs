@@ -8,6 +8,7 @@ pub mod extract;
 mod health;
 mod marketplace;
 mod me;
+mod metrics;
 mod mitigations;
 mod orgs;
 mod reports;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::http::{HeaderName, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
@@ -35,7 +36,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::config::PoolSettings;
 use crate::domain::marketplace::Catalog;
 use crate::store::Store;
-use error::{ApiError, problem_response};
+use error::{ApiError, ConnectionLost, problem_response};
 
 /// Request bodies above this answer 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub pool: Arc<PoolSettings>,
     /// Replicas expected to share the database.
     pub replicas: u32,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 #[derive(OpenApi)]
@@ -65,7 +67,7 @@ pub struct AppState {
         (name = "marketplace", description = "Connector catalog and installations"),
         (name = "reports", description = "Register export and executive summary"),
         (name = "auth", description = "Organizations, users and tokens"),
-        (name = "operations", description = "Health and documentation"),
+        (name = "operations", description = "Health, metrics and documentation"),
     )
 )]
 struct ApiDoc;
@@ -87,6 +89,7 @@ impl Modify for BearerAuth {
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::routes())
+        .merge(metrics::routes())
         .merge(admin::routes())
         .merge(me::routes())
         .merge(orgs::routes())
@@ -134,7 +137,8 @@ pub fn router(state: AppState) -> Router {
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 }))
                 .layer(axum::middleware::from_fn(time_limit))
-                .layer(CatchPanicLayer::custom(|_| internal_error())),
+                .layer(CatchPanicLayer::custom(|_| internal_error()))
+                .layer(axum::middleware::from_fn(retry_reads)),
         )
 }
 
@@ -143,6 +147,25 @@ async fn time_limit(request: axum::extract::Request, next: axum::middleware::Nex
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
     }
+}
+
+/// A read whose database connection broke runs once more, on a fresh connection: the client has
+/// received nothing yet, and reads are safe to repeat. (Writes are not: the server may have
+/// committed before the connection broke.)
+async fn retry_reads(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let again = parts.clone();
+    let response = next.clone().run(Request::from_parts(parts, body)).await;
+    if response.extensions().get::<ConnectionLost>().is_none() {
+        return response;
+    }
+    tracing::info!("database connection lost during a read: retrying once");
+    // Reads carry no body.
+    next.run(Request::from_parts(again, axum::body::Body::empty()))
+        .await
 }
 
 fn internal_error() -> Response {

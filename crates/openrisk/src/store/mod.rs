@@ -25,7 +25,7 @@ use crate::domain::report::OverdueMitigation;
 use crate::domain::risk::{HistoryEntry, Risk, RiskFields, RiskStatus};
 use crate::domain::validation::Violations;
 
-pub use pool::{PoolStatus, PoolWarning};
+pub use pool::{ACQUIRE_WAIT_BUCKETS, PoolStatus, PoolWarning};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -66,6 +66,23 @@ impl From<sqlx::Error> for StoreError {
                 StoreError::Conflict("a referenced resource was changed concurrently; retry".into())
             }
             e => StoreError::Database(e),
+        }
+    }
+}
+
+impl StoreError {
+    /// The connection broke (killed by the server, network lost): another connection may well
+    /// succeed at once.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            StoreError::Unavailable(sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)) => {
+                true
+            }
+            StoreError::Unavailable(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02")
+            }
+            _ => false,
         }
     }
 }

@@ -13,6 +13,7 @@ use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::{Connection, Database, Pool};
 use utoipa::ToSchema;
 
+use super::sql::non_zero;
 use crate::config::PoolSettings;
 
 /// Upper bounds (seconds) of the acquire-wait histogram's buckets, here and on `/metrics`.
@@ -78,7 +79,10 @@ impl PoolStats {
     /// Acquire waits within the last `WAIT_WINDOW`.
     fn recent_waits(&self) -> [u64; BUCKETS] {
         let now = self.wait_counts();
-        let mut history = self.history.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut history = self
+            .history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if history.back().is_none_or(|(at, _)| at.elapsed() >= WINDOW_STEP) {
             history.push_back((Instant::now(), now));
         }
@@ -338,7 +342,7 @@ impl PoolStatus {
             in_use: size - idle,
             max_open: options.get_max_connections(),
             min_idle: options.get_min_connections(),
-            max_lifetime_seconds: non_zero_seconds(settings.max_lifetime),
+            max_lifetime_seconds: non_zero(settings.max_lifetime).map(|d| d.as_secs()),
             max_idle_time_seconds: options.get_idle_timeout().map(|d| d.as_secs()),
             acquire_timeout_seconds: options.get_acquire_timeout().as_secs_f64(),
             writers: u32::from(writer.is_some()),
@@ -404,10 +408,6 @@ impl PoolStatus {
 /// Acquire waits above this (95th percentile) are worth a warning.
 const SLOW_ACQUIRE_MS: f64 = 50.0;
 
-fn non_zero_seconds(d: Duration) -> Option<u64> {
-    (!d.is_zero()).then(|| d.as_secs())
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct PoolWarning {
     /// `saturated`, `waiters`, `slow_acquire`, `below_warm_minimum` or `above_server_limit`.
@@ -416,7 +416,16 @@ pub struct PoolWarning {
 }
 
 impl PoolWarning {
+    pub const CODES: [&'static str; 5] = [
+        "saturated",
+        "waiters",
+        "slow_acquire",
+        "below_warm_minimum",
+        "above_server_limit",
+    ];
+
     fn new(code: &'static str, message: String) -> Self {
+        debug_assert!(Self::CODES.contains(&code));
         PoolWarning { code, message }
     }
 }
@@ -437,5 +446,87 @@ mod tests {
         assert_eq!(AcquireWait::of(&[0; BUCKETS]).p95_ms, None);
         counts[BUCKETS - 1] = 1000;
         assert_eq!(AcquireWait::of(&counts).p99_ms, Some(10_000.0));
+    }
+
+    fn healthy() -> PoolStatus {
+        PoolStatus {
+            size: 10,
+            idle: 8,
+            in_use: 2,
+            max_open: 20,
+            min_idle: 10,
+            max_lifetime_seconds: Some(900),
+            max_idle_time_seconds: Some(300),
+            acquire_timeout_seconds: 5.0,
+            writers: 0,
+            server_max_connections: Some(100),
+            waiters: 0,
+            acquires: 1000,
+            acquire_timeouts: 0,
+            acquire_wait: AcquireWait {
+                samples: 100,
+                p50_ms: Some(0.1),
+                p95_ms: Some(50.0),
+                p99_ms: Some(100.0),
+            },
+            connections_opened: 10,
+            connections_closed: ClosedConnections {
+                lifetime: 0,
+                idle: 0,
+                broken: 0,
+            },
+        }
+    }
+
+    fn codes(status: &PoolStatus, replicas: u32) -> Vec<&'static str> {
+        status.warnings(replicas).iter().map(|w| w.code).collect()
+    }
+
+    #[test]
+    fn each_warning_has_its_threshold() {
+        let ok = healthy();
+        assert_eq!(codes(&ok, 5), Vec::<&str>::new());
+        // 90 % of the maximum in use, not 89 %.
+        let busy = PoolStatus {
+            size: 20,
+            idle: 2,
+            in_use: 18,
+            ..healthy()
+        };
+        assert_eq!(codes(&busy, 1), ["saturated"]);
+        let busy = PoolStatus {
+            size: 20,
+            idle: 3,
+            in_use: 17,
+            ..healthy()
+        };
+        assert_eq!(codes(&busy, 1), Vec::<&str>::new());
+        let queued = PoolStatus {
+            waiters: 3,
+            ..healthy()
+        };
+        assert_eq!(codes(&queued, 1), ["waiters"]);
+        let slow = PoolStatus {
+            acquire_wait: AcquireWait {
+                p95_ms: Some(100.0),
+                ..healthy().acquire_wait
+            },
+            ..healthy()
+        };
+        assert_eq!(codes(&slow, 1), ["slow_acquire"]);
+        let cold = PoolStatus {
+            size: 9,
+            idle: 9,
+            in_use: 0,
+            ..healthy()
+        };
+        assert_eq!(codes(&cold, 1), ["below_warm_minimum"]);
+        // 20 × 6 replicas > 100; SQLite (no server limit) never warns about it.
+        assert_eq!(codes(&ok, 6), ["above_server_limit"]);
+        let sqlite = PoolStatus {
+            server_max_connections: None,
+            ..healthy()
+        };
+        assert_eq!(codes(&sqlite, 6), Vec::<&str>::new());
     }
 }

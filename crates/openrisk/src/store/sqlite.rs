@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
 use super::pool::MeteredPool;
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};

@@ -1,0 +1,75 @@
+//! The background monitor: every second it publishes the pool's state as metrics and logs each
+//! health warning when it appears (and at most once a minute while it lasts) and when it clears.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::{PoolStatus, PoolWarning, Store};
+
+const EVERY: Duration = Duration::from_secs(1);
+/// How often a warning that persists is logged again.
+const REPEAT_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs until `stop` is cancelled.
+pub async fn run(store: Arc<dyn Store>, replicas: u32, metrics: PrometheusHandle, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(EVERY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut logged: HashMap<&'static str, Instant> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let status = store.pool_status();
+        let warnings = status.warnings(replicas);
+        publish(&status, &warnings);
+        log_changes(&warnings, &mut logged);
+        metrics.run_upkeep();
+    }
+}
+
+fn publish(status: &PoolStatus, warnings: &[PoolWarning]) {
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(status.idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use").set(status.in_use);
+    metrics::gauge!("db_pool_max_connections").set(status.max_open);
+    metrics::gauge!("db_pool_min_idle_connections").set(status.min_idle);
+    metrics::gauge!("db_pool_waiters").set(status.waiters as f64);
+    metrics::counter!("db_pool_acquires_total").absolute(status.acquires);
+    metrics::counter!("db_pool_acquire_timeouts_total").absolute(status.acquire_timeouts);
+    metrics::counter!("db_pool_connections_opened_total").absolute(status.connections_opened);
+    let closed = &status.connections_closed;
+    for (reason, count) in [
+        ("lifetime", closed.lifetime),
+        ("idle", closed.idle),
+        ("broken", closed.broken),
+    ] {
+        metrics::counter!("db_pool_connections_closed_total", "reason" => reason).absolute(count);
+    }
+    for code in PoolWarning::CODES {
+        let on = warnings.iter().any(|w| w.code == code);
+        metrics::gauge!("db_pool_warning", "code" => code).set(f64::from(u8::from(on)));
+    }
+}
+
+fn log_changes(warnings: &[PoolWarning], logged: &mut HashMap<&'static str, Instant>) {
+    for warning in warnings {
+        let due = logged
+            .get(warning.code)
+            .is_none_or(|at| at.elapsed() >= REPEAT_AFTER);
+        if due {
+            tracing::warn!(code = warning.code, "connection pool: {}", warning.message);
+            logged.insert(warning.code, Instant::now());
+        }
+    }
+    logged.retain(|code, _| {
+        let holds = warnings.iter().any(|w| w.code == *code);
+        if !holds {
+            tracing::info!(code, "connection pool: warning cleared");
+        }
+        holds
+    });
+}
