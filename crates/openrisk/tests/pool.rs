@@ -178,6 +178,220 @@ async fn warm_up_opens_the_idle_connections_before_serving(backend: Backend) {
     }
 }
 
+/// The value of the sample `series` (name and labels, as rendered) on `/metrics`.
+async fn metric(app: &TestApp, series: &str) -> Option<f64> {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|value| value.trim().parse().unwrap())
+}
+
+/// Polls `/metrics` (the monitor samples every second) until `series` reads `expected`.
+async fn wait_for_metric(app: &TestApp, series: &str, expected: f64) {
+    wait_until_metric(app, series, |value| value == expected).await;
+}
+
+async fn wait_until_metric(app: &TestApp, series: &str, holds: impl Fn(f64) -> bool) {
+    for _ in 0..40 {
+        if metric(app, series).await.is_some_and(&holds) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{series} reads {:?}", metric(app, series).await);
+}
+
+async fn warnings_appear_when_provoked(backend: Backend) {
+    // Two connections (on SQLite the one writer is what saturates), a two-second acquire time-out.
+    let app = common::spawn_app_with(
+        backend,
+        &[
+            ("DB_MAX_OPEN_CONNECTIONS", "2"),
+            ("DB_MAX_IDLE_CONNECTIONS", "2"),
+            ("DB_ACQUIRE_TIMEOUT", "2"),
+        ],
+    )
+    .await;
+    let risk = app
+        .create_risk(
+            &app.token,
+            json!({"title": "Contended", "likelihood": 2, "impact": 2}),
+        )
+        .await;
+    let path = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 0.0).await;
+    assert_eq!(metric(&app, "db_pool_waiters").await, Some(0.0));
+
+    let lock = hold_write_lock(&app, risk["id"].as_str().unwrap()).await;
+    // Writes that hold every connection the lock blocks, and one more request queued behind them.
+    let holders = if backend == Backend::Postgres { 2 } else { 1 };
+    let mut requests = Vec::new();
+    for n in 0..=holders {
+        let request = app
+            .request(reqwest::Method::PATCH, &path, &app.token)
+            .json(&json!({"title": format!("Write {n}")}));
+        requests.push(tokio::spawn(request.send()));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    wait_for_metric(&app, "db_pool_waiters", 1.0).await;
+    wait_for_metric(&app, "db_pool_warning{code=\"waiters\"}", 1.0).await;
+    if backend == Backend::Postgres {
+        wait_for_metric(&app, "db_pool_connections{state=\"in_use\"}", 2.0).await;
+        wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 1.0).await;
+    }
+    // The queued request gives up after the acquire time-out.
+    let queued = requests.pop().unwrap().await.unwrap().unwrap();
+    assert_eq!(queued.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(queued.headers()["retry-after"], "1");
+    drop(lock);
+    for request in requests {
+        assert_eq!(request.await.unwrap().unwrap().status(), StatusCode::OK);
+    }
+
+    // The slow acquires stay in the last minute's percentiles, and the time-out is counted.
+    let report = pool_report(&app).await;
+    let pool = &report["pool"];
+    assert!(pool["acquire_timeouts"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        pool["acquire_wait"]["p99_ms"].as_f64().unwrap() > 50.0,
+        "{report}"
+    );
+    let codes: Vec<&str> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"slow_acquire"), "{report}");
+    assert!(!codes.contains(&"waiters"), "{report}");
+    let (_, ready) = common::read(app.client.get(app.url("/health/ready")).send().await.unwrap()).await;
+    assert_eq!(ready["status"], "ok");
+    assert!(
+        ready["database"]["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "slow_acquire"),
+        "{ready}"
+    );
+    wait_until_metric(&app, "db_pool_acquire_timeouts_total", |n| n >= 1.0).await;
+    wait_until_metric(&app, "db_pool_acquire_duration_seconds_count", |n| n >= 3.0).await;
+    wait_until_metric(
+        &app,
+        "db_pool_acquire_duration_seconds_bucket{le=\"0.05\"}",
+        |n| n >= 1.0,
+    )
+    .await;
+}
+
+/// PostgreSQL only: kills every connection of the service while a client reads in a loop.
+async fn killed_connections_are_replaced_without_failed_reads() {
+    let app = common::spawn_app_with(
+        Backend::Postgres,
+        &[("DB_MAX_OPEN_CONNECTIONS", "4"), ("DB_MAX_IDLE_CONNECTIONS", "4")],
+    )
+    .await;
+    let risk = app
+        .create_risk(
+            &app.token,
+            json!({"title": "Survivor", "likelihood": 3, "impact": 3}),
+        )
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|n| {
+            let (client, stop) = (app.client.clone(), stop.clone());
+            let url = app.url(if n % 2 == 0 {
+                &item
+            } else {
+                "/api/v1/risks?limit=5"
+            });
+            let token = app.token.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut failed) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = client.get(&url).bearer_auth(&token).send().await.unwrap();
+                    if response.status() == StatusCode::OK {
+                        ok += 1;
+                    } else {
+                        failed.push(common::read(response).await);
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(&common::admin_database_url())
+        .await
+        .unwrap();
+    let mut killed = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        let pids: Vec<bool> =
+            sqlx::query_scalar("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                .bind(app.db.name().unwrap())
+                .fetch_all(&mut admin)
+                .await
+                .unwrap();
+        killed += pids.len();
+    }
+    // Writes work again at once too.
+    let (status, body) = app.patch(&item, &app.token, json!({"title": "Still here"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut reads = 0;
+    for reader in readers {
+        let (ok, failed) = reader.await.unwrap();
+        assert!(failed.is_empty(), "failed reads: {failed:?}");
+        reads += ok;
+    }
+    assert!(killed >= 4, "only {killed} connections were killed");
+    assert!(reads > 20, "only {reads} reads");
+    let pool = &pool_report(&app).await["pool"];
+    assert!(
+        pool["connections_closed"]["broken"].as_u64().unwrap() >= 1,
+        "{pool}"
+    );
+    assert!(pool["connections_opened"].as_u64().unwrap() >= 8, "{pool}");
+}
+
+mod warnings {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        warnings_appear_when_provoked(Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        warnings_appear_when_provoked(Backend::Postgres).await;
+    }
+}
+
+mod recovery {
+    use super::*;
+
+    /// PostgreSQL only: SQLite connections are files, not server sessions that can be killed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        killed_connections_are_replaced_without_failed_reads().await;
+    }
+}
+
 mod server_limit {
     use super::*;
 
