@@ -1,6 +1,6 @@
 //! Persistence: one `Store` trait with a SQLite and a PostgreSQL implementation.
 
-mod pool;
+pub mod pool;
 mod postgres;
 mod rows;
 mod sql;

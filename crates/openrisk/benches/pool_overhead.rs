@@ -1,0 +1,75 @@
+//! What the pool instrumentation costs per acquire: stock sqlx pools against `MeteredPool`, in
+//! one run, on SQLite and (with `BENCH_DATABASE_URL`) PostgreSQL.
+//!
+//! `cargo bench --bench pool_overhead`
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolOptions;
+use sqlx::{Connection, Database, Executor, Pool};
+
+use openrisk::store::pool::MeteredPool;
+
+const ACQUIRES: u32 = 20_000;
+const ROUNDS: usize = 7;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    openrisk::telemetry::metrics::install()?;
+    let dir = tempfile::tempdir()?;
+    let sqlite = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(
+        "sqlite://{}",
+        dir.path().join("bench.db").display()
+    ))?
+    .create_if_missing(true);
+    compare::<sqlx::Sqlite>("sqlite", sqlite).await?;
+    if let Ok(url) = std::env::var("BENCH_DATABASE_URL") {
+        compare::<sqlx::Postgres>("postgres", sqlx::postgres::PgConnectOptions::from_str(&url)?).await?;
+    } else {
+        println!("postgres: set BENCH_DATABASE_URL to include it");
+    }
+    Ok(())
+}
+
+/// Median time per acquire (and `SELECT 1` on it) over `ROUNDS`, the two pools taking turns.
+async fn compare<DB: Database>(
+    name: &str,
+    connect: <DB::Connection as Connection>::Options,
+) -> anyhow::Result<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let options = || PoolOptions::<DB>::new().max_connections(4).min_connections(4);
+    let stock: Pool<DB> = options().connect_with(connect.clone()).await?;
+    let metered = MeteredPool::connect(options(), connect, Arc::default(), None, "bench").await?;
+    let (mut plain, mut instrumented) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        for _ in 0..ACQUIRES {
+            let mut conn = stock.acquire().await?;
+            conn.execute("SELECT 1").await?;
+        }
+        plain.push(started.elapsed() / ACQUIRES);
+        let started = Instant::now();
+        for _ in 0..ACQUIRES {
+            let mut conn = metered.acquire().await?;
+            conn.execute("SELECT 1").await?;
+        }
+        instrumented.push(started.elapsed() / ACQUIRES);
+    }
+    let (plain, instrumented) = (median(plain), median(instrumented));
+    println!(
+        "{name}: acquire + SELECT 1, median of {ROUNDS} rounds of {ACQUIRES}: sqlx pool {plain:?}, \
+         metered pool {instrumented:?}, difference {:?} per acquire ({:+.1} %)",
+        instrumented.abs_diff(plain),
+        (instrumented.as_secs_f64() / plain.as_secs_f64() - 1.0) * 100.0
+    );
+    Ok(())
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
