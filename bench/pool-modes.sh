@@ -42,6 +42,13 @@ start_server() { # port, then VAR=value settings
 
 stop_server() {
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  # The next server starts once PostgreSQL has let go of this one's connections.
+  if [[ $DATABASE_URL == postgres* ]]; then
+    for _ in $(seq 1 100); do
+      [ "$(psql "$PG_ADMIN" -Atc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$PG_DB'")" = 0 ] && break
+      sleep 0.1
+    done
+  fi
 }
 
 run_backend() { # name database-url port

@@ -43,7 +43,7 @@ where
 {
     let options = || PoolOptions::<DB>::new().max_connections(4).min_connections(4);
     let stock: Pool<DB> = options().connect_with(connect.clone()).await?;
-    let metered = MeteredPool::connect(options(), connect, Arc::default(), None, "bench").await?;
+    let metered = MeteredPool::connect(options(), connect, Arc::default(), None, ("bench", 4)).await?;
     let (mut plain, mut instrumented) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let started = Instant::now();

@@ -147,15 +147,16 @@ impl<DB: Database> Clone for MeteredPool<DB> {
 }
 
 impl<DB: Database> MeteredPool<DB> {
-    /// Opens the pool. `operation` (`read` or `write`) labels the time connections are held.
-    /// The connection lifetime and the liveness check on acquire are enforced by hooks rather
-    /// than by sqlx, so that each close is counted with its reason.
+    /// Opens the pool and warms it up (see `warm_up`) with `warm` connections, at least one.
+    /// `operation` labels the time connections are held. The connection lifetime and the
+    /// liveness check on acquire are enforced by hooks rather than by sqlx, so that each close is
+    /// counted with its reason.
     pub async fn connect(
         options: PoolOptions<DB>,
         connect: <DB::Connection as Connection>::Options,
         stats: Arc<PoolStats>,
         max_lifetime: Option<Duration>,
-        operation: &'static str,
+        (operation, warm): (&'static str, u32),
     ) -> Result<Self, sqlx::Error> {
         let expired = move |age: Duration| max_lifetime.is_some_and(|max| age > max);
         let (on_connect, on_acquire, on_release) = (stats.clone(), stats.clone(), stats.clone());
@@ -188,8 +189,8 @@ impl<DB: Database> MeteredPool<DB> {
                 }
                 Box::pin(async move { Ok(!retire) })
             })
-            .connect_with(connect)
-            .await?;
+            .connect_lazy_with(connect);
+        warm_up(&pool, warm.max(1)).await?;
         Ok(MeteredPool {
             pool,
             stats,
@@ -220,6 +221,28 @@ impl<DB: Database> MeteredPool<DB> {
         &self.pool
     }
 }
+
+/// Opens `count` connections at once and holds them until all are open, then returns them to the
+/// pool: distinct, ready connections before the service takes its first request. Opening many at
+/// once can take longer than one acquire may wait (a short acquire time-out, a busy server), so
+/// each one is retried until `WARM_UP_LIMIT`.
+async fn warm_up<DB: Database>(pool: &sqlx::Pool<DB>, count: u32) -> Result<(), sqlx::Error> {
+    let started = std::time::Instant::now();
+    let open_one = || async {
+        loop {
+            match pool.acquire().await {
+                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < WARM_UP_LIMIT => continue,
+                result => return result,
+            }
+        }
+    };
+    let connections = futures_util::future::try_join_all((0..count).map(|_| open_one())).await?;
+    drop(connections);
+    Ok(())
+}
+
+/// How long start-up may spend opening the warm connections.
+const WARM_UP_LIMIT: Duration = Duration::from_secs(30);
 
 /// A pooled connection that records how long it was held when it goes back.
 pub struct Held<DB: Database> {

@@ -8,7 +8,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::pool::MeteredPool;
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
@@ -40,11 +40,10 @@ impl PgStore {
             PgConnectOptions::from_str(url)?,
             Arc::default(),
             non_zero(settings.max_lifetime),
-            "query",
+            ("query", settings.max_idle),
         )
         .await?;
         sqlx::migrate!("./migrations/postgres").run(pool.inner()).await?;
-        warm_up(pool.inner(), settings.max_idle).await?;
         let server_max_connections = sqlx::query_scalar::<_, String>("SHOW max_connections")
             .fetch_one(pool.inner())
             .await?

@@ -29,28 +29,6 @@ pub fn like_pattern(q: &str) -> String {
     format!("%{escaped}%")
 }
 
-/// Opens `count` connections at once and holds them until all are open, then returns them to the
-/// pool: distinct, ready connections before the service takes its first request. Opening many at
-/// once can take longer than one acquire may wait (a short acquire time-out, a busy server), so
-/// each one is retried until `WARM_UP_LIMIT`.
-pub async fn warm_up<DB: Database>(pool: &sqlx::Pool<DB>, count: u32) -> Result<(), sqlx::Error> {
-    let started = std::time::Instant::now();
-    let open_one = || async {
-        loop {
-            match pool.acquire().await {
-                Err(sqlx::Error::PoolTimedOut) if started.elapsed() < WARM_UP_LIMIT => continue,
-                result => return result,
-            }
-        }
-    };
-    let connections = futures_util::future::try_join_all((0..count).map(|_| open_one())).await?;
-    drop(connections);
-    Ok(())
-}
-
-/// How long start-up may spend opening the warm connections.
-const WARM_UP_LIMIT: Duration = Duration::from_secs(30);
-
 /// How long an export waits for its client to take the next row before giving up the connection.
 pub const EXPORT_STALL_LIMIT: Duration = Duration::from_secs(60);
 

@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use super::pool::MeteredPool;
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store, warm_up};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use super::{PoolStatus, StoreResult};
 use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
@@ -54,7 +54,7 @@ impl SqliteStore {
             options.clone(),
             Arc::clone(&stats),
             None,
-            "write",
+            ("write", 1),
         )
         .await?;
         sqlx::migrate!("./migrations/sqlite").run(writer.inner()).await?;
@@ -67,10 +67,9 @@ impl SqliteStore {
             options.read_only(true),
             stats,
             non_zero(pool.max_lifetime),
-            "read",
+            ("read", pool.max_idle),
         )
         .await?;
-        warm_up(readers.inner(), pool.max_idle).await?;
         Ok(SqliteStore {
             writer,
             readers,
