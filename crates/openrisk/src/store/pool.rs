@@ -3,6 +3,7 @@
 //! here: around acquisition, and in the pool's connection hooks.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -59,6 +60,23 @@ impl Default for PoolStats {
 }
 
 impl PoolStats {
+    /// Runs `acquire`, counted as a waiter meanwhile, then records how long it waited (in these
+    /// stats and in `histogram`) and whether it timed out.
+    pub async fn timed_acquire<T>(
+        &self,
+        histogram: &metrics::Histogram,
+        acquire: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let started = Instant::now();
+        let waiting = Waiting::enter(&self.waiting);
+        let result = acquire.await;
+        drop(waiting);
+        let waited = started.elapsed();
+        self.record_wait(waited, matches!(result, Err(sqlx::Error::PoolTimedOut)));
+        histogram.record(waited.as_secs_f64());
+        result
+    }
+
     fn record_wait(&self, waited: Duration, timed_out: bool) {
         self.acquires.fetch_add(1, Relaxed);
         if timed_out {
@@ -201,16 +219,12 @@ impl<DB: Database> MeteredPool<DB> {
 
     /// A connection, counting the wait for it and whether it timed out.
     pub async fn acquire(&self) -> Result<Held<DB>, sqlx::Error> {
-        let started = Instant::now();
-        let waiting = Waiting::enter(&self.stats.waiting);
-        let result = self.pool.acquire().await;
-        drop(waiting);
-        let waited = started.elapsed();
-        self.stats
-            .record_wait(waited, matches!(result, Err(sqlx::Error::PoolTimedOut)));
-        self.acquire_wait.record(waited.as_secs_f64());
+        let conn = self
+            .stats
+            .timed_acquire(&self.acquire_wait, self.pool.acquire())
+            .await?;
         Ok(Held {
-            conn: result?,
+            conn,
             since: Instant::now(),
             held: self.held.clone(),
         })
