@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cache::{CacheSettings, Namespace};
+
 /// A variable with a value the service cannot run with.
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -100,10 +102,7 @@ pub struct Config {
     pub pool: PoolSettings,
     /// How many replicas share the database: their pools together must fit its connection limit.
     pub expected_replicas: u32,
-    pub redis_url: Option<String>,
-    pub cache_enabled: bool,
-    pub cache_ttl: Duration,
-    pub cache_l1_max_bytes: u64,
+    pub cache: CacheSettings,
     pub bootstrap_token: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
@@ -230,18 +229,50 @@ impl Config {
                 ));
             }
         };
+        // CACHE_TTL, when set, replaces every namespace's default; CACHE_TTL_<NAMESPACE> wins.
         let cache_ttl = get("CACHE_TTL")
             .map(|raw| parse_seconds("CACHE_TTL", &raw))
-            .transpose()?
-            .unwrap_or(Duration::from_secs(300));
-        let cache_l1_max_bytes = match get("CACHE_L1_MAX_BYTES") {
-            None => 64 * 1024 * 1024,
-            Some(raw) => raw.parse().map_err(|_| {
-                invalid(
-                    "CACHE_L1_MAX_BYTES",
-                    format!("{raw:?}: must be a number of bytes"),
-                )
-            })?,
+            .transpose()?;
+        let mut ttl = Vec::new();
+        for (namespace, variable) in Namespace::ALL.iter().zip(CACHE_TTL_VARIABLES) {
+            let default = match namespace {
+                Namespace::Dashboard => Duration::from_secs(600),
+                Namespace::Marketplace => Duration::from_secs(900),
+                _ => Duration::from_secs(300),
+            };
+            ttl.push(match get(variable) {
+                Some(raw) => parse_seconds(variable, &raw)?,
+                None => cache_ttl.unwrap_or(default),
+            });
+        }
+        let bytes = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |raw| {
+                raw.parse()
+                    .map_err(|_| invalid(name, format!("{raw:?}: must be a number of bytes")))
+            })
+        };
+        let redis_timeout = match get("CACHE_REDIS_TIMEOUT_MS") {
+            None => Duration::from_millis(50),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 1)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    invalid(
+                        "CACHE_REDIS_TIMEOUT_MS",
+                        format!("{raw:?}: must be a whole number of milliseconds ≥ 1"),
+                    )
+                })?,
+        };
+        let cache = CacheSettings {
+            enabled: cache_enabled,
+            redis_url,
+            ttl,
+            l1_max_bytes: bytes("CACHE_L1_MAX_BYTES", 64 * 1024 * 1024)?,
+            max_body_bytes: usize::try_from(bytes("CACHE_MAX_BODY_BYTES", 1024 * 1024)?)
+                .unwrap_or(usize::MAX),
+            redis_timeout,
         };
         let bootstrap_token = get("OPENRISK_BOOTSTRAP_TOKEN");
         if bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
@@ -262,16 +293,24 @@ impl Config {
             database_url,
             pool,
             expected_replicas,
-            redis_url,
-            cache_enabled,
-            cache_ttl,
-            cache_l1_max_bytes,
+            cache,
             bootstrap_token,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
         })
     }
 }
+
+/// Per-namespace TTL overrides, in `Namespace::ALL` order.
+const CACHE_TTL_VARIABLES: [&str; 7] = [
+    "CACHE_TTL_RISKS",
+    "CACHE_TTL_MITIGATIONS",
+    "CACHE_TTL_ASSETS",
+    "CACHE_TTL_DASHBOARD",
+    "CACHE_TTL_MARKETPLACE",
+    "CACHE_TTL_REPORTS",
+    "CACHE_TTL_AUTH",
+];
 
 fn parse_seconds(name: &'static str, raw: &str) -> Result<Duration, ConfigError> {
     raw.parse::<u64>()
@@ -336,17 +375,23 @@ impl fmt::Display for Config {
             source("DB_ACQUIRE_TIMEOUT")
         )?;
         writeln!(f, "OPENRISK_EXPECTED_REPLICAS={}", self.expected_replicas)?;
+        let cache = &self.cache;
         writeln!(
             f,
             "REDIS_URL={}",
-            self.redis_url
+            cache
+                .redis_url
                 .as_deref()
                 .map(mask_url)
                 .unwrap_or_else(|| "(unset)".into())
         )?;
-        writeln!(f, "CACHE_ENABLED={}", self.cache_enabled)?;
-        writeln!(f, "CACHE_TTL={}", self.cache_ttl.as_secs())?;
-        writeln!(f, "CACHE_L1_MAX_BYTES={}", self.cache_l1_max_bytes)?;
+        writeln!(f, "CACHE_ENABLED={}", cache.enabled)?;
+        for (namespace, variable) in Namespace::ALL.iter().zip(CACHE_TTL_VARIABLES) {
+            writeln!(f, "{variable}={}", cache.ttl(*namespace).as_secs())?;
+        }
+        writeln!(f, "CACHE_L1_MAX_BYTES={}", cache.l1_max_bytes)?;
+        writeln!(f, "CACHE_MAX_BODY_BYTES={}", cache.max_body_bytes)?;
+        writeln!(f, "CACHE_REDIS_TIMEOUT_MS={}", cache.redis_timeout.as_millis())?;
         writeln!(
             f,
             "OPENRISK_BOOTSTRAP_TOKEN={}",

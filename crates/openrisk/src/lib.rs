@@ -1,5 +1,6 @@
 //! OpenRisk: a multi-tenant risk-register API.
 
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -10,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::marketplace::Catalog;
@@ -27,6 +28,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     replicas: u32,
     metrics: PrometheusHandle,
+    cache: Arc<Cache>,
 }
 
 impl Application {
@@ -43,12 +45,14 @@ impl Application {
             .await
             .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
         let catalog = Catalog::load().map_err(|e| anyhow::anyhow!("invalid connector catalog: {e}"))?;
+        let cache = Arc::new(Cache::new(config.cache.clone()).context("invalid cache settings (REDIS_URL)")?);
         let router = http::router(AppState {
             store: store.clone(),
             catalog: Arc::new(catalog),
             pool: Arc::new(config.pool.clone()),
             replicas: config.expected_replicas,
             metrics: metrics.clone(),
+            cache: cache.clone(),
         });
         Ok(Application {
             listener,
@@ -56,6 +60,7 @@ impl Application {
             store,
             replicas: config.expected_replicas,
             metrics,
+            cache,
         })
     }
 
@@ -73,9 +78,12 @@ impl Application {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
         let monitor_stop = CancellationToken::new();
         let monitor = tokio::spawn(telemetry::monitor::run(
-            self.store.clone(),
-            self.replicas,
-            self.metrics.clone(),
+            telemetry::monitor::Watched {
+                store: self.store.clone(),
+                replicas: self.replicas,
+                cache: self.cache.clone(),
+                metrics: self.metrics.clone(),
+            },
             monitor_stop.clone(),
         ));
         let served = self.serve(stop).await;

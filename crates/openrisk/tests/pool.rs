@@ -217,6 +217,8 @@ async fn warnings_appear_when_provoked(backend: Backend) {
             ("DB_MAX_OPEN_CONNECTIONS", "2"),
             ("DB_MAX_IDLE_CONNECTIONS", "2"),
             ("DB_ACQUIRE_TIMEOUT", "2"),
+            // Every request goes to the database.
+            ("CACHE_ENABLED", "false"),
         ],
     )
     .await;
@@ -228,7 +230,7 @@ async fn warnings_appear_when_provoked(backend: Backend) {
         .await;
     let path = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
     wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 0.0).await;
-    assert_eq!(metric(&app, "db_pool_waiters").await, Some(0.0));
+    wait_for_metric(&app, "db_pool_waiters", 0.0).await;
 
     let lock = hold_write_lock(&app, risk["id"].as_str().unwrap()).await;
     // Writes that hold every connection the lock blocks, and one more request queued behind them.
@@ -296,7 +298,12 @@ async fn warnings_appear_when_provoked(backend: Backend) {
 async fn killed_connections_are_replaced_without_failed_reads() {
     let app = common::spawn_app_with(
         Backend::Postgres,
-        &[("DB_MAX_OPEN_CONNECTIONS", "4"), ("DB_MAX_IDLE_CONNECTIONS", "4")],
+        &[
+            ("DB_MAX_OPEN_CONNECTIONS", "4"),
+            ("DB_MAX_IDLE_CONNECTIONS", "4"),
+            // Every read goes to the database.
+            ("CACHE_ENABLED", "false"),
+        ],
     )
     .await;
     let risk = app
@@ -428,7 +435,14 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
     );
 
     let app = common::spawn_app_with(Backend::Postgres, &[("DB_MAX_OPEN_CONNECTIONS", "10")]).await;
-    assert_eq!(pool_report(&app).await["warnings"], json!([]));
+    let report = pool_report(&app).await;
+    let codes: Vec<&Value> = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| &w["code"])
+        .collect();
+    assert!(!codes.contains(&&json!("above_server_limit")), "{report}");
 }
 
 mod exhaustion {

@@ -12,7 +12,7 @@ string_enum! {
 }
 
 /// Who is calling: resolved from a bearer token on every request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Principal {
     pub organization_id: Uuid,
     pub user_id: Uuid,
@@ -21,6 +21,8 @@ pub struct Principal {
     pub role: Role,
     /// May create organizations.
     pub system: bool,
+    /// When the token stops working, if ever.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {

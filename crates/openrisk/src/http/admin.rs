@@ -1,16 +1,18 @@
-//! `/api/v1/admin`: operating the service (admin).
+//! `/api/v1/admin`: operating the service (admin): the connection pool and the cache.
 
 use axum::extract::State;
 use axum::response::Response;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::{Admin, Auth, QueryParams};
+use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
 use super::respond;
+use crate::cache::{CacheReport, Namespace};
+use crate::domain::validation::Violations;
 use crate::store::{PoolStatus, PoolWarning};
 
 #[derive(Serialize, ToSchema)]
@@ -25,7 +27,10 @@ pub struct PoolReport {
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(pool))
+    OpenApiRouter::new()
+        .routes(routes!(pool))
+        .routes(routes!(cache))
+        .routes(routes!(invalidate_cache))
 }
 
 #[utoipa::path(
@@ -46,4 +51,58 @@ async fn pool(
         warnings: pool.warnings(state.replicas),
         pool,
     }))
+}
+
+#[utoipa::path(
+    get, path = "/api/v1/admin/cache", tag = "operations",
+    responses((status = 200, body = CacheReport), (status = 403, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn cache(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    QueryParams(params): QueryParams,
+) -> ApiResult<Response> {
+    params.only(&[])?;
+    Ok(respond::json(&state.cache.report(auth.organization_id).await))
+}
+
+/// Namespaces to invalidate, or all of them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Invalidation {
+    #[serde(default)]
+    namespaces: Vec<Namespace>,
+    #[serde(default)]
+    all: bool,
+}
+
+impl RequestBody for Invalidation {}
+
+#[derive(Serialize, ToSchema)]
+pub struct Invalidated {
+    namespaces: Vec<Namespace>,
+}
+
+#[utoipa::path(
+    post, path = "/api/v1/admin/cache/invalidate", tag = "operations",
+    request_body = Invalidation,
+    responses((status = 200, body = Invalidated), (status = 403, body = Problem), (status = 422, body = Problem)),
+    security(("bearer" = []))
+)]
+async fn invalidate_cache(
+    State(state): State<AppState>,
+    auth: Auth<Admin>,
+    JsonBody(body): JsonBody<Invalidation>,
+) -> ApiResult<Response> {
+    let namespaces = match (body.all, body.namespaces.is_empty()) {
+        (true, true) => Namespace::ALL.to_vec(),
+        (false, false) => body.namespaces,
+        _ => {
+            return Err(Violations::single("namespaces", "give either namespaces or all: true").into());
+        }
+    };
+    // This organization's entries only: its generations move, no one else's.
+    state.cache.invalidate(auth.organization_id, &namespaces).await;
+    Ok(respond::json(&Invalidated { namespaces }))
 }

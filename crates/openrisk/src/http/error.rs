@@ -205,18 +205,25 @@ pub struct ConnectionLost;
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        ApiError::from_store(&e)
+    }
+}
+
+impl ApiError {
+    /// The answer to a store error (also for errors shared between requests by the cache).
+    pub fn from_store(e: &StoreError) -> Self {
         match e {
             StoreError::NotFound => ApiError::NotFound,
-            StoreError::Conflict(detail) => ApiError::Conflict(detail),
+            StoreError::Conflict(detail) => ApiError::Conflict(detail.clone()),
             StoreError::PreconditionFailed => ApiError::PreconditionFailed,
-            StoreError::Invalid(v) => ApiError::Invalid(v),
-            e @ StoreError::Unavailable(_) => {
+            StoreError::Invalid(v) => ApiError::Invalid(v.clone()),
+            StoreError::Unavailable(_) => {
                 tracing::warn!(cause = %e, "database unavailable");
                 ApiError::Unavailable {
                     connection_lost: e.is_connection_lost(),
                 }
             }
-            e @ (StoreError::Database(_) | StoreError::Corrupt(_)) => ApiError::Internal(e.to_string()),
+            StoreError::Database(_) | StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

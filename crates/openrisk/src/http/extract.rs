@@ -66,24 +66,33 @@ impl<A: Access> FromRequestParts<AppState> for Auth<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized)?;
-        let principal = state
-            .store
-            .authenticate(&hash_token(token), crate::domain::now())
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
+        // The cache layer may have authenticated the request already.
+        let principal = match parts.extensions.get::<Principal>() {
+            Some(principal) => principal.clone(),
+            None => authenticate(state, &parts.headers).await?,
+        };
         if !A::allows(&principal) {
             return Err(ApiError::Forbidden);
         }
         Ok(Auth(principal, PhantomData))
     }
+}
+
+/// The principal behind the request's bearer token (the token lookup is cached).
+pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .cache
+        .authenticate(state.store.as_ref(), &hash_token(token), crate::domain::now())
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+        .ok_or(ApiError::Unauthorized)
 }
 
 /// A JSON request body (`application/json`) deserialized into `T`. Syntax errors are 400;

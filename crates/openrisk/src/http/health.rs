@@ -62,7 +62,18 @@ async fn ready(State(state): State<AppState>) -> Response {
             serde_json::json!({"status": "down", "backend": state.store.backend(), "error": "timed out"}),
         ),
     };
-    let cache = serde_json::json!({"status": "disabled"});
+    let redis = state.cache.redis_state().await;
+    let cache = serde_json::json!({
+        "enabled": state.cache.enabled(),
+        "redis": redis,
+        "status": if !state.cache.enabled() { "disabled" } else if redis == "down" { "degraded" } else { "up" },
+    });
+    // Redis down slows the service but does not stop it.
+    let status = if status == "ok" && redis == "down" {
+        "degraded"
+    } else {
+        status
+    };
     (
         code,
         axum::Json(Readiness {

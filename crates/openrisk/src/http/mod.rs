@@ -33,6 +33,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::cache::{self, Cache};
 use crate::config::PoolSettings;
 use crate::domain::marketplace::Catalog;
 use crate::store::Store;
@@ -53,6 +54,7 @@ pub struct AppState {
     /// Replicas expected to share the database.
     pub replicas: u32,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    pub cache: Arc<Cache>,
 }
 
 #[derive(OpenApi)]
@@ -123,7 +125,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -138,6 +140,10 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
+                .layer(axum::middleware::from_fn_with_state(
+                    state,
+                    cache::middleware::layer,
+                ))
                 .layer(axum::middleware::from_fn(retry_reads)),
         )
 }

@@ -97,6 +97,7 @@ pub struct PrincipalRow {
     pub token_role: String,
     pub user_role: String,
     pub is_system: bool,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<PrincipalRow> for Principal {
@@ -110,6 +111,7 @@ impl TryFrom<PrincipalRow> for Principal {
             token_id: r.token_id,
             role: token_role.min(user_role),
             system: r.is_system,
+            expires_at: r.expires_at,
         })
     }
 }

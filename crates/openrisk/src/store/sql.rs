@@ -517,7 +517,7 @@ macro_rules! sql_store {
 
                 async fn authenticate(&self, token_hash: &[u8], now: DateTime<Utc>) -> StoreResult<Option<Principal>> {
                     let row: Option<PrincipalRow> = sqlx::query_as(
-                        "SELECT t.id AS token_id, t.org_id, t.user_id, t.role AS token_role, u.role AS user_role, t.is_system \
+                        "SELECT t.id AS token_id, t.org_id, t.user_id, t.role AS token_role, u.role AS user_role, t.is_system, t.expires_at \
                          FROM api_tokens t JOIN users u ON u.id = t.user_id \
                          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $2)",
                     )

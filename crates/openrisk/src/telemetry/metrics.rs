@@ -73,6 +73,17 @@ fn describe() {
         Unit::Seconds,
         "Time spent waiting for a database connection, apart from the queries run on it."
     );
+    describe_counter!(
+        "cache_requests_total",
+        "Cache lookups by namespace, tier (l1, l2) and result (hit, miss, bypass, error)."
+    );
+    describe_gauge!("cache_entries", "Entries held by the cache tier.");
+    describe_gauge!("cache_bytes", Unit::Bytes, "Bytes held by the cache tier.");
+    describe_counter!(
+        "cache_invalidations_total",
+        "Generation bumps (invalidations) by namespace."
+    );
+    describe_gauge!("cache_redis_up", "1 while Redis (L2) answers, else 0.");
     describe_histogram!(
         "db_query_duration_seconds",
         Unit::Seconds,

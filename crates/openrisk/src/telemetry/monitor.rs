@@ -1,4 +1,4 @@
-//! The background monitor: every second it publishes the pool's state as metrics and logs each
+//! The background monitor: every second it publishes the pool's and the cache's state as metrics and logs each
 //! health warning when it appears (and at most once a minute while it lasts) and when it clears.
 
 use std::collections::HashMap;
@@ -8,14 +8,24 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cache::Cache;
 use crate::store::{PoolStatus, PoolWarning, Store};
 
 const EVERY: Duration = Duration::from_secs(1);
 /// How often a warning that persists is logged again.
 const REPEAT_AFTER: Duration = Duration::from_secs(60);
 
+/// What the monitor samples.
+pub struct Watched {
+    pub store: Arc<dyn Store>,
+    /// Replicas sharing the database (for the server-limit warning).
+    pub replicas: u32,
+    pub cache: Arc<Cache>,
+    pub metrics: PrometheusHandle,
+}
+
 /// Runs until `stop` is cancelled.
-pub async fn run(store: Arc<dyn Store>, replicas: u32, metrics: PrometheusHandle, stop: CancellationToken) {
+pub async fn run(watched: Watched, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut logged: HashMap<&'static str, Instant> = HashMap::new();
@@ -24,11 +34,12 @@ pub async fn run(store: Arc<dyn Store>, replicas: u32, metrics: PrometheusHandle
             () = stop.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let status = store.pool_status();
-        let warnings = status.warnings(replicas);
+        let status = watched.store.pool_status();
+        let warnings = status.warnings(watched.replicas);
         publish(&status, &warnings);
         log_changes(&warnings, &mut logged);
-        metrics.run_upkeep();
+        publish_cache(&watched.cache).await;
+        watched.metrics.run_upkeep();
     }
 }
 
@@ -53,6 +64,17 @@ fn publish(status: &PoolStatus, warnings: &[PoolWarning]) {
         let on = warnings.iter().any(|w| w.code == code);
         metrics::gauge!("db_pool_warning", "code" => code).set(f64::from(u8::from(on)));
     }
+}
+
+async fn publish_cache(cache: &Cache) {
+    let (entries, bytes) = cache.l1_usage();
+    metrics::gauge!("cache_entries", "tier" => "l1").set(entries as f64);
+    metrics::gauge!("cache_bytes", "tier" => "l1").set(bytes as f64);
+    let up = match cache.redis_state().await {
+        "up" => 1.0,
+        _ => 0.0,
+    };
+    metrics::gauge!("cache_redis_up").set(up);
 }
 
 fn log_changes(warnings: &[PoolWarning], logged: &mut HashMap<&'static str, Instant>) {

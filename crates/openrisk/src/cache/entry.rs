@@ -1,0 +1,114 @@
+//! A cached value: the finished response body and the headers that go with it, as stored in L1
+//! and, encoded, in Redis.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+/// Bodies above this are compressed in Redis.
+const COMPRESS_ABOVE: usize = 4096;
+const FORMAT: u8 = 1;
+const COMPRESSED: u8 = 1;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub content_type: String,
+    pub etag: String,
+    pub content_disposition: Option<String>,
+    pub body: Bytes,
+    /// How long the entry lives (not stored: Redis keeps its own expiry).
+    pub ttl: Duration,
+}
+
+impl Entry {
+    /// Bytes it occupies in L1, roughly.
+    pub fn weight(&self) -> u32 {
+        let size = self.body.len()
+            + self.content_type.len()
+            + self.etag.len()
+            + self.content_disposition.as_ref().map_or(0, String::len)
+            + 96;
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
+
+    /// `format, flags, content type, etag, disposition, body` with u16 length prefixes.
+    pub fn encode(&self) -> Vec<u8> {
+        let compress = self.body.len() > COMPRESS_ABOVE;
+        let mut out = BytesMut::with_capacity(self.body.len() + 128);
+        out.put_u8(FORMAT);
+        out.put_u8(if compress { COMPRESSED } else { 0 });
+        for text in [
+            self.content_type.as_str(),
+            self.etag.as_str(),
+            self.content_disposition.as_deref().unwrap_or(""),
+        ] {
+            let text = &text.as_bytes()[..text.len().min(usize::from(u16::MAX))];
+            out.put_u16(text.len() as u16);
+            out.put_slice(text);
+        }
+        if compress {
+            out.put_slice(&lz4_flex::compress_prepend_size(&self.body));
+        } else {
+            out.put_slice(&self.body);
+        }
+        out.to_vec()
+    }
+
+    /// `None` for bytes this version did not write (another format, corruption).
+    pub fn decode(bytes: &[u8], ttl: Duration) -> Option<Entry> {
+        let mut buf = bytes;
+        if buf.remaining() < 2 || buf.get_u8() != FORMAT {
+            return None;
+        }
+        let flags = buf.get_u8();
+        let mut text = || -> Option<String> {
+            if buf.remaining() < 2 {
+                return None;
+            }
+            let len = usize::from(buf.get_u16());
+            if buf.remaining() < len {
+                return None;
+            }
+            let value = String::from_utf8(buf[..len].to_vec()).ok()?;
+            buf.advance(len);
+            Some(value)
+        };
+        let content_type = text()?;
+        let etag = text()?;
+        let disposition = text()?;
+        let body = if flags & COMPRESSED != 0 {
+            Bytes::from(lz4_flex::decompress_size_prepended(buf).ok()?)
+        } else {
+            Bytes::copy_from_slice(buf)
+        };
+        Some(Entry {
+            content_type,
+            etag,
+            content_disposition: (!disposition.is_empty()).then_some(disposition),
+            body,
+            ttl,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_survive_encoding_compressed_or_not() {
+        for body in [Bytes::from_static(b"{}"), Bytes::from(vec![b'x'; 10_000])] {
+            let entry = Entry {
+                content_type: "application/json".into(),
+                etag: "\"3-abc\"".into(),
+                content_disposition: None,
+                body,
+                ttl: Duration::from_secs(60),
+            };
+            let encoded = entry.encode();
+            assert_eq!(Entry::decode(&encoded, entry.ttl), Some(entry.clone()));
+        }
+        assert!(Entry::decode(&[9, 0], Duration::ZERO).is_none());
+        assert!(Entry::decode(&[FORMAT, 0, 0, 200], Duration::ZERO).is_none());
+    }
+}

@@ -1,0 +1,332 @@
+//! The response cache in front of the cacheable GETs, and the generation bumps behind writes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+
+use super::{Cache, Entry, Lookup, Mutation, Namespace, Scope, Tier};
+use crate::domain::auth::Principal;
+use crate::http::AppState;
+use crate::http::extract::authenticate;
+
+/// What the cache does for a route (by its template): the namespace its GET is cached in, and
+/// the mutation its writes make. Routes not listed are never cached; the register export streams
+/// and is never cached.
+fn policy(route: &str) -> (Option<Namespace>, Option<Mutation>) {
+    use Namespace::*;
+    match route {
+        "/api/v1/risks" | "/api/v1/risks/{id}" | "/api/v1/risks/{id}/history" => {
+            (Some(Risks), Some(Mutation::Risk))
+        }
+        "/api/v1/risks/{id}/mitigations" | "/api/v1/mitigations/{id}" => {
+            (Some(Mitigations), Some(Mutation::Mitigation))
+        }
+        "/api/v1/assets" | "/api/v1/assets/{id}" => (Some(Assets), Some(Mutation::Asset)),
+        "/api/v1/dashboard/stats"
+        | "/api/v1/dashboard/matrix"
+        | "/api/v1/dashboard/timeline"
+        | "/api/v1/dashboard/top-risks" => (Some(Dashboard), None),
+        "/api/v1/marketplace/connectors" | "/api/v1/marketplace/connectors/{slug}" => {
+            (Some(Marketplace), None)
+        }
+        "/api/v1/marketplace/installations" | "/api/v1/marketplace/installations/{id}" => {
+            (Some(Marketplace), Some(Mutation::Installation))
+        }
+        "/api/v1/reports/summary" => (Some(Reports), None),
+        "/api/v1/users" => (None, Some(Mutation::User)),
+        "/api/v1/tokens" | "/api/v1/tokens/{id}" => (None, Some(Mutation::Token)),
+        _ => (None, None),
+    }
+}
+
+/// The layer: serves cacheable GETs through the cache and, after a successful write, bumps the
+/// generations the write affects, before the response leaves.
+pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<MatchedPath>() else {
+        return next.run(request).await;
+    };
+    let (reads, writes) = policy(route.as_str());
+    let is_read = request.method() == Method::GET;
+    let relevant = if is_read {
+        reads.is_some()
+    } else {
+        writes.is_some()
+    };
+    if !relevant {
+        return next.run(request).await;
+    }
+    // Who asks decides the key (organization, role) and what a write invalidates. A request that
+    // cannot be attributed to an organization goes to the handler, which refuses it.
+    let principal = match authenticate(&state, request.headers()).await {
+        Ok(principal) => principal,
+        Err(_) => return next.run(request).await,
+    };
+    request.extensions_mut().insert(principal.clone());
+    match (reads, writes) {
+        (Some(namespace), _) if is_read => read(&state.cache, namespace, &principal, request, next).await,
+        (_, Some(mutation)) => {
+            let response = next.run(request).await;
+            if response.status().is_success() {
+                state
+                    .cache
+                    .invalidate(principal.organization_id, mutation.affects())
+                    .await;
+            }
+            response
+        }
+        _ => next.run(request).await,
+    }
+}
+
+async fn read(
+    cache: &Cache,
+    namespace: Namespace,
+    principal: &Principal,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !cache.enabled() {
+        cache.count_bypass(namespace);
+        return with_cache_headers(next.run(request).await, "BYPASS", "fwd=bypass");
+    }
+    let scope = Scope {
+        org: principal.organization_id,
+        namespace,
+    };
+    let Some(generation) = cache.generation(scope).await else {
+        cache.count_bypass(namespace);
+        return with_cache_headers(next.run(request).await, "BYPASS", "fwd=bypass");
+    };
+    // Conditional requests are answered here, from the entry: the handler computes the full
+    // response, which every caller of the key can share.
+    let if_none_match = request.headers_mut().remove(header::IF_NONE_MATCH);
+    let refresh = wants_fresh(request.headers());
+    let query = normalized_query(request.uri().query());
+    let today = chrono::Utc::now().date_naive().to_string();
+    let mut parts: Vec<&[u8]> = vec![
+        request.uri().path().as_bytes(),
+        query.as_bytes(),
+        principal.role.as_str().as_bytes(),
+    ];
+    // Figures relative to today (overdue, timelines) change at midnight.
+    if matches!(namespace, Namespace::Dashboard | Namespace::Reports) {
+        parts.push(today.as_bytes());
+    }
+    let key = Cache::key(scope, generation, &parts);
+    let max_body = cache.settings().max_body_bytes;
+    let ttl = cache.settings().ttl(namespace);
+
+    if refresh {
+        cache.count_bypass(namespace);
+        let captured = Captured::of(next.run(request).await).await;
+        return match captured.entry(max_body, ttl) {
+            Some(entry) => {
+                cache.store(scope, key, entry.clone()).await;
+                respond(&entry, if_none_match.as_ref(), "BYPASS", "fwd=request; stored")
+            }
+            None => with_cache_headers(captured.into_response(), "BYPASS", "fwd=request"),
+        };
+    }
+    let fill = async move {
+        let captured = Captured::of(next.run(request).await).await;
+        match captured.entry(max_body, ttl) {
+            Some(entry) => Ok(entry),
+            None => Err(captured),
+        }
+    };
+    match cache.get_or_fill(scope, key, fill).await {
+        Ok((entry, Lookup::Hit(Tier::L1))) => {
+            respond(&entry, if_none_match.as_ref(), "HIT", "hit; detail=l1")
+        }
+        Ok((entry, Lookup::Hit(Tier::L2))) => {
+            respond(&entry, if_none_match.as_ref(), "HIT", "hit; detail=l2")
+        }
+        Ok((entry, Lookup::Miss)) => respond(&entry, if_none_match.as_ref(), "MISS", "fwd=miss; stored"),
+        Err(uncacheable) => with_cache_headers(
+            Arc::unwrap_or_clone(uncacheable).into_response(),
+            "MISS",
+            "fwd=miss",
+        ),
+    }
+}
+
+/// `Cache-Control: no-cache` (or `Pragma: no-cache`) from the client: skip the cache, refresh it.
+fn wants_fresh(headers: &HeaderMap) -> bool {
+    [header::CACHE_CONTROL, header::PRAGMA].iter().any(|name| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|d| d.trim().eq_ignore_ascii_case("no-cache")))
+    })
+}
+
+/// The query's parameters sorted, so that their order does not split the cache.
+fn normalized_query(query: Option<&str>) -> String {
+    let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .into_owned()
+        .collect();
+    pairs.sort();
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// A handler's response, read whole.
+#[derive(Clone)]
+struct Captured {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Captured {
+    async fn of(response: Response) -> Captured {
+        let (parts, body) = response.into_parts();
+        // Cached routes answer bounded pages and documents.
+        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+        Captured {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// The entry to cache: only whole 200 responses up to `max_body` bytes.
+    fn entry(&self, max_body: usize, ttl: std::time::Duration) -> Option<Entry> {
+        if self.status != StatusCode::OK || self.body.len() > max_body {
+            return None;
+        }
+        let text = |name| {
+            self.headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Some(Entry {
+            content_type: text(header::CONTENT_TYPE).unwrap_or_else(|| "application/json".into()),
+            etag: text(header::ETAG)
+                .unwrap_or_else(|| format!("\"{}\"", &blake3::hash(&self.body).to_hex()[..16])),
+            content_disposition: text(header::CONTENT_DISPOSITION),
+            body: self.body.clone(),
+            ttl,
+        })
+    }
+}
+
+impl IntoResponse for Captured {
+    fn into_response(self) -> Response {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+}
+
+/// The cached response, or 304 when the client's `If-None-Match` names its ETag.
+fn respond(
+    entry: &Entry,
+    if_none_match: Option<&HeaderValue>,
+    x_cache: &'static str,
+    status: &str,
+) -> Response {
+    let not_modified = if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|list| {
+        list.split(',').any(|tag| {
+            let tag = tag.trim();
+            tag == "*" || tag.trim_start_matches("W/") == entry.etag
+        })
+    });
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        Response::new(Body::from(entry.body.clone()))
+    };
+    let headers = response.headers_mut();
+    if !not_modified && let Ok(value) = HeaderValue::from_str(&entry.content_type) {
+        headers.insert(header::CONTENT_TYPE, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&entry.etag) {
+        headers.insert(header::ETAG, value);
+    }
+    if let Some(value) = entry
+        .content_disposition
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    with_cache_headers(response, x_cache, status)
+}
+
+/// `X-Cache`, `Cache-Status` (RFC 9211) and the headers that keep shared caches out.
+fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &str) -> Response {
+    let headers = response.headers_mut();
+    headers.insert("x-cache", HeaderValue::from_static(x_cache));
+    if let Ok(value) = HeaderValue::from_str(&format!("OpenRisk; {status}")) {
+        headers.insert("cache-status", value);
+    }
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_differing_only_in_order_share_a_key() {
+        assert_eq!(
+            normalized_query(Some("b=2&a=1")),
+            normalized_query(Some("a=1&b=2"))
+        );
+        assert_eq!(
+            normalized_query(Some("status=open&status=closed")),
+            normalized_query(Some("status=closed&status=open"))
+        );
+        assert_ne!(normalized_query(Some("a=1")), normalized_query(Some("a=2")));
+        assert_eq!(normalized_query(None), "");
+    }
+
+    #[test]
+    fn every_cached_read_route_exists() {
+        let openapi = crate::http::openapi();
+        for (path, item) in &openapi.paths.paths {
+            let (reads, _) = policy(path);
+            if reads.is_some() {
+                assert!(item.get.is_some(), "{path} is cached but has no GET");
+            }
+        }
+        let cached = [
+            "/api/v1/risks",
+            "/api/v1/risks/{id}",
+            "/api/v1/risks/{id}/history",
+            "/api/v1/risks/{id}/mitigations",
+            "/api/v1/mitigations/{id}",
+            "/api/v1/assets",
+            "/api/v1/assets/{id}",
+            "/api/v1/dashboard/stats",
+            "/api/v1/dashboard/matrix",
+            "/api/v1/dashboard/timeline",
+            "/api/v1/dashboard/top-risks",
+            "/api/v1/marketplace/connectors",
+            "/api/v1/marketplace/connectors/{slug}",
+            "/api/v1/marketplace/installations",
+            "/api/v1/marketplace/installations/{id}",
+            "/api/v1/reports/summary",
+        ];
+        for path in cached {
+            assert!(openapi.paths.paths.contains_key(path), "{path} is not a route");
+            assert!(policy(path).0.is_some(), "{path} is not cached");
+        }
+        assert_eq!(policy("/api/v1/reports/risk-register"), (None, None));
+    }
+}

@@ -1,0 +1,509 @@
+//! The response and query cache: L1 in process (moka, weighed in bytes), L2 in Redis (shared by
+//! replicas). Keys carry the organization and its namespace's generation; a write bumps the
+//! generations of the namespaces it affects (`invalidation`), after its commit and before its
+//! response, so every later read builds a new key and misses the stale entries, which then
+//! expire by TTL. Concurrent misses on one key compute once.
+
+mod entry;
+mod invalidation;
+pub mod middleware;
+mod redis;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use moka::Expiry;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::domain::auth::Principal;
+use crate::domain::string_enum;
+use crate::store::{Store, StoreError};
+
+pub use entry::Entry;
+pub use invalidation::Mutation;
+
+string_enum! {
+    /// What a cached value belongs to; the unit of invalidation.
+    pub enum Namespace {
+        Risks => "risks",
+        Mitigations => "mitigations",
+        Assets => "assets",
+        Dashboard => "dashboard",
+        Marketplace => "marketplace",
+        Reports => "reports",
+        Auth => "auth",
+    }
+}
+
+impl Namespace {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Settings from the environment (see `docs/cache.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheSettings {
+    pub enabled: bool,
+    pub redis_url: Option<String>,
+    /// Time to live per namespace, in `Namespace::ALL` order.
+    pub ttl: Vec<Duration>,
+    pub l1_max_bytes: u64,
+    /// Larger responses are not cached.
+    pub max_body_bytes: usize,
+    /// The longest any Redis call may take.
+    pub redis_timeout: Duration,
+}
+
+impl CacheSettings {
+    pub fn ttl(&self, namespace: Namespace) -> Duration {
+        self.ttl[namespace.index()]
+    }
+}
+
+/// Which cache answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tier {
+    L1,
+    L2,
+}
+
+/// How a lookup ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Hit(Tier),
+    /// Computed (and stored, if cacheable) by this request.
+    Miss,
+}
+
+/// An organization's namespace: where a value lives and what invalidates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Scope {
+    pub org: Uuid,
+    pub namespace: Namespace,
+}
+
+const RESULTS: [&str; 4] = ["hit", "miss", "bypass", "error"];
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Hit,
+    Miss,
+    Bypass,
+    Error,
+}
+
+pub struct Cache {
+    settings: CacheSettings,
+    l1: moka::future::Cache<u128, Arc<Entry>>,
+    l2: Option<Arc<redis::Redis>>,
+    /// This process's view of each namespace's generation (the shared value lives in Redis).
+    generations: RwLock<HashMap<Scope, u64>>,
+    /// Which organization a token belongs to, which never changes.
+    token_orgs: moka::future::Cache<Vec<u8>, Uuid>,
+    /// Lookups by namespace, tier and outcome (`RESULTS`).
+    counts: Vec<[[AtomicU64; 4]; 2]>,
+}
+
+struct EntryTtl;
+
+impl Expiry<u128, Arc<Entry>> for EntryTtl {
+    fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
+        Some(entry.ttl)
+    }
+}
+
+impl Cache {
+    pub fn new(settings: CacheSettings) -> anyhow::Result<Self> {
+        let l2 = match &settings.redis_url {
+            Some(url) => Some(Arc::new(redis::Redis::new(url, settings.redis_timeout)?)),
+            None => None,
+        };
+        Ok(Cache {
+            l1: moka::future::Cache::builder()
+                .max_capacity(settings.l1_max_bytes)
+                .weigher(|_, entry: &Arc<Entry>| entry.weight())
+                .expire_after(EntryTtl)
+                .build(),
+            l2,
+            generations: RwLock::default(),
+            token_orgs: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(3600))
+                .build(),
+            counts: Namespace::ALL
+                .iter()
+                .map(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+            settings,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    pub fn settings(&self) -> &CacheSettings {
+        &self.settings
+    }
+
+    fn count(&self, namespace: Namespace, tier: Tier, outcome: Outcome) {
+        let (tier_index, tier_name) = match tier {
+            Tier::L1 => (0, "l1"),
+            Tier::L2 => (1, "l2"),
+        };
+        self.counts[namespace.index()][tier_index][outcome as usize].fetch_add(1, Relaxed);
+        metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier_name,
+            "result" => RESULTS[outcome as usize])
+        .increment(1);
+    }
+
+    /// Counts a request that skipped the cache.
+    pub fn count_bypass(&self, namespace: Namespace) {
+        self.count(namespace, Tier::L1, Outcome::Bypass);
+    }
+
+    /// The namespace's current generation; `None` when it cannot be known (Redis unavailable and
+    /// never read), in which case nothing may be cached or served from the cache.
+    pub async fn generation(&self, scope: Scope) -> Option<u64> {
+        if let Some(generation) = self.read_generations().get(&scope) {
+            return Some(*generation);
+        }
+        let shared = match &self.l2 {
+            None => 0,
+            Some(l2) => match l2.counter(&generation_key(scope)).await {
+                Ok(generation) => generation,
+                Err(_) => {
+                    self.count(scope.namespace, Tier::L2, Outcome::Error);
+                    return None;
+                }
+            },
+        };
+        let mut generations = self.write_generations();
+        let known = generations.entry(scope).or_insert(shared);
+        *known = (*known).max(shared);
+        Some(*known)
+    }
+
+    /// Makes every cached value of the organization's `namespaces` unreachable.
+    pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace]) {
+        for &namespace in namespaces {
+            let scope = Scope { org, namespace };
+            let shared = match &self.l2 {
+                Some(l2) => l2.increment(&generation_key(scope)).await.ok(),
+                None => None,
+            };
+            let mut generations = self.write_generations();
+            let known = generations.entry(scope).or_insert(0);
+            *known = shared.map_or(*known + 1, |shared| shared.max(*known + 1));
+            metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
+        }
+    }
+
+    fn read_generations(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Scope, u64>> {
+        self.generations
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write_generations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, u64>> {
+        self.generations
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The key of a value in `scope` at `generation`, identified by `parts`.
+    pub fn key(scope: Scope, generation: u64, parts: &[&[u8]]) -> u128 {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(scope.org.as_bytes());
+        hasher.update(scope.namespace.as_str().as_bytes());
+        hasher.update(&generation.to_le_bytes());
+        for part in parts {
+            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
+            hasher.update(&(part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        u128::from_le_bytes(first)
+    }
+
+    /// The value under `key`: from L1, else L2, else `fill` — run once however many callers miss
+    /// the key at the same time (the others wait for its result). `fill`'s errors are not cached.
+    pub async fn get_or_fill<E>(
+        &self,
+        scope: Scope,
+        key: u128,
+        fill: impl Future<Output = Result<Entry, E>>,
+    ) -> Result<(Arc<Entry>, Lookup), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        const FROM_L1: u8 = 0;
+        const FROM_L2: u8 = 1;
+        const FILLED: u8 = 2;
+        let source = AtomicU8::new(FROM_L1);
+        let result = self
+            .l1
+            .try_get_with(key, async {
+                if let Some(entry) = self.l2_get(scope, key).await {
+                    source.store(FROM_L2, Relaxed);
+                    return Ok(Arc::new(entry));
+                }
+                source.store(FILLED, Relaxed);
+                let entry = Arc::new(fill.await?);
+                self.l2_set(scope, key, &entry);
+                Ok(entry)
+            })
+            .await;
+        if self.settings.l1_max_bytes == 0 {
+            // L1 off: it only joined concurrent lookups.
+            self.l1.invalidate(&key).await;
+        }
+        let lookup = match source.load(Relaxed) {
+            FROM_L1 => {
+                self.count(scope.namespace, Tier::L1, Outcome::Hit);
+                Lookup::Hit(Tier::L1)
+            }
+            FROM_L2 => {
+                self.count(scope.namespace, Tier::L1, Outcome::Miss);
+                Lookup::Hit(Tier::L2)
+            }
+            _ => {
+                self.count(scope.namespace, Tier::L1, Outcome::Miss);
+                Lookup::Miss
+            }
+        };
+        result.map(|entry| (entry, lookup))
+    }
+
+    /// Stores a value computed outside `get_or_fill` (a refresh the client asked for).
+    pub async fn store(&self, scope: Scope, key: u128, entry: Entry) {
+        let entry = Arc::new(entry);
+        self.l2_set(scope, key, &entry);
+        if self.settings.l1_max_bytes > 0 {
+            self.l1.insert(key, entry).await;
+        }
+    }
+
+    async fn l2_get(&self, scope: Scope, key: u128) -> Option<Entry> {
+        let l2 = self.l2.as_ref()?;
+        match l2.get(&entry_key(scope.org, key)).await {
+            Ok(Some(bytes)) => {
+                let entry = Entry::decode(&bytes, self.settings.ttl(scope.namespace));
+                let outcome = if entry.is_some() {
+                    Outcome::Hit
+                } else {
+                    Outcome::Error
+                };
+                self.count(scope.namespace, Tier::L2, outcome);
+                entry
+            }
+            Ok(None) => {
+                self.count(scope.namespace, Tier::L2, Outcome::Miss);
+                None
+            }
+            Err(_) => {
+                self.count(scope.namespace, Tier::L2, Outcome::Error);
+                None
+            }
+        }
+    }
+
+    /// Writes to L2 in the background: a miss does not wait for Redis.
+    fn l2_set(&self, scope: Scope, key: u128, entry: &Entry) {
+        if let Some(l2) = &self.l2 {
+            let (l2, bytes, ttl) = (l2.clone(), entry.encode(), entry.ttl);
+            tokio::spawn(async move {
+                let _ = l2.set(&entry_key(scope.org, key), &bytes, ttl).await;
+            });
+        }
+    }
+
+    /// A typed value computed by `compute`, cached in `scope` under `parts` with the same tiers,
+    /// invalidation and single flight as responses.
+    pub async fn get_or_set<T, E, Fut>(
+        &self,
+        scope: Scope,
+        parts: &[&[u8]],
+        compute: impl Fn() -> Fut,
+    ) -> Result<T, Arc<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let generation = match self.enabled() {
+            true => self.generation(scope).await,
+            false => None,
+        };
+        let Some(generation) = generation else {
+            self.count_bypass(scope.namespace);
+            return compute().await.map_err(Arc::new);
+        };
+        let ttl = self.settings.ttl(scope.namespace);
+        let key = Cache::key(scope, generation, parts);
+        let (entry, _) = self
+            .get_or_fill(scope, key, async {
+                let value = compute().await?;
+                Ok(Entry {
+                    content_type: "application/json".into(),
+                    etag: String::new(),
+                    content_disposition: None,
+                    // A value that does not serialize is stored empty, and recomputed below.
+                    body: serde_json::to_vec(&value).unwrap_or_default().into(),
+                    ttl,
+                })
+            })
+            .await?;
+        match serde_json::from_slice(&entry.body) {
+            Ok(value) => Ok(value),
+            Err(_) => compute().await.map_err(Arc::new),
+        }
+    }
+
+    /// The principal a token stands for, cached in the `auth` namespace of its organization so
+    /// that any user or token change there is seen by the next request.
+    pub async fn authenticate(
+        &self,
+        store: &dyn Store,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Principal>, Arc<StoreError>> {
+        if !self.enabled() {
+            return store.authenticate(token_hash, now).await.map_err(Arc::new);
+        }
+        let org = match self.token_orgs.get(token_hash).await {
+            Some(org) => org,
+            None => match store.authenticate(token_hash, now).await.map_err(Arc::new)? {
+                Some(principal) => {
+                    let org = principal.organization_id;
+                    self.token_orgs.insert(token_hash.to_vec(), org).await;
+                    org
+                }
+                None => return Ok(None),
+            },
+        };
+        let scope = Scope {
+            org,
+            namespace: Namespace::Auth,
+        };
+        let principal: Option<Principal> = self
+            .get_or_set(scope, &[b"token", token_hash], || {
+                store.authenticate(token_hash, now)
+            })
+            .await?;
+        Ok(principal.filter(|p| p.expires_at.is_none_or(|at| at > now)))
+    }
+
+    /// `up`, `down` or `disabled` (no Redis configured).
+    pub async fn redis_state(&self) -> &'static str {
+        match &self.l2 {
+            None => "disabled",
+            Some(l2) if l2.ping().await.is_ok() => "up",
+            Some(_) => "down",
+        }
+    }
+
+    /// What `GET /api/v1/admin/cache` shows, with `org`'s generations.
+    pub async fn report(&self, org: Uuid) -> CacheReport {
+        let l2 = match &self.l2 {
+            Some(l2) => Some(l2.usage().await.ok()),
+            None => None,
+        };
+        let mut namespaces = Vec::new();
+        for &namespace in Namespace::ALL {
+            let counts = &self.counts[namespace.index()];
+            let tier = |t: usize| {
+                let [hits, misses, bypasses, errors] = std::array::from_fn(|r| counts[t][r].load(Relaxed));
+                TierCounts {
+                    hits,
+                    misses,
+                    hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+                    bypasses,
+                    errors,
+                }
+            };
+            namespaces.push(NamespaceReport {
+                namespace,
+                ttl_seconds: self.settings.ttl(namespace).as_secs(),
+                generation: self.read_generations().get(&Scope { org, namespace }).copied(),
+                l1: tier(0),
+                l2: tier(1),
+            });
+        }
+        self.l1.run_pending_tasks().await;
+        CacheReport {
+            enabled: self.enabled(),
+            redis: self.redis_state().await,
+            l1: TierUsage {
+                entries: Some(self.l1.entry_count()),
+                bytes: Some(self.l1.weighted_size()),
+                max_bytes: Some(self.settings.l1_max_bytes),
+            },
+            l2: l2.map(|usage| TierUsage {
+                entries: usage.map(|(keys, _)| keys),
+                bytes: usage.map(|(_, bytes)| bytes),
+                max_bytes: None,
+            }),
+            namespaces,
+        }
+    }
+
+    /// L1 entries and bytes, for the metrics.
+    pub fn l1_usage(&self) -> (u64, u64) {
+        (self.l1.entry_count(), self.l1.weighted_size())
+    }
+}
+
+/// Redis keys carry the organization as a hash tag: one organization's keys share a cluster slot.
+fn entry_key(org: Uuid, key: u128) -> String {
+    format!("openrisk:{{{org}}}:c:{key:032x}")
+}
+
+fn generation_key(scope: Scope) -> String {
+    format!("openrisk:{{{}}}:g:{}", scope.org, scope.namespace)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CacheReport {
+    pub enabled: bool,
+    /// `up`, `down` or `disabled`.
+    pub redis: &'static str,
+    pub l1: TierUsage,
+    /// Absent without Redis. Counts the whole Redis database.
+    pub l2: Option<TierUsage>,
+    pub namespaces: Vec<NamespaceReport>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TierUsage {
+    pub entries: Option<u64>,
+    pub bytes: Option<u64>,
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NamespaceReport {
+    pub namespace: Namespace,
+    pub ttl_seconds: u64,
+    /// This organization's current generation (absent until first used).
+    pub generation: Option<u64>,
+    pub l1: TierCounts,
+    pub l2: TierCounts,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TierCounts {
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_ratio: Option<f64>,
+    pub bypasses: u64,
+    pub errors: u64,
+}
