@@ -424,15 +424,14 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
         limit < 120,
         "the test assumes a server limit below 120, found {limit}"
     );
-    let warnings = report["warnings"].as_array().unwrap();
-    assert_eq!(warnings.len(), 1, "{report}");
-    assert_eq!(warnings[0]["code"], "above_server_limit");
-    assert!(
-        warnings[0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("max_connections")
-    );
+    // Other warnings may come and go with the machine's load (a slow first connection).
+    let warning = report["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["code"] == "above_server_limit")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert!(warning["message"].as_str().unwrap().contains("max_connections"));
 
     let app = common::spawn_app_with(Backend::Postgres, &[("DB_MAX_OPEN_CONNECTIONS", "10")]).await;
     let report = pool_report(&app).await;

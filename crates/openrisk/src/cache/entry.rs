@@ -1,6 +1,8 @@
 //! A cached value: the finished response body and the headers that go with it, as stored in L1
 //! and, encoded, in Redis.
 
+use std::any::Any;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -10,7 +12,7 @@ const COMPRESS_ABOVE: usize = 4096;
 const FORMAT: u8 = 1;
 const COMPRESSED: u8 = 1;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Entry {
     pub content_type: String,
     pub etag: String,
@@ -18,6 +20,26 @@ pub struct Entry {
     pub body: Bytes,
     /// How long the entry lives (not stored: Redis keeps its own expiry).
     pub ttl: Duration,
+    /// A typed value's decoded form, kept next to its bytes in L1 so that hits do not decode.
+    pub decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        (
+            &self.content_type,
+            &self.etag,
+            &self.content_disposition,
+            &self.body,
+            self.ttl,
+        ) == (
+            &other.content_type,
+            &other.etag,
+            &other.content_disposition,
+            &other.body,
+            other.ttl,
+        )
+    }
 }
 
 impl Entry {
@@ -87,6 +109,7 @@ impl Entry {
             content_disposition: (!disposition.is_empty()).then_some(disposition),
             body,
             ttl,
+            decoded: OnceLock::new(),
         })
     }
 }
@@ -104,6 +127,7 @@ mod tests {
                 content_disposition: None,
                 body,
                 ttl: Duration::from_secs(60),
+                decoded: OnceLock::new(),
             };
             let encoded = entry.encode();
             assert_eq!(Entry::decode(&encoded, entry.ttl), Some(entry.clone()));

@@ -92,7 +92,7 @@ async fn read(
 ) -> Response {
     if !cache.enabled() {
         cache.count_bypass(namespace);
-        return with_cache_headers(next.run(request).await, "BYPASS", "fwd=bypass");
+        return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
     }
     let scope = Scope {
         org: principal.organization_id,
@@ -100,7 +100,7 @@ async fn read(
     };
     let Some(generation) = cache.generation(scope).await else {
         cache.count_bypass(namespace);
-        return with_cache_headers(next.run(request).await, "BYPASS", "fwd=bypass");
+        return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
     };
     // Conditional requests are answered here, from the entry: the handler computes the full
     // response, which every caller of the key can share.
@@ -127,9 +127,14 @@ async fn read(
         return match captured.entry(max_body, ttl) {
             Some(entry) => {
                 cache.store(scope, key, entry.clone()).await;
-                respond(&entry, if_none_match.as_ref(), "BYPASS", "fwd=request; stored")
+                respond(
+                    &entry,
+                    if_none_match.as_ref(),
+                    "BYPASS",
+                    "OpenRisk; fwd=request; stored",
+                )
             }
-            None => with_cache_headers(captured.into_response(), "BYPASS", "fwd=request"),
+            None => with_cache_headers(captured.into_response(), "BYPASS", "OpenRisk; fwd=request"),
         };
     }
     let fill = async move {
@@ -141,16 +146,21 @@ async fn read(
     };
     match cache.get_or_fill(scope, key, fill).await {
         Ok((entry, Lookup::Hit(Tier::L1))) => {
-            respond(&entry, if_none_match.as_ref(), "HIT", "hit; detail=l1")
+            respond(&entry, if_none_match.as_ref(), "HIT", "OpenRisk; hit; detail=l1")
         }
         Ok((entry, Lookup::Hit(Tier::L2))) => {
-            respond(&entry, if_none_match.as_ref(), "HIT", "hit; detail=l2")
+            respond(&entry, if_none_match.as_ref(), "HIT", "OpenRisk; hit; detail=l2")
         }
-        Ok((entry, Lookup::Miss)) => respond(&entry, if_none_match.as_ref(), "MISS", "fwd=miss; stored"),
+        Ok((entry, Lookup::Miss)) => respond(
+            &entry,
+            if_none_match.as_ref(),
+            "MISS",
+            "OpenRisk; fwd=miss; stored",
+        ),
         Err(uncacheable) => with_cache_headers(
             Arc::unwrap_or_clone(uncacheable).into_response(),
             "MISS",
-            "fwd=miss",
+            "OpenRisk; fwd=miss",
         ),
     }
 }
@@ -168,6 +178,9 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
 
 /// The query's parameters sorted, so that their order does not split the cache.
 fn normalized_query(query: Option<&str>) -> String {
+    if query.is_none_or(str::is_empty) {
+        return String::new();
+    }
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -215,6 +228,7 @@ impl Captured {
             content_disposition: text(header::CONTENT_DISPOSITION),
             body: self.body.clone(),
             ttl,
+            ..Entry::default()
         })
     }
 }
@@ -233,7 +247,7 @@ fn respond(
     entry: &Entry,
     if_none_match: Option<&HeaderValue>,
     x_cache: &'static str,
-    status: &str,
+    status: &'static str,
 ) -> Response {
     let not_modified = if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|list| {
         list.split(',').any(|tag| {
@@ -264,12 +278,10 @@ fn respond(
 }
 
 /// `X-Cache`, `Cache-Status` (RFC 9211) and the headers that keep shared caches out.
-fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &str) -> Response {
+fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &'static str) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-cache", HeaderValue::from_static(x_cache));
-    if let Ok(value) = HeaderValue::from_str(&format!("OpenRisk; {status}")) {
-        headers.insert("cache-status", value);
-    }
+    headers.insert("cache-status", HeaderValue::from_static(status));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),

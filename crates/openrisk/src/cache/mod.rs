@@ -335,7 +335,7 @@ impl Cache {
         compute: impl Fn() -> Fut,
     ) -> Result<T, Arc<E>>
     where
-        T: Serialize + DeserializeOwned,
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
         E: Send + Sync + 'static,
         Fut: Future<Output = Result<T, E>>,
     {
@@ -352,18 +352,26 @@ impl Cache {
         let (entry, _) = self
             .get_or_fill(scope, key, async {
                 let value = compute().await?;
-                Ok(Entry {
+                let entry = Entry {
                     content_type: "application/json".into(),
-                    etag: String::new(),
-                    content_disposition: None,
                     // A value that does not serialize is stored empty, and recomputed below.
                     body: serde_json::to_vec(&value).unwrap_or_default().into(),
                     ttl,
-                })
+                    ..Entry::default()
+                };
+                let _ = entry.decoded.set(Arc::new(value));
+                Ok(entry)
             })
             .await?;
-        match serde_json::from_slice(&entry.body) {
-            Ok(value) => Ok(value),
+        if let Some(value) = entry.decoded.get().and_then(|v| v.downcast_ref::<T>()) {
+            return Ok(value.clone());
+        }
+        // From L2: decoded once, then kept decoded in L1.
+        match serde_json::from_slice::<T>(&entry.body) {
+            Ok(value) => {
+                let _ = entry.decoded.set(Arc::new(value.clone()));
+                Ok(value)
+            }
             Err(_) => compute().await.map_err(Arc::new),
         }
     }
