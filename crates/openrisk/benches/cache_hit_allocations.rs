@@ -44,7 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     for base in [&cached, &uncached] {
         for n in 0..50 {
-            let body = serde_json::json!({"title": format!("Risk {n}"), "likelihood": 1 + n % 5, "impact": 2});
+            let body =
+                serde_json::json!({"title": format!("Risk {n}"), "likelihood": 1 + n % 5, "impact": 2});
             client
                 .post(format!("{base}/api/v1/risks"))
                 .bearer_auth(TOKEN)

@@ -612,7 +612,35 @@ async fn entries_never_cross_organizations_or_roles(backend: Backend) {
     }
 }
 
+/// Past its TTL an entry is served once more, stale, while a background request refreshes it.
+async fn expired_entries_are_refreshed_in_the_background(backend: Backend) {
+    let app = cached_app(backend, &[("CACHE_TTL_RISKS", "1")]).await;
+    app.create_risk(
+        &app.token,
+        json!({"title": "Before", "likelihood": 1, "impact": 1}),
+    )
+    .await;
+    let (_, headers, first) = fetch(&app, "/api/v1/risks", &app.token, false).await;
+    assert_eq!(x_cache(&headers), "MISS");
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let (_, headers, stale) = fetch(&app, "/api/v1/risks", &app.token, false).await;
+    assert_eq!(headers["cache-status"], "OpenRisk; hit; detail=l1-stale");
+    assert_eq!(stale, first);
+    // The refresh lands shortly after: the entry is fresh again.
+    let mut refreshed = false;
+    for _ in 0..50 {
+        let (_, headers, _) = fetch(&app, "/api/v1/risks", &app.token, false).await;
+        if headers["cache-status"] == "OpenRisk; hit; detail=l1" {
+            refreshed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(refreshed, "the stale entry was not refreshed");
+}
+
 on_both_backends!(
+    expired_entries_are_refreshed_in_the_background,
     cached_answers_match_the_database_under_random_traffic,
     entries_never_cross_organizations_or_roles,
     second_get_is_a_byte_identical_hit,

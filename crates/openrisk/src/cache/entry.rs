@@ -3,7 +3,7 @@
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -18,8 +18,11 @@ pub struct Entry {
     pub etag: String,
     pub content_disposition: Option<String>,
     pub body: Bytes,
-    /// How long the entry lives (not stored: Redis keeps its own expiry).
+    /// How long the entry is fresh (not stored: Redis keeps its own expiry).
     pub ttl: Duration,
+    /// Past this the entry is stale: still served for a short grace period while it is
+    /// recomputed in the background.
+    pub fresh_until: Option<Instant>,
     /// A typed value's decoded form, kept next to its bytes in L1 so that hits do not decode.
     pub decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
 }
@@ -43,6 +46,16 @@ impl PartialEq for Entry {
 }
 
 impl Entry {
+    /// Marks the entry fresh for its TTL from now.
+    pub fn fresh_from_now(mut self) -> Self {
+        self.fresh_until = Some(Instant::now() + self.ttl);
+        self
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.fresh_until.is_some_and(|until| Instant::now() > until)
+    }
+
     /// Bytes it occupies in L1, roughly.
     pub fn weight(&self) -> u32 {
         let size = self.body.len()
@@ -103,14 +116,18 @@ impl Entry {
         } else {
             Bytes::copy_from_slice(buf)
         };
-        Some(Entry {
-            content_type,
-            etag,
-            content_disposition: (!disposition.is_empty()).then_some(disposition),
-            body,
-            ttl,
-            decoded: OnceLock::new(),
-        })
+        Some(
+            Entry {
+                content_type,
+                etag,
+                content_disposition: (!disposition.is_empty()).then_some(disposition),
+                body,
+                ttl,
+                fresh_until: None,
+                decoded: OnceLock::new(),
+            }
+            .fresh_from_now(),
+        )
     }
 }
 
@@ -127,10 +144,12 @@ mod tests {
                 content_disposition: None,
                 body,
                 ttl: Duration::from_secs(60),
-                decoded: OnceLock::new(),
+                ..Entry::default()
             };
             let encoded = entry.encode();
-            assert_eq!(Entry::decode(&encoded, entry.ttl), Some(entry.clone()));
+            let decoded = Entry::decode(&encoded, entry.ttl).unwrap();
+            assert_eq!(decoded, entry);
+            assert!(!decoded.is_stale());
         }
         assert!(Entry::decode(&[9, 0], Duration::ZERO).is_none());
         assert!(Entry::decode(&[FORMAT, 0, 0, 200], Duration::ZERO).is_none());

@@ -84,7 +84,7 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
 }
 
 async fn read(
-    cache: &Cache,
+    cache: &Arc<Cache>,
     namespace: Namespace,
     principal: &Principal,
     mut request: Request,
@@ -137,14 +137,42 @@ async fn read(
             None => with_cache_headers(captured.into_response(), "BYPASS", "OpenRisk; fwd=request"),
         };
     }
-    let fill = async move {
+    // The request stays here unless the handler runs: a stale hit refreshes with it.
+    let handler = std::sync::Mutex::new(Some((request, next)));
+    let fill = async {
+        let taken = handler.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some((request, next)) = taken else {
+            return Err(Captured::internal_error());
+        };
         let captured = Captured::of(next.run(request).await).await;
         match captured.entry(max_body, ttl) {
             Some(entry) => Ok(entry),
             None => Err(captured),
         }
     };
-    match cache.get_or_fill(scope, key, fill).await {
+    let found = cache.get_or_fill(scope, key, fill).await;
+    let unused = handler.into_inner().unwrap_or_else(|p| p.into_inner());
+    match found {
+        Ok((entry, Lookup::Hit(Tier::L1))) if entry.is_stale() => {
+            if let Some((request, next)) = unused
+                && cache.begin_refresh(key)
+            {
+                let cache = cache.clone();
+                tokio::spawn(async move {
+                    let captured = Captured::of(next.run(request).await).await;
+                    if let Some(entry) = captured.entry(max_body, ttl) {
+                        cache.store(scope, key, entry).await;
+                    }
+                    cache.end_refresh(key);
+                });
+            }
+            respond(
+                &entry,
+                if_none_match.as_ref(),
+                "HIT",
+                "OpenRisk; hit; detail=l1-stale",
+            )
+        }
         Ok((entry, Lookup::Hit(Tier::L1))) => {
             respond(&entry, if_none_match.as_ref(), "HIT", "OpenRisk; hit; detail=l1")
         }
@@ -230,6 +258,16 @@ impl Captured {
             ttl,
             ..Entry::default()
         })
+    }
+}
+
+impl Captured {
+    fn internal_error() -> Captured {
+        Captured {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            headers: HeaderMap::new(),
+            body: Bytes::new(),
+        }
     }
 }
 

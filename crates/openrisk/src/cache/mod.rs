@@ -109,13 +109,19 @@ pub struct Cache {
     token_orgs: moka::future::Cache<Vec<u8>, Uuid>,
     /// Lookups by namespace, tier and outcome (`RESULTS`).
     counts: Vec<[[AtomicU64; 4]; 2]>,
+    /// Keys whose stale entry is being recomputed.
+    refreshing: std::sync::Mutex<std::collections::HashSet<u128>>,
 }
+
+/// How long past its TTL an entry may still be served while it is recomputed in the background
+/// (stale-while-revalidate), so that a hot key's expiry does not stall its readers.
+pub const STALE_GRACE: Duration = Duration::from_secs(15);
 
 struct EntryTtl;
 
 impl Expiry<u128, Arc<Entry>> for EntryTtl {
     fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
-        Some(entry.ttl)
+        Some(entry.ttl + STALE_GRACE)
     }
 }
 
@@ -141,6 +147,7 @@ impl Cache {
                 .iter()
                 .map(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
+            refreshing: Default::default(),
             settings,
         })
     }
@@ -257,7 +264,7 @@ impl Cache {
                     return Ok(Arc::new(entry));
                 }
                 source.store(FILLED, Relaxed);
-                let entry = Arc::new(fill.await?);
+                let entry = Arc::new(fill.await?.fresh_from_now());
                 self.l2_set(scope, key, &entry);
                 Ok(entry)
             })
@@ -283,9 +290,24 @@ impl Cache {
         result.map(|entry| (entry, lookup))
     }
 
-    /// Stores a value computed outside `get_or_fill` (a refresh the client asked for).
+    /// Claims the background refresh of `key`'s stale entry: `false` if one is under way.
+    pub fn begin_refresh(&self, key: u128) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key)
+    }
+
+    pub fn end_refresh(&self, key: u128) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key);
+    }
+
+    /// Stores a value computed outside `get_or_fill` (a refresh).
     pub async fn store(&self, scope: Scope, key: u128, entry: Entry) {
-        let entry = Arc::new(entry);
+        let entry = Arc::new(entry.fresh_from_now());
         self.l2_set(scope, key, &entry);
         if self.settings.l1_max_bytes > 0 {
             self.l1.insert(key, entry).await;
