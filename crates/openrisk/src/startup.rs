@@ -73,10 +73,14 @@ impl Application {
     }
 
     /// Serves until `stop` completes, then stops accepting connections and gives in-flight
-    /// requests up to `SHUTDOWN_GRACE` to finish. The pool monitor runs alongside.
+    /// requests up to `SHUTDOWN_GRACE` to finish. The monitor and the cache's invalidation channel
+    /// run alongside.
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
         let monitor_stop = CancellationToken::new();
+        let replication = tokio::spawn(self.cache.clone().replicate(monitor_stop.clone()));
+        // With Redis answering, serve from the cache from the first request; without, degraded.
+        self.cache.wait_until_trusted(Duration::from_secs(1)).await;
         let monitor = tokio::spawn(telemetry::monitor::run(
             telemetry::monitor::Watched {
                 store: self.store.clone(),
@@ -89,6 +93,7 @@ impl Application {
         let served = self.serve(stop).await;
         monitor_stop.cancel();
         let _ = monitor.await;
+        let _ = replication.await;
         served
     }
 

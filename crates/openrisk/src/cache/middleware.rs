@@ -117,7 +117,7 @@ async fn read(
     if matches!(namespace, Namespace::Dashboard | Namespace::Reports) {
         parts.push(today.as_bytes());
     }
-    let key = Cache::key(scope, generation, &parts);
+    let key = cache.key(scope, generation, &parts);
     let max_body = cache.settings().max_body_bytes;
     let ttl = cache.settings().ttl(namespace);
 

@@ -8,10 +8,11 @@ mod entry;
 mod invalidation;
 pub mod middleware;
 mod redis;
+mod replication;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -111,6 +112,13 @@ pub struct Cache {
     counts: Vec<[[AtomicU64; 4]; 2]>,
     /// Keys whose stale entry is being recomputed.
     refreshing: std::sync::Mutex<std::collections::HashSet<u128>>,
+    /// Part of every key; a new epoch voids every earlier entry (see `replication`).
+    epoch: AtomicU64,
+    /// Whether this replica follows the invalidation channel (always, without Redis).
+    trusted: AtomicBool,
+    /// A generation bump that did not reach Redis or the channel: other replicas may have missed
+    /// it, so the epoch must be renewed once Redis answers.
+    lost_invalidations: AtomicBool,
 }
 
 /// How long past its TTL an entry may still be served while it is recomputed in the background
@@ -148,12 +156,21 @@ impl Cache {
                 .map(|_| std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))))
                 .collect(),
             refreshing: Default::default(),
+            epoch: AtomicU64::new(0),
+            trusted: AtomicBool::new(false),
+            lost_invalidations: AtomicBool::new(false),
             settings,
         })
     }
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
+    }
+
+    /// Whether cached values may be used now: without Redis always; with Redis only while this
+    /// replica follows the invalidation channel.
+    pub fn trusted(&self) -> bool {
+        self.l2.is_none() || self.trusted.load(Relaxed)
     }
 
     pub fn settings(&self) -> &CacheSettings {
@@ -176,9 +193,12 @@ impl Cache {
         self.count(namespace, Tier::L1, Outcome::Bypass);
     }
 
-    /// The namespace's current generation; `None` when it cannot be known (Redis unavailable and
-    /// never read), in which case nothing may be cached or served from the cache.
+    /// The namespace's current generation; `None` when it cannot be known (Redis unavailable, or
+    /// invalidations possibly missed), in which case nothing may be cached or served from the cache.
     pub async fn generation(&self, scope: Scope) -> Option<u64> {
+        if !self.trusted() {
+            return None;
+        }
         if let Some(generation) = self.read_generations().get(&scope) {
             return Some(*generation);
         }
@@ -198,7 +218,8 @@ impl Cache {
         Some(*known)
     }
 
-    /// Makes every cached value of the organization's `namespaces` unreachable.
+    /// Makes every cached value of the organization's `namespaces` unreachable, here and, through
+    /// the invalidation channel, on every replica.
     pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace]) {
         for &namespace in namespaces {
             let scope = Scope { org, namespace };
@@ -206,10 +227,28 @@ impl Cache {
                 Some(l2) => l2.increment(&generation_key(scope)).await.ok(),
                 None => None,
             };
-            let mut generations = self.write_generations();
-            let known = generations.entry(scope).or_insert(0);
-            *known = shared.map_or(*known + 1, |shared| shared.max(*known + 1));
+            let generation = {
+                let mut generations = self.write_generations();
+                let known = generations.entry(scope).or_insert(0);
+                *known = shared.map_or(*known + 1, |shared| shared.max(*known + 1));
+                *known
+            };
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
+            let Some(l2) = &self.l2 else { continue };
+            let delivered = match shared {
+                Some(shared) => {
+                    // Redis lost count (flushed or restored): it learns the value in use.
+                    if shared < generation {
+                        let _ = l2.set_value(&generation_key(scope), generation).await;
+                    }
+                    let message = replication::Message::Bump { scope, generation };
+                    l2.publish(replication::CHANNEL, &message.encode()).await.is_ok()
+                }
+                None => false,
+            };
+            if !delivered {
+                self.lost_invalidations.store(true, Relaxed);
+            }
         }
     }
 
@@ -226,8 +265,9 @@ impl Cache {
     }
 
     /// The key of a value in `scope` at `generation`, identified by `parts`.
-    pub fn key(scope: Scope, generation: u64, parts: &[&[u8]]) -> u128 {
+    pub fn key(&self, scope: Scope, generation: u64, parts: &[&[u8]]) -> u128 {
         let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.epoch.load(Relaxed).to_le_bytes());
         hasher.update(scope.org.as_bytes());
         hasher.update(scope.namespace.as_str().as_bytes());
         hasher.update(&generation.to_le_bytes());
@@ -370,7 +410,7 @@ impl Cache {
             return compute().await.map_err(Arc::new);
         };
         let ttl = self.settings.ttl(scope.namespace);
-        let key = Cache::key(scope, generation, parts);
+        let key = self.key(scope, generation, parts);
         let (entry, _) = self
             .get_or_fill(scope, key, async {
                 let value = compute().await?;
@@ -484,6 +524,13 @@ impl Cache {
             }),
             namespaces,
         }
+    }
+
+    /// The breaker in front of Redis (closed without Redis).
+    pub fn breaker_state(&self) -> redis::BreakerState {
+        self.l2
+            .as_ref()
+            .map_or(redis::BreakerState::Closed, |l2| l2.breaker_state())
     }
 
     /// L1 entries and bytes, for the metrics.

@@ -2,12 +2,17 @@
 //! available now"), never an error for the request: the caller falls back to L1 and the database.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 /// How often a missing connection is retried.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// Consecutive failures that open the breaker.
+const OPEN_AFTER: u32 = 3;
+/// How long an open breaker lets no call through before one probe.
+const OPEN_FOR: Duration = Duration::from_secs(1);
 
 pub struct Redis {
     client: redis::Client,
@@ -15,6 +20,65 @@ pub struct Redis {
     manager: Mutex<Option<ConnectionManager>>,
     /// When a connection was last attempted; held while one is being made.
     connecting: tokio::sync::Mutex<Option<Instant>>,
+    breaker: Breaker,
+}
+
+/// A circuit breaker: after `OPEN_AFTER` failures in a row no call is made for `OPEN_FOR`; then
+/// one probe goes through (half-open), and its success closes the breaker.
+#[derive(Default)]
+struct Breaker {
+    failures: AtomicU32,
+    opened_at: Mutex<Option<Instant>>,
+    probing: AtomicBool,
+}
+
+/// `closed`, `open` or `half-open`, as `cache_breaker_state` reports it (0, 1, 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed = 0,
+    Open = 1,
+    HalfOpen = 2,
+}
+
+impl Breaker {
+    fn opened_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.opened_at.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state(&self) -> BreakerState {
+        match *self.opened_at() {
+            None => BreakerState::Closed,
+            Some(at) if at.elapsed() < OPEN_FOR => BreakerState::Open,
+            Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Whether a call may go through now.
+    fn allow(&self) -> bool {
+        match self.state() {
+            BreakerState::Closed => true,
+            BreakerState::Open => false,
+            // One probe at a time.
+            BreakerState::HalfOpen => !self.probing.swap(true, Relaxed),
+        }
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Relaxed);
+        self.probing.store(false, Relaxed);
+        *self.opened_at() = None;
+    }
+
+    fn failed(&self) {
+        let failures = self.failures.fetch_add(1, Relaxed) + 1;
+        if self.probing.swap(false, Relaxed) || failures >= OPEN_AFTER {
+            let mut opened_at = self.opened_at();
+            if opened_at.is_none() {
+                tracing::warn!("redis: not answering; the cache goes on without it");
+            }
+            *opened_at = Some(Instant::now());
+        }
+    }
 }
 
 /// Redis did not answer (in time).
@@ -29,7 +93,20 @@ impl Redis {
             timeout,
             manager: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(None),
+            breaker: Breaker::default(),
         })
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     async fn connection(&self) -> Result<ConnectionManager, Unavailable> {
@@ -66,17 +143,46 @@ impl Redis {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `cmd` within the time limit.
+    /// Runs `cmd` within the time limit, unless the breaker is open.
     async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Unavailable> {
-        let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis call failed");
-                Err(Unavailable)
-            }
-            Err(_) => Err(Unavailable),
+        if !self.breaker.allow() {
+            return Err(Unavailable);
         }
+        let result = match self.connection().await {
+            Ok(mut conn) => match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "redis call failed");
+                    Err(Unavailable)
+                }
+                Err(_) => Err(Unavailable),
+            },
+            Err(unavailable) => Err(unavailable),
+        };
+        match &result {
+            Ok(_) => self.breaker.succeeded(),
+            Err(_) => self.breaker.failed(),
+        }
+        result
+    }
+
+    pub async fn publish(&self, channel: &str, message: &str) -> Result<(), Unavailable> {
+        self.run::<i64>(redis::cmd("PUBLISH").arg(channel).arg(message))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sets `key` to `value` unless it exists; returns the value it holds.
+    pub async fn get_or_init(&self, key: &str, value: u64) -> Result<u64, Unavailable> {
+        self.run::<()>(redis::cmd("SET").arg(key).arg(value).arg("NX"))
+            .await?;
+        self.run::<Option<u64>>(redis::cmd("GET").arg(key))
+            .await?
+            .ok_or(Unavailable)
+    }
+
+    pub async fn set_value(&self, key: &str, value: u64) -> Result<(), Unavailable> {
+        self.run::<()>(redis::cmd("SET").arg(key).arg(value)).await
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {

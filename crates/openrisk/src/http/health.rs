@@ -63,13 +63,15 @@ async fn ready(State(state): State<AppState>) -> Response {
         ),
     };
     let redis = state.cache.redis_state().await;
+    // Redis down, or the invalidation channel not followed: still serving, without the cache.
+    let degraded = redis == "down" || !state.cache.trusted();
     let cache = serde_json::json!({
         "enabled": state.cache.enabled(),
         "redis": redis,
-        "status": if !state.cache.enabled() { "disabled" } else if redis == "down" { "degraded" } else { "up" },
+        "trusted": state.cache.trusted(),
+        "status": if !state.cache.enabled() { "disabled" } else if degraded { "degraded" } else { "up" },
     });
-    // Redis down slows the service but does not stop it.
-    let status = if status == "ok" && redis == "down" {
+    let status = if status == "ok" && state.cache.enabled() && degraded {
         "degraded"
     } else {
         status

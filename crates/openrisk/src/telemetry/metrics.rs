@@ -84,6 +84,10 @@ fn describe() {
         "Generation bumps (invalidations) by namespace."
     );
     describe_gauge!("cache_redis_up", "1 while Redis (L2) answers, else 0.");
+    describe_gauge!(
+        "cache_breaker_state",
+        "The circuit breaker in front of Redis: 0 closed, 1 open, 2 half-open."
+    );
     describe_histogram!(
         "db_query_duration_seconds",
         Unit::Seconds,

@@ -75,6 +75,7 @@ async fn publish_cache(cache: &Cache) {
         _ => 0.0,
     };
     metrics::gauge!("cache_redis_up").set(up);
+    metrics::gauge!("cache_breaker_state").set(cache.breaker_state() as u8 as f64);
 }
 
 fn log_changes(warnings: &[PoolWarning], logged: &mut HashMap<&'static str, Instant>) {
