@@ -12,7 +12,7 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// Consecutive failures that open the breaker.
 const OPEN_AFTER: u32 = 3;
 /// How long an open breaker lets no call through before one probe.
-const OPEN_FOR: Duration = Duration::from_secs(1);
+const OPEN_FOR: Duration = Duration::from_millis(500);
 
 pub struct Redis {
     client: redis::Client,

@@ -19,7 +19,7 @@ pub const CHANNEL: &str = "openrisk:invalidations";
 const EPOCH_KEY: &str = "openrisk:epoch";
 /// How often a subscribed replica checks that Redis still answers (a hung Redis keeps the
 /// subscription open but delivers nothing).
-const CHECK_EVERY: Duration = Duration::from_millis(250);
+const CHECK_EVERY: Duration = Duration::from_millis(40);
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
 
 /// What travels on the channel.

@@ -1,0 +1,421 @@
+//! The cache across replicas and through Redis failures. Each test starts its own `redis-server`
+//! on a free port (to kill, stop and restart it) and a second replica as a separate process.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Backend, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of this test's own, with its data directory (for snapshots).
+struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Option<Child>,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            process: None,
+        };
+        server.launch();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server; it loads `dump.rdb` from its directory if a snapshot was saved.
+    fn launch(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--dir"])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        self.process = Some(child);
+        for _ in 0..100 {
+            if self.cli(&["PING"]).is_some_and(|out| out.trim() == "PONG") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start");
+    }
+
+    fn cli(&self, args: &[&str]) -> Option<String> {
+        let output = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        Some(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().unwrap().id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([signal, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Restarts empty, or with the last snapshot when `keep` is set.
+    fn restart(&mut self, keep: bool) {
+        self.kill();
+        if !keep {
+            let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        }
+        self.launch();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &self.process {
+            // A stopped server must be continued to die.
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
+        }
+        self.kill();
+    }
+}
+
+/// A second replica: the service binary as its own process, on the same database and Redis.
+struct Replica {
+    process: Child,
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Replica {
+    async fn start(app: &TestApp, redis: &RedisServer) -> Replica {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let process = Command::new(env!("CARGO_BIN_EXE_openrisk"))
+            .env_clear()
+            .env("DATABASE_URL", &app.db.url)
+            .env("OPENRISK_DATA_DIR", dir.path())
+            .env("OPENRISK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("REDIS_URL", redis.url())
+            .env("DB_MAX_OPEN_CONNECTIONS", "8")
+            .env("DB_MAX_IDLE_CONNECTIONS", "1")
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let replica = Replica {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+            _dir: dir,
+        };
+        for _ in 0..200 {
+            if let Ok(response) = replica
+                .client
+                .get(format!("{}/health/ready", replica.base))
+                .send()
+                .await
+                && response.status() == StatusCode::OK
+            {
+                return replica;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the second replica did not start");
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        common::read(response).await
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn replica_pair(backend: Backend, redis: &RedisServer) -> (TestApp, Replica) {
+    let app = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
+    let replica = Replica::start(&app, redis).await;
+    (app, replica)
+}
+
+/// Reads `path` on the replica until `fresh` holds; panics if that takes longer than the bound.
+async fn fresh_within_bound(
+    replica: &Replica,
+    token: &str,
+    path: &str,
+    fresh: impl Fn(&Value) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, body) = replica.get(path, token).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        if fresh(&body) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(100),
+            "{path} still stale {:?} after the write's response: {body}",
+            started.elapsed()
+        );
+    }
+}
+
+async fn writes_on_one_replica_are_seen_on_the_other(backend: Backend) {
+    let redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    let risk = a
+        .create_risk(&a.token, json!({"title": "Shared", "likelihood": 2, "impact": 2}))
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    let mut waits = Vec::new();
+    for trial in 0..30 {
+        // The replica holds the current answers in its cache.
+        for path in [item.as_str(), "/api/v1/risks", "/api/v1/dashboard/matrix"] {
+            b.get(path, &a.token).await;
+            b.get(path, &a.token).await;
+        }
+        let title = format!("Shared {trial}");
+        let likelihood = 1 + trial % 5;
+        let (status, body) = a
+            .patch(&item, &a.token, json!({"title": title, "likelihood": likelihood}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        waits.push(fresh_within_bound(&b, &a.token, &item, |r| r["title"] == title.as_str()).await);
+        waits.push(
+            fresh_within_bound(&b, &a.token, "/api/v1/risks", |page| {
+                page["items"][0]["title"] == title.as_str()
+            })
+            .await,
+        );
+        waits.push(
+            fresh_within_bound(&b, &a.token, "/api/v1/dashboard/matrix", |m| {
+                m["cells"][(likelihood - 1) as usize][1] == 1
+            })
+            .await,
+        );
+    }
+    waits.sort();
+    eprintln!(
+        "cross-replica freshness over {} reads: p50 {:?}, p99 {:?}, max {:?}",
+        waits.len(),
+        waits[waits.len() / 2],
+        waits[waits.len() * 99 / 100],
+        waits[waits.len() - 1]
+    );
+}
+
+/// Reads and writes on both replicas while Redis dies, comes back empty, dies again and comes back
+/// with a snapshot taken before the writes: never a 5xx, never a stale read.
+async fn redis_outages_cause_no_errors_and_no_stale_reads(backend: Backend) {
+    let mut redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    let risk = a
+        .create_risk(
+            &a.token,
+            json!({"title": "Survives", "likelihood": 3, "impact": 3}),
+        )
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    let mut version = 0;
+    version += 1;
+    write(&a, &item, version).await;
+    check(&a, &b, &item, version).await;
+    // A snapshot with version 1 cached in it.
+    assert_eq!(redis.cli(&["SAVE"]).unwrap().trim(), "OK");
+
+    for keep in [false, true] {
+        redis.kill();
+        for _ in 0..2 {
+            version += 1;
+            write(&a, &item, version).await;
+            check(&a, &b, &item, version).await;
+        }
+        redis.restart(keep);
+        check(&a, &b, &item, version).await;
+        // Both replicas pick Redis up again and serve from the cache, fresh.
+        wait_until_ready(&a).await;
+        wait_until_cached(&a, &item).await;
+        check(&a, &b, &item, version).await;
+        version += 1;
+        write(&a, &item, version).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        check(&a, &b, &item, version).await;
+    }
+}
+
+async fn wait_until_ready(app: &TestApp) {
+    for _ in 0..100 {
+        let (_, ready) = app.get("/health/ready", &app.token).await;
+        if ready["status"] == "ok" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the replica did not recover from the Redis outage");
+}
+
+/// Until `path` is served from the cache again.
+async fn wait_until_cached(app: &TestApp, path: &str) {
+    for _ in 0..100 {
+        let response = app.request(Method::GET, path, &app.token).send().await.unwrap();
+        if response.headers()["x-cache"] == "HIT" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} was never served from the cache again");
+}
+
+async fn write(a: &TestApp, item: &str, version: i32) {
+    let (status, body) = a
+        .patch(item, &a.token, json!({"title": format!("v{version}")}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// Both replicas, several times each, answer the latest version.
+async fn check(a: &TestApp, b: &Replica, item: &str, version: i32) {
+    let title = format!("v{version}");
+    for _ in 0..3 {
+        for (name, (status, body)) in [
+            ("a", a.get(item, &a.token).await),
+            ("b", b.get(item, &a.token).await),
+        ] {
+            assert_eq!(status, StatusCode::OK, "replica {name}: {body}");
+            assert_eq!(body["title"], title.as_str(), "replica {name} is stale");
+        }
+    }
+}
+
+/// A Redis that accepts connections but never answers (SIGSTOP): requests stay fast and correct,
+/// readiness says degraded; after SIGCONT the cache serves again.
+async fn a_hung_redis_does_not_stall_requests(backend: Backend) {
+    let redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    let risk = a
+        .create_risk(&a.token, json!({"title": "Hung", "likelihood": 3, "impact": 3}))
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    b.get(&item, &a.token).await;
+    redis.signal("-STOP");
+    for n in 0..20 {
+        let started = Instant::now();
+        let (status, body) = a.patch(&item, &a.token, json!({"title": format!("t{n}")})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for (status, body) in [a.get(&item, &a.token).await, b.get(&item, &a.token).await] {
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(body["title"], format!("t{n}"));
+        }
+        // A stuck Redis costs a request at most its time-box, never a hang.
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let (status, ready) = a.get("/health/ready", &a.token).await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (StatusCode::OK, &json!("degraded")),
+        "{ready}"
+    );
+    redis.signal("-CONT");
+    wait_until_ready(&a).await;
+    wait_until_cached(&a, &item).await;
+    let (_, body) = b.get(&item, &a.token).await;
+    assert_eq!(body["title"], "t19");
+}
+
+/// The replica's subscription is killed (`CLIENT KILL TYPE pubsub`): until it has resubscribed
+/// it does not serve from its L1, and no read is stale.
+async fn a_lost_subscription_stops_trust_in_l1(backend: Backend) {
+    let redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    let risk = a
+        .create_risk(&a.token, json!({"title": "Sub", "likelihood": 3, "impact": 3}))
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    for n in 0..10 {
+        b.get(&item, &a.token).await;
+        b.get(&item, &a.token).await;
+        let killed = redis.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]).unwrap();
+        assert!(killed.trim().parse::<u32>().unwrap() >= 1, "{killed}");
+        let title = format!("after kill {n}");
+        let (status, _) = a.patch(&item, &a.token, json!({"title": title})).await;
+        assert_eq!(status, StatusCode::OK);
+        fresh_within_bound(&b, &a.token, &item, |r| r["title"] == title.as_str()).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+
+on_both_backends!(
+    writes_on_one_replica_are_seen_on_the_other,
+    redis_outages_cause_no_errors_and_no_stale_reads,
+    a_hung_redis_does_not_stall_requests,
+    a_lost_subscription_stops_trust_in_l1,
+);
