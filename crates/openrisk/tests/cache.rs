@@ -12,19 +12,26 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// Runs each scenario on both backends.
+/// Runs each scenario on both backends with the machine's Redis, and on SQLite with a three-master
+/// Redis Cluster of its own.
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         $(
             mod $name {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    super::$name(super::Backend::Sqlite).await;
+                    super::$name(super::Backend::Sqlite, &super::redis_url()).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    super::$name(super::Backend::Postgres).await;
+                    super::$name(super::Backend::Postgres, &super::redis_url()).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn cluster() {
+                    let cluster = super::common::redis::RedisCluster::start();
+                    super::$name(super::Backend::Sqlite, &cluster.url()).await;
                 }
             }
         )+
@@ -35,10 +42,9 @@ fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// An app with both cache tiers, plus `extra` settings.
-async fn cached_app(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
-    let url = redis_url();
-    let mut settings = vec![("REDIS_URL", url.as_str())];
+/// An app with both cache tiers (Redis at `redis`), plus `extra` settings.
+async fn cached_app(backend: Backend, redis: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut settings = vec![("REDIS_URL", redis)];
     settings.extend_from_slice(extra);
     common::spawn_app_with(backend, &settings).await
 }
@@ -151,8 +157,8 @@ async fn assert_fresh(app: &TestApp, token: &str, paths: &[String], after: &str)
     }
 }
 
-async fn second_get_is_a_byte_identical_hit(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn second_get_is_a_byte_identical_hit(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     let paths = populate(&app, &app.token).await;
     for path in &paths {
         let (status, first_headers, first) = fetch(&app, path, &app.token, false).await;
@@ -197,8 +203,8 @@ async fn second_get_is_a_byte_identical_hit(backend: Backend) {
     assert!(response.headers().get("x-cache").is_none());
 }
 
-async fn l2_serves_when_l1_is_off(backend: Backend) {
-    let app = cached_app(backend, &[("CACHE_L1_MAX_BYTES", "0")]).await;
+async fn l2_serves_when_l1_is_off(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[("CACHE_L1_MAX_BYTES", "0")]).await;
     let paths = populate(&app, &app.token).await;
     for path in &paths {
         let (_, headers, first) = fetch(&app, path, &app.token, false).await;
@@ -219,8 +225,8 @@ async fn l2_serves_when_l1_is_off(backend: Backend) {
     }
 }
 
-async fn disabled_cache_bypasses(backend: Backend) {
-    let app = cached_app(backend, &[("CACHE_ENABLED", "false")]).await;
+async fn disabled_cache_bypasses(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[("CACHE_ENABLED", "false")]).await;
     for _ in 0..2 {
         let (status, headers, _) = fetch(&app, "/api/v1/risks", &app.token, false).await;
         assert_eq!(status, StatusCode::OK);
@@ -230,8 +236,8 @@ async fn disabled_cache_bypasses(backend: Backend) {
 }
 
 /// Each kind of write, then every cached GET must answer what the database says.
-async fn every_write_refreshes_what_depends_on_it(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn every_write_refreshes_what_depends_on_it(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     let paths = populate(&app, &app.token).await;
     let risk_path = &paths[3];
     let mitigation_path = &paths[6];
@@ -299,8 +305,8 @@ async fn every_write_refreshes_what_depends_on_it(backend: Backend) {
     }
 }
 
-async fn stampede_runs_the_handler_once(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn stampede_runs_the_handler_once(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     populate(&app, &app.token).await;
     let path = "/api/v1/dashboard/stats";
     let acquires = || async {
@@ -344,8 +350,8 @@ async fn stampede_runs_the_handler_once(backend: Backend) {
     assert_eq!(bodies.len(), 1);
 }
 
-async fn revoked_tokens_fail_on_the_next_request(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn revoked_tokens_fail_on_the_next_request(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     let email = format!("analyst-{}@example.com", uuid::Uuid::new_v4().simple());
     let (_, user) = app
         .post(
@@ -379,8 +385,8 @@ async fn revoked_tokens_fail_on_the_next_request(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
-async fn admin_report_and_invalidation(backend: Backend) {
-    let app = cached_app(backend, &[("CACHE_TTL_DASHBOARD", "42")]).await;
+async fn admin_report_and_invalidation(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[("CACHE_TTL_DASHBOARD", "42")]).await;
     fetch(&app, "/api/v1/risks", &app.token, false).await;
     fetch(&app, "/api/v1/risks", &app.token, false).await;
     let (status, report) = app.get("/api/v1/admin/cache", &app.token).await;
@@ -437,8 +443,8 @@ async fn admin_report_and_invalidation(backend: Backend) {
 
 /// Random writes interleaved with reads of random cacheable routes, by two roles: every cached
 /// answer equals the answer computed with the cache bypassed.
-async fn cached_answers_match_the_database_under_random_traffic(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn cached_answers_match_the_database_under_random_traffic(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     let viewer = app.token_with_role(&app.token, "viewer").await;
     let mut paths = populate(&app, &app.token).await;
     for seed in 0..3u64 {
@@ -563,8 +569,8 @@ fn random_write(
 
 /// Many (organization, role, query) combinations: each one's first answer is computed for it (a
 /// MISS, never another combination's entry), and every answer is that principal's own.
-async fn entries_never_cross_organizations_or_roles(backend: Backend) {
-    let app = cached_app(backend, &[]).await;
+async fn entries_never_cross_organizations_or_roles(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[]).await;
     let mut principals = Vec::new();
     for (n, org) in ["alpha", "beta", "gamma"].iter().enumerate() {
         let admin = if n == 0 {
@@ -613,8 +619,8 @@ async fn entries_never_cross_organizations_or_roles(backend: Backend) {
 }
 
 /// Past its TTL an entry is served once more, stale, while a background request refreshes it.
-async fn expired_entries_are_refreshed_in_the_background(backend: Backend) {
-    let app = cached_app(backend, &[("CACHE_TTL_RISKS", "1")]).await;
+async fn expired_entries_are_refreshed_in_the_background(backend: Backend, redis: &str) {
+    let app = cached_app(backend, redis, &[("CACHE_TTL_RISKS", "1")]).await;
     app.create_risk(
         &app.token,
         json!({"title": "Before", "likelihood": 1, "impact": 1}),

@@ -15,12 +15,57 @@ const OPEN_AFTER: u32 = 3;
 const OPEN_FOR: Duration = Duration::from_millis(500);
 
 pub struct Redis {
-    client: redis::Client,
+    target: Target,
     timeout: Duration,
-    manager: Mutex<Option<ConnectionManager>>,
+    manager: Mutex<Option<Connection>>,
     /// When a connection was last attempted; held while one is being made.
     connecting: tokio::sync::Mutex<Option<Instant>>,
     breaker: Breaker,
+}
+
+/// One server, or a Redis Cluster (`redis+cluster://host:port,host:port,…`).
+enum Target {
+    Single(redis::Client),
+    Cluster {
+        client: Box<redis::cluster::ClusterClient>,
+        /// Pub/sub is cluster-wide: one node's subscription hears every publication.
+        first_node: redis::Client,
+    },
+}
+
+/// A multiplexed connection to either kind of target.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl redis::aio::ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_command(cmd),
+            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(conn) => conn.get_db(),
+            Connection::Cluster(conn) => conn.get_db(),
+        }
+    }
 }
 
 /// A circuit breaker: after `OPEN_AFTER` failures in a row no call is made for `OPEN_FOR`; then
@@ -88,8 +133,24 @@ pub struct Unavailable;
 impl Redis {
     /// Connects lazily: a Redis that is down at start-up is picked up when it appears.
     pub fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
+        let target = match url.strip_prefix("redis+cluster://") {
+            Some(nodes) => {
+                let nodes: Vec<String> = nodes.split(',').map(|node| format!("redis://{node}")).collect();
+                Target::Cluster {
+                    client: Box::new(
+                        redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                            .connection_timeout(timeout)
+                            .response_timeout(timeout)
+                            .retries(1)
+                            .build()?,
+                    ),
+                    first_node: redis::Client::open(nodes[0].as_str())?,
+                }
+            }
+            None => Target::Single(redis::Client::open(url)?),
+        };
         Ok(Redis {
-            client: redis::Client::open(url)?,
+            target,
             timeout,
             manager: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(None),
@@ -101,15 +162,19 @@ impl Redis {
         self.breaker.state()
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    /// The server to subscribe on.
+    pub fn pubsub_client(&self) -> &redis::Client {
+        match &self.target {
+            Target::Single(client) => client,
+            Target::Cluster { first_node, .. } => first_node,
+        }
     }
 
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, Unavailable> {
+    async fn connection(&self) -> Result<Connection, Unavailable> {
         if let Some(manager) = self.lock().clone() {
             return Ok(manager);
         }
@@ -119,25 +184,34 @@ impl Redis {
             return Err(Unavailable);
         }
         *last = Some(Instant::now());
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let manager = tokio::time::timeout(
-            self.timeout * 4,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| Unavailable)?
-        .map_err(|e| {
-            tracing::debug!(error = %e, "redis: cannot connect");
-            Unavailable
-        })?;
+        let connect = async {
+            match &self.target {
+                Target::Single(client) => {
+                    let config = ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout))
+                        .set_number_of_retries(1);
+                    ConnectionManager::new_with_config(client.clone(), config)
+                        .await
+                        .map(Connection::Single)
+                }
+                Target::Cluster { client, .. } => {
+                    client.get_async_connection().await.map(Connection::Cluster)
+                }
+            }
+        };
+        let manager = tokio::time::timeout(self.timeout * 4, connect)
+            .await
+            .map_err(|_| Unavailable)?
+            .map_err(|e| {
+                tracing::debug!(error = %e, "redis: cannot connect");
+                Unavailable
+            })?;
         *self.lock() = Some(manager.clone());
         Ok(manager)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ConnectionManager>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
         self.manager
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -85,7 +85,8 @@ impl Cache {
     /// it was subscribed at all.
     async fn follow(&self, l2: &super::redis::Redis, subscribed_before: bool) -> bool {
         let limit = l2.timeout() * 4;
-        let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, l2.client().get_async_pubsub()).await else {
+        let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, l2.pubsub_client().get_async_pubsub()).await
+        else {
             return false;
         };
         if !matches!(
@@ -114,7 +115,7 @@ impl Cache {
         self.trusted.store(true, Relaxed);
         tracing::info!("cache: following the invalidation channel");
 
-        let mut messages = pubsub.on_message();
+        let (mut sink, mut messages) = pubsub.split();
         let mut check = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {
@@ -127,7 +128,10 @@ impl Cache {
                     None => return true,
                 },
                 _ = check.tick() => {
-                    if self.lost_invalidations.load(Relaxed) || l2.ping().await.is_err() {
+                    // Through the subscription itself: it is what must be alive, and its check
+                    // does not suffer when request traffic keeps the other connection busy.
+                    let alive = tokio::time::timeout(l2.timeout() * 2, sink.ping::<redis::Value>()).await;
+                    if self.lost_invalidations.load(Relaxed) || !matches!(alive, Ok(Ok(_))) {
                         return true;
                     }
                 }

@@ -1,6 +1,8 @@
 //! `spawn_app`: the real service on a random port, over SQLite or a fresh PostgreSQL database.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
