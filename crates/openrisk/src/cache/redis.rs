@@ -114,15 +114,18 @@ impl Breaker {
         *self.opened_at() = None;
     }
 
-    fn failed(&self) {
+    /// Counts a failure; returns whether the breaker (re)opened.
+    fn failed(&self) -> bool {
         let failures = self.failures.fetch_add(1, Relaxed) + 1;
-        if self.probing.swap(false, Relaxed) || failures >= OPEN_AFTER {
-            let mut opened_at = self.opened_at();
-            if opened_at.is_none() {
-                tracing::warn!("redis: not answering; the cache goes on without it");
-            }
-            *opened_at = Some(Instant::now());
+        if !(self.probing.swap(false, Relaxed) || failures >= OPEN_AFTER) {
+            return false;
         }
+        let mut opened_at = self.opened_at();
+        if opened_at.is_none() {
+            tracing::warn!("redis: not answering; the cache goes on without it");
+        }
+        *opened_at = Some(Instant::now());
+        true
     }
 }
 
@@ -235,7 +238,13 @@ impl Redis {
         };
         match &result {
             Ok(_) => self.breaker.succeeded(),
-            Err(_) => self.breaker.failed(),
+            Err(_) => {
+                if self.breaker.failed() {
+                    // Start afresh once Redis answers again, rather than on a connection that
+                    // lived through the outage.
+                    *self.lock() = None;
+                }
+            }
         }
         result
     }
