@@ -20,6 +20,9 @@ const TOKEN: &str = "ort_benchmark-bootstrap-token";
 const WORKERS: usize = 16;
 const SECONDS: u64 = 30;
 
+/// One request: the second it started in, its latency, whether it succeeded, whether it hit.
+type Sample = (u64, Duration, bool, bool);
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -44,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 1. Throughput through an outage.
-    let samples: Arc<Mutex<Vec<(u64, Duration, bool, bool)>>> = Arc::default();
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..WORKERS)
