@@ -20,7 +20,7 @@ struct Replica {
 }
 
 impl Replica {
-    async fn start(app: &TestApp, redis: &RedisServer) -> Replica {
+    async fn start(app: &TestApp, redis_url: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let process = Command::new(env!("CARGO_BIN_EXE_openrisk"))
@@ -28,7 +28,7 @@ impl Replica {
             .env("DATABASE_URL", &app.db.url)
             .env("OPENRISK_DATA_DIR", dir.path())
             .env("OPENRISK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", redis.url())
+            .env("REDIS_URL", redis_url)
             .env("DB_MAX_OPEN_CONNECTIONS", "8")
             .env("DB_MAX_IDLE_CONNECTIONS", "1")
             .env("RUST_LOG", "warn")
@@ -76,8 +76,12 @@ impl Drop for Replica {
 }
 
 async fn replica_pair(backend: Backend, redis: &RedisServer) -> (TestApp, Replica) {
-    let app = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
-    let replica = Replica::start(&app, redis).await;
+    replicas_on(backend, &redis.url()).await
+}
+
+async fn replicas_on(backend: Backend, redis_url: &str) -> (TestApp, Replica) {
+    let app = common::spawn_app_with(backend, &[("REDIS_URL", redis_url)]).await;
+    let replica = Replica::start(&app, redis_url).await;
     (app, replica)
 }
 
@@ -106,6 +110,10 @@ async fn fresh_within_bound(
 async fn writes_on_one_replica_are_seen_on_the_other(backend: Backend) {
     let redis = RedisServer::start();
     let (a, b) = replica_pair(backend, &redis).await;
+    writes_are_seen_across(&a, &b).await;
+}
+
+async fn writes_are_seen_across(a: &TestApp, b: &Replica) {
     let risk = a
         .create_risk(&a.token, json!({"title": "Shared", "likelihood": 2, "impact": 2}))
         .await;
@@ -291,6 +299,42 @@ async fn a_lost_subscription_stops_trust_in_l1(backend: Backend) {
     }
 }
 
+/// Redis absent when the service starts: it starts, degraded, serves from the database, and uses
+/// the cache once Redis appears.
+async fn redis_down_at_start_up_is_picked_up_later(backend: Backend) {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let app = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
+    let (status, ready) = app.get("/health/ready", &app.token).await;
+    assert_eq!(
+        (status, &ready["status"]),
+        (StatusCode::OK, &json!("degraded")),
+        "{ready}"
+    );
+    let response = app
+        .request(Method::GET, "/api/v1/risks", &app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-cache"], "BYPASS");
+    redis.launch();
+    wait_until_ready(&app).await;
+    wait_until_cached(&app, "/api/v1/risks").await;
+}
+
+mod cluster {
+    use super::*;
+
+    /// Invalidations reach the other replica through a three-master Redis Cluster.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_on_one_replica_are_seen_on_the_other() {
+        let cluster = common::redis::RedisCluster::start();
+        let (a, b) = replicas_on(Backend::Sqlite, &cluster.url()).await;
+        writes_are_seen_across(&a, &b).await;
+    }
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {
         $(
@@ -314,4 +358,5 @@ on_both_backends!(
     redis_outages_cause_no_errors_and_no_stale_reads,
     a_hung_redis_does_not_stall_requests,
     a_lost_subscription_stops_trust_in_l1,
+    redis_down_at_start_up_is_picked_up_later,
 );
