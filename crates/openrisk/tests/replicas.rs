@@ -131,15 +131,15 @@ async fn writes_are_seen_across(a: &TestApp, b: &Replica) {
             .patch(&item, &a.token, json!({"title": title, "likelihood": likelihood}))
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        waits.push(fresh_within_bound(&b, &a.token, &item, |r| r["title"] == title.as_str()).await);
+        waits.push(fresh_within_bound(b, &a.token, &item, |r| r["title"] == title.as_str()).await);
         waits.push(
-            fresh_within_bound(&b, &a.token, "/api/v1/risks", |page| {
+            fresh_within_bound(b, &a.token, "/api/v1/risks", |page| {
                 page["items"][0]["title"] == title.as_str()
             })
             .await,
         );
         waits.push(
-            fresh_within_bound(&b, &a.token, "/api/v1/dashboard/matrix", |m| {
+            fresh_within_bound(b, &a.token, "/api/v1/dashboard/matrix", |m| {
                 m["cells"][(likelihood - 1) as usize][1] == 1
             })
             .await,
