@@ -13,22 +13,11 @@ cd "$(dirname "$0")/.."
 RISKS=${1:-100000}
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
-PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
-OUT=target/bench
-mkdir -p "$OUT"
 
 command -v oha >/dev/null || cargo install oha --locked
-cargo build --release --quiet
-BIN=$PWD/target/release/openrisk
-WORK=$(mktemp -d)
-PG_DB=openrisk_bench_$$
-SERVER=
-cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
-  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME=latency
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # GET a JSON document with the benchmark token; print one field (a dotted path).
 field() { # url path
@@ -64,7 +53,7 @@ run_backend() { # name database-url port
   local started=$SECONDS
   "$BIN" seed --org bench --risks "$RISKS" 2>/dev/null
   echo "$name: seeded $RISKS risks in $((SECONDS - started)) s" >&2
-  start_server "$name" "$port"
+  start_server "$port"
 
   local id cursor page
   id=$(field "$BASE/api/v1/risks?limit=1" items.0.id)
@@ -101,12 +90,12 @@ PY
   # Exports, each on a freshly started server so its peak RSS (VmHWM) is the export's own.
   for export in "csv ctl-00" "csv" "xlsx ctl-00" "xlsx"; do
     set -- $export
-    start_server "$name" "$port"
+    start_server "$port"
     local query="format=$1${2:+&q=$2}" rows
     rows=$(curl -fsS -H "Authorization: Bearer $TOKEN" "$BASE/api/v1/reports/risk-register?format=json${2:+&q=$2}" \
       | python3 -c 'import json, sys; print(len(json.load(sys.stdin)))')
     stop_server
-    start_server "$name" "$port"
+    start_server "$port"
     local before seconds after
     before=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
     seconds=$(curl -fsS -o /dev/null -w '%{time_total}' -H "Authorization: Bearer $TOKEN" \
@@ -117,24 +106,12 @@ PY
   done
 }
 
-start_server() { # name port
-  "$BIN" serve 2>>"$OUT/server-$1.log" &
-  SERVER=$!
-  BASE=http://127.0.0.1:$2
-  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
-}
-
-stop_server() {
-  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
-}
-
 EXPORTS=()
 echo "| backend | route | req/s | p50 ms | p99 ms | 200s/total |"
 echo "|---|---|---|---|---|---|"
 run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18181
 
-psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
-PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$PG_ADMIN" "$PG_DB")
+PG_URL=$(create_pg_database)
 run_backend postgres "$PG_URL" 18182
 
 echo

@@ -16,35 +16,17 @@ RISKS=${1:-100000}
 ORGS=10
 DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
-PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
-OUT=target/bench
-mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-BIN=$PWD/target/release/openrisk
-WORK=$(mktemp -d)
-PG_DB=openrisk_cache_bench_$$
-SERVER=
-cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
-  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+BENCH_NAME=cache
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-start_server() { # port, then VAR=value settings
-  local port=$1; shift
+# Every server starts on an empty Redis database.
+start_cache_server() { # port [VAR=value …]
   redis-cli -u "$REDIS" FLUSHDB >/dev/null
-  env "$@" "$BIN" serve 2>>"$OUT/cache-server.log" &
-  SERVER=$!
-  BASE=http://127.0.0.1:$port
-  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
-}
-
-stop_server() {
-  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  start_server "$@"
 }
 
 measure() { # backend tier label path [token]
@@ -84,7 +66,7 @@ run_backend() { # name database-url port
   for tier in "L1 hit:REDIS_URL=$REDIS" "L2 hit (L1 off):REDIS_URL=$REDIS CACHE_L1_MAX_BYTES=0" \
       "uncached:CACHE_ENABLED=false"; do
     # shellcheck disable=SC2086 # the settings are words on purpose
-    start_server "$port" ${tier#*:}
+    start_cache_server "$port" ${tier#*:}
     [ "${tier%%:*}" = "uncached" ] && measure "$name" "-" "bare route (/health/live)" "/health/live"
     for route in "risk list:/api/v1/risks" "search:/api/v1/risks?q=billing%20service" \
         "dashboard stats:/api/v1/dashboard/stats" "summary:/api/v1/reports/summary"; do
@@ -94,7 +76,7 @@ run_backend() { # name database-url port
   done
 
   # Mixed traffic, then the hit ratio per namespace.
-  start_server "$port" REDIS_URL="$REDIS"
+  start_cache_server "$port" REDIS_URL="$REDIS"
   local tokens=() token risk
   for token in "${pairs[@]}"; do
     risk=$(curl -fsS -H "Authorization: Bearer $token" "$BASE/api/v1/risks?limit=1" |
@@ -124,8 +106,7 @@ RATIOS=()
 echo "| backend | route | served from | req/s | p50 ms | p99 ms | non-2xx |"
 echo "|---|---|---|---|---|---|---|"
 run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18201
-psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
-PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$PG_ADMIN" "$PG_DB")
+PG_URL=$(create_pg_database)
 run_backend postgres "$PG_URL" 18202
 
 echo

@@ -14,42 +14,12 @@ cd "$(dirname "$0")/.."
 
 RISKS=${1:-10000}
 DURATION=${BENCH_DURATION:-10s}
-PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 CORES=$(nproc)
-OUT=target/bench
-mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
-cargo build --release --quiet
-BIN=$PWD/target/release/openrisk
-WORK=$(mktemp -d)
-PG_DB=openrisk_pool_bench_$$
-SERVER=
-cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
-  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-start_server() { # port, then VAR=value settings
-  local port=$1; shift
-  env "$@" "$BIN" serve 2>>"$OUT/pool-server.log" &
-  SERVER=$!
-  BASE=http://127.0.0.1:$port
-  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
-}
-
-stop_server() {
-  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
-  # The next server starts once PostgreSQL has let go of this one's connections.
-  if [[ $DATABASE_URL == postgres* ]]; then
-    for _ in $(seq 1 100); do
-      [ "$(psql "$PG_ADMIN" -Atc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$PG_DB'")" = 0 ] && break
-      sleep 0.1
-    done
-  fi
-}
+BENCH_NAME=pool
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 run_backend() { # name database-url port
   local name=$1 port=$3
@@ -92,7 +62,6 @@ echo
 echo "| backend | pool | clients | req/s | p50 ms | p99 ms | errors | max open | connections opened | acquire wait p99 ms | acquire time-outs |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"
 run_backend sqlite "sqlite://$WORK/sqlite/openrisk.db" 18191
-psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
-PG_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' "$PG_ADMIN" "$PG_DB")
+PG_URL=$(create_pg_database)
 echo "PostgreSQL max_connections: $(psql "$PG_URL" -Atc 'SHOW max_connections')" >&2
 run_backend postgres "$PG_URL" 18192

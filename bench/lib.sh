@@ -1,0 +1,47 @@
+# Shared by the benchmark scripts (source it after setting BENCH_NAME): a release build, a work
+# directory and a PostgreSQL database of the run's own, both removed at exit, and starting and
+# stopping the server. Environment: BENCH_PG_URL, an existing database used to create and drop the
+# run's own (default postgres://postgres@127.0.0.1:5432/test).
+
+PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+OUT=target/bench
+mkdir -p "$OUT"
+cargo build --release --quiet
+BIN=$PWD/target/release/openrisk
+WORK=$(mktemp -d)
+PG_DB=openrisk_${BENCH_NAME}_$$
+SERVER=
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Creates the run's PostgreSQL database and prints its URL.
+create_pg_database() {
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
+  python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' \
+    "$PG_ADMIN" "$PG_DB"
+}
+
+# Starts the server on 127.0.0.1:PORT with the given VAR=value settings and waits until it is
+# ready; BASE is its URL.
+start_server() { # port [VAR=value …]
+  local port=$1; shift
+  env "$@" "$BIN" serve 2>>"$OUT/$BENCH_NAME-server.log" &
+  SERVER=$!
+  BASE=http://127.0.0.1:$port
+  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+}
+
+stop_server() {
+  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  # The next server starts once PostgreSQL has let go of this one's connections.
+  if [[ ${DATABASE_URL:-} == postgres* ]]; then
+    for _ in $(seq 1 100); do
+      [ "$(psql "$PG_ADMIN" -Atc "SELECT count(*) FROM pg_stat_activity WHERE datname = '$PG_DB'")" = 0 ] && break
+      sleep 0.1
+    done
+  fi
+}
