@@ -7,8 +7,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use openrisk::config::Config;
-use openrisk::startup::Application;
+mod support;
+
+use support::{TOKEN, spawn};
 
 struct Counting;
 
@@ -34,13 +35,17 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 const REQUESTS: u64 = 2_000;
-const TOKEN: &str = "ort_benchmark-bootstrap-token";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let cached = spawn(&dir, "cached", "true").await?;
-    let uncached = spawn(&dir, "uncached", "false").await?;
+    let data = |name: &str| dir.path().join(name).display().to_string();
+    let cached = spawn(&[("OPENRISK_DATA_DIR", &data("cached"))]).await?;
+    let uncached = spawn(&[
+        ("OPENRISK_DATA_DIR", &data("uncached")),
+        ("CACHE_ENABLED", "false"),
+    ])
+    .await?;
     let client = reqwest::Client::new();
     for base in [&cached, &uncached] {
         for n in 0..50 {
@@ -63,22 +68,6 @@ async fn main() -> anyhow::Result<()> {
          L1 hit {hit:.1}, uncached {miss:.1}"
     );
     Ok(())
-}
-
-async fn spawn(dir: &tempfile::TempDir, name: &str, cache: &str) -> anyhow::Result<String> {
-    let data = dir.path().join(name).display().to_string();
-    let config = Config::from_lookup(|variable| match variable {
-        "OPENRISK_LISTEN" => Some("127.0.0.1:0".into()),
-        "OPENRISK_DATA_DIR" => Some(data.clone()),
-        "OPENRISK_BOOTSTRAP_TOKEN" => Some(TOKEN.into()),
-        "CACHE_ENABLED" => Some(cache.into()),
-        "RUST_LOG" => Some("warn".into()),
-        _ => None,
-    })?;
-    let app = Application::build(&config).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
-    Ok(base)
 }
 
 /// Mean allocations of one request to `url`, after a warm-up.

@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use openrisk::config::Config;
-use openrisk::startup::Application;
+mod support;
+
 use serde_json::{Value, json};
+use support::{TOKEN, spawn};
 use tokio::sync::Mutex;
 
-const TOKEN: &str = "ort_benchmark-bootstrap-token";
 const WORKERS: usize = 16;
 const SECONDS: u64 = 30;
 
@@ -30,8 +30,20 @@ async fn main() -> anyhow::Result<()> {
     let mut redis = start_redis(port)?;
     let redis_url = format!("redis://127.0.0.1:{port}");
     let database = format!("sqlite://{}/openrisk.db", dir.path().display());
-    let a = spawn(&dir, &database, &redis_url, "a").await?;
-    let b = spawn(&dir, &database, &redis_url, "b").await?;
+    let replica = |name: &str| {
+        let data = dir.path().join(name).display().to_string();
+        let (database, redis_url) = (database.clone(), redis_url.clone());
+        async move {
+            spawn(&[
+                ("OPENRISK_DATA_DIR", &data),
+                ("DATABASE_URL", &database),
+                ("REDIS_URL", &redis_url),
+            ])
+            .await
+        }
+    };
+    let a = replica("a").await?;
+    let b = replica("b").await?;
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for n in 0..200 {
@@ -196,21 +208,4 @@ fn start_redis(port: u16) -> anyhow::Result<Child> {
         std::thread::sleep(Duration::from_millis(20));
     }
     anyhow::bail!("redis-server did not start")
-}
-
-async fn spawn(dir: &tempfile::TempDir, database: &str, redis: &str, name: &str) -> anyhow::Result<String> {
-    let data = dir.path().join(name).display().to_string();
-    let config = Config::from_lookup(|variable| match variable {
-        "OPENRISK_LISTEN" => Some("127.0.0.1:0".into()),
-        "OPENRISK_DATA_DIR" => Some(data.clone()),
-        "DATABASE_URL" => Some(database.into()),
-        "REDIS_URL" => Some(redis.into()),
-        "OPENRISK_BOOTSTRAP_TOKEN" => Some(TOKEN.into()),
-        "RUST_LOG" => Some("error".into()),
-        _ => None,
-    })?;
-    let app = Application::build(&config).await?;
-    let base = format!("http://127.0.0.1:{}", app.port());
-    tokio::spawn(app.run_until(std::future::pending()));
-    Ok(base)
 }

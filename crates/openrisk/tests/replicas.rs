@@ -335,25 +335,7 @@ mod cluster {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::Backend::Postgres).await;
-                }
-            }
-        )+
-    };
-}
-
-on_both_backends!(
+on_each_backend!(
     writes_on_one_replica_are_seen_on_the_other,
     redis_outages_cause_no_errors_and_no_stale_reads,
     a_hung_redis_does_not_stall_requests,

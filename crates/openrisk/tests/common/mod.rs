@@ -43,6 +43,26 @@ macro_rules! both_backends {
     };
 }
 
+/// `<name>::sqlite` and `<name>::postgres` for each `async fn name(backend: Backend)`.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::common::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+
 pub const TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 pub fn admin_database_url() -> String {
