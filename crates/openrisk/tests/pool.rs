@@ -95,14 +95,17 @@ async fn hold_write_lock(app: &TestApp, risk_id: &str) -> Box<dyn std::any::Any 
     }
 }
 
-async fn exhaustion_answers_503_with_retry_after(backend: Backend) {
-    // One connection (on SQLite: the one writer), a one-second acquire time-out.
+/// An app with `connections` connections (on SQLite the writer is what saturates), an acquire
+/// time-out of `timeout` seconds and no cache (every request goes to the database), and a risk
+/// to contend for: the app, the risk's id and its path.
+async fn contended(backend: Backend, connections: &str, timeout: &str) -> (TestApp, String, String) {
     let app = common::spawn_app_with(
         backend,
         &[
-            ("DB_MAX_OPEN_CONNECTIONS", "1"),
-            ("DB_MAX_IDLE_CONNECTIONS", "1"),
-            ("DB_ACQUIRE_TIMEOUT", "1"),
+            ("DB_MAX_OPEN_CONNECTIONS", connections),
+            ("DB_MAX_IDLE_CONNECTIONS", connections),
+            ("DB_ACQUIRE_TIMEOUT", timeout),
+            ("CACHE_ENABLED", "false"),
         ],
     )
     .await;
@@ -112,8 +115,14 @@ async fn exhaustion_answers_503_with_retry_after(backend: Backend) {
             json!({"title": "Contended", "likelihood": 2, "impact": 2}),
         )
         .await;
-    let path = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
-    let lock = hold_write_lock(&app, risk["id"].as_str().unwrap()).await;
+    let id = risk["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/risks/{id}");
+    (app, id, path)
+}
+
+async fn exhaustion_answers_503_with_retry_after(backend: Backend) {
+    let (app, id, path) = contended(backend, "1", "1").await;
+    let lock = hold_write_lock(&app, &id).await;
 
     // This write takes the only connection and waits on the lock ...
     let blocked = {
@@ -210,29 +219,11 @@ async fn wait_until_metric(app: &TestApp, series: &str, holds: impl Fn(f64) -> b
 }
 
 async fn warnings_appear_when_provoked(backend: Backend) {
-    // Two connections (on SQLite the one writer is what saturates), a two-second acquire time-out.
-    let app = common::spawn_app_with(
-        backend,
-        &[
-            ("DB_MAX_OPEN_CONNECTIONS", "2"),
-            ("DB_MAX_IDLE_CONNECTIONS", "2"),
-            ("DB_ACQUIRE_TIMEOUT", "2"),
-            // Every request goes to the database.
-            ("CACHE_ENABLED", "false"),
-        ],
-    )
-    .await;
-    let risk = app
-        .create_risk(
-            &app.token,
-            json!({"title": "Contended", "likelihood": 2, "impact": 2}),
-        )
-        .await;
-    let path = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    let (app, id, path) = contended(backend, "2", "2").await;
     wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 0.0).await;
     wait_for_metric(&app, "db_pool_waiters", 0.0).await;
 
-    let lock = hold_write_lock(&app, risk["id"].as_str().unwrap()).await;
+    let lock = hold_write_lock(&app, &id).await;
     // Writes that hold every connection the lock blocks, and one more request queued behind them.
     let holders = if backend == Backend::Postgres { 2 } else { 1 };
     let mut requests = Vec::new();
