@@ -28,8 +28,9 @@ enum Target {
     Single(redis::Client),
     Cluster {
         client: Box<redis::cluster::ClusterClient>,
-        /// Pub/sub is cluster-wide: one node's subscription hears every publication.
-        first_node: redis::Client,
+        /// Pub/sub is cluster-wide: one node's subscription hears every publication. Tried in
+        /// turn, so that a node that fails is not the only one.
+        nodes: Vec<redis::Client>,
     },
 }
 
@@ -147,7 +148,10 @@ impl Redis {
                             .retries(1)
                             .build()?,
                     ),
-                    first_node: redis::Client::open(nodes[0].as_str())?,
+                    nodes: nodes
+                        .iter()
+                        .map(|node| redis::Client::open(node.as_str()))
+                        .collect::<redis::RedisResult<_>>()?,
                 }
             }
             None => Target::Single(redis::Client::open(url)?),
@@ -165,11 +169,11 @@ impl Redis {
         self.breaker.state()
     }
 
-    /// The server to subscribe on.
-    pub fn pubsub_client(&self) -> &redis::Client {
+    /// The server to subscribe on at the `attempt`th try (cluster nodes take turns).
+    pub fn pubsub_client(&self, attempt: usize) -> &redis::Client {
         match &self.target {
             Target::Single(client) => client,
-            Target::Cluster { first_node, .. } => first_node,
+            Target::Cluster { nodes, .. } => &nodes[attempt % nodes.len()],
         }
     }
 

@@ -64,10 +64,10 @@ impl Cache {
             return;
         };
         let mut subscribed_before = false;
-        loop {
+        for attempt in 0.. {
             let subscribed = tokio::select! {
                 () = stop.cancelled() => return,
-                subscribed = self.follow(&l2, subscribed_before) => subscribed,
+                subscribed = self.follow(&l2, l2.pubsub_client(attempt), subscribed_before) => subscribed,
             };
             self.trusted.store(false, Relaxed);
             if subscribed {
@@ -81,12 +81,16 @@ impl Cache {
         }
     }
 
-    /// Subscribes, then applies messages until the subscription or Redis fails. Returns whether
-    /// it was subscribed at all.
-    async fn follow(&self, l2: &super::redis::Redis, subscribed_before: bool) -> bool {
+    /// Subscribes on `server`, then applies messages until the subscription or Redis fails.
+    /// Returns whether it was subscribed at all.
+    async fn follow(
+        &self,
+        l2: &super::redis::Redis,
+        server: &redis::Client,
+        subscribed_before: bool,
+    ) -> bool {
         let limit = l2.timeout() * 4;
-        let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, l2.pubsub_client().get_async_pubsub()).await
-        else {
+        let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, server.get_async_pubsub()).await else {
             return false;
         };
         if !matches!(
