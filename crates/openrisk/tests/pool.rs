@@ -366,20 +366,6 @@ async fn killed_connections_are_replaced_without_failed_reads() {
     assert!(pool["connections_opened"].as_u64().unwrap() >= 8, "{pool}");
 }
 
-mod warnings {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        warnings_appear_when_provoked(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        warnings_appear_when_provoked(Backend::Postgres).await;
-    }
-}
-
 mod recovery {
     use super::*;
 
@@ -435,44 +421,9 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
     assert!(!codes.contains(&&json!("above_server_limit")), "{report}");
 }
 
-mod exhaustion {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        exhaustion_answers_503_with_retry_after(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        exhaustion_answers_503_with_retry_after(Backend::Postgres).await;
-    }
-}
-
-mod warm_up {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        warm_up_opens_the_idle_connections_before_serving(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        warm_up_opens_the_idle_connections_before_serving(Backend::Postgres).await;
-    }
-}
-
-mod live_pool {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        mode_and_overrides_reach_the_live_pool(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        mode_and_overrides_reach_the_live_pool(Backend::Postgres).await;
-    }
-}
+on_each_backend!(
+    warnings_appear_when_provoked,
+    exhaustion_answers_503_with_retry_after,
+    warm_up_opens_the_idle_connections_before_serving,
+    mode_and_overrides_reach_the_live_pool,
+);

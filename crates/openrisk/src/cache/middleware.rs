@@ -107,14 +107,15 @@ async fn read(
     let if_none_match = request.headers_mut().remove(header::IF_NONE_MATCH);
     let refresh = wants_fresh(request.headers());
     let query = normalized_query(request.uri().query());
-    let today = chrono::Utc::now().date_naive().to_string();
     let mut parts: Vec<&[u8]> = vec![
         request.uri().path().as_bytes(),
         query.as_bytes(),
         principal.role.as_str().as_bytes(),
     ];
     // Figures relative to today (overdue, timelines) change at midnight.
-    if matches!(namespace, Namespace::Dashboard | Namespace::Reports) {
+    let today = matches!(namespace, Namespace::Dashboard | Namespace::Reports)
+        .then(|| chrono::Utc::now().date_naive().to_string());
+    if let Some(today) = &today {
         parts.push(today.as_bytes());
     }
     let key = cache.key(scope, generation, &parts);
