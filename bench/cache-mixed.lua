@@ -13,13 +13,8 @@ local dashboard = { "/api/v1/dashboard/stats", "/api/v1/dashboard/matrix", "/api
   "/api/v1/dashboard/top-risks" }
 local counter = 0
 
-setup = function(thread)
-  thread:set("seed", math.random(1, 1000000))
-end
-
-init = function()
-  math.randomseed(seed)
-end
+-- Each thread draws its own random sequence.
+dofile("bench/wrk-threads.lua")
 
 request = function()
   counter = counter + 1

@@ -9,13 +9,8 @@ end
 local headers = { ["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json" }
 local counter = 0
 
-setup = function(thread)
-  thread:set("seed", math.random(1, 1000000))
-end
-
-init = function()
-  math.randomseed(seed)
-end
+-- Each thread draws its own random sequence.
+dofile("bench/wrk-threads.lua")
 
 local function some_risk()
   return "/api/v1/risks/" .. ids[math.random(#ids)]
