@@ -1,8 +1,12 @@
 //! The response and query cache: L1 in process (moka, weighed in bytes), L2 in Redis (shared by
-//! replicas). Keys carry the organization and its namespace's generation; a write bumps the
+//! replicas). Keys carry the organization and its namespace's generation; a write replaces the
 //! generations of the namespaces it affects (`invalidation`), after its commit and before its
 //! response, so every later read builds a new key and misses the stale entries, which then
 //! expire by TTL. Concurrent misses on one key compute once.
+//!
+//! A generation is a random number, never a count: Redis may drop it at any time (eviction, a
+//! flush, a restart), and whoever finds it missing draws a new one. A value once replaced never
+//! comes back, so no loss can make an older entry reachable again.
 
 mod entry;
 mod invalidation;
@@ -105,7 +109,9 @@ pub struct Cache {
     l1: moka::future::Cache<u128, Arc<Entry>>,
     l2: Option<Arc<redis::Redis>>,
     /// This process's view of each namespace's generation (the shared value lives in Redis).
-    generations: RwLock<HashMap<Scope, u64>>,
+    generations: RwLock<HashMap<Scope, Known>>,
+    /// Source of `Known::version`: unique for the life of the process.
+    versions: AtomicU64,
     /// Which organization a token belongs to, which never changes.
     token_orgs: moka::future::Cache<Vec<u8>, Uuid>,
     /// Lookups by namespace, tier and outcome (`RESULTS`).
@@ -114,11 +120,21 @@ pub struct Cache {
     refreshing: std::sync::Mutex<std::collections::HashSet<u128>>,
     /// Part of every key; a new epoch voids every earlier entry (see `replication`).
     epoch: AtomicU64,
-    /// Whether this replica follows the invalidation channel (always, without Redis).
-    trusted: AtomicBool,
-    /// A generation bump that did not reach Redis or the channel: other replicas may have missed
-    /// it, so the epoch must be renewed once Redis answers.
+    /// Whether this replica follows the invalidation channel and has settled its epoch.
+    following: AtomicBool,
+    /// An invalidation that did not reach Redis or the channel: Redis may still hold the replaced
+    /// generation and other replicas may have missed it, so nothing cached is trusted until the
+    /// epoch has been renewed.
     lost_invalidations: AtomicBool,
+}
+
+/// A generation as this process knows it. `version` changes whenever the scope is invalidated or
+/// forgotten, so that a read of Redis that began before cannot store the value it found.
+struct Known {
+    generation: Option<u64>,
+    version: u64,
+    /// The read of Redis under way for this version: concurrent readers share it.
+    reading: Option<Arc<tokio::sync::OnceCell<Option<u64>>>>,
 }
 
 /// How long past its TTL an entry may still be served while it is recomputed in the background
@@ -147,6 +163,7 @@ impl Cache {
                 .build(),
             l2,
             generations: RwLock::default(),
+            versions: AtomicU64::new(0),
             token_orgs: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
@@ -157,7 +174,7 @@ impl Cache {
                 .collect(),
             refreshing: Default::default(),
             epoch: AtomicU64::new(0),
-            trusted: AtomicBool::new(false),
+            following: AtomicBool::new(false),
             lost_invalidations: AtomicBool::new(false),
             settings,
         })
@@ -168,9 +185,9 @@ impl Cache {
     }
 
     /// Whether cached values may be used now: without Redis always; with Redis only while this
-    /// replica follows the invalidation channel.
+    /// replica follows the invalidation channel and every invalidation it made reached Redis.
     pub fn trusted(&self) -> bool {
-        self.l2.is_none() || self.trusted.load(Relaxed)
+        self.l2.is_none() || (self.following.load(Relaxed) && !self.lost_invalidations.load(Relaxed))
     }
 
     pub fn settings(&self) -> &CacheSettings {
@@ -199,66 +216,102 @@ impl Cache {
         if !self.trusted() {
             return None;
         }
-        if let Some(generation) = self.read_generations().get(&scope) {
-            return Some(*generation);
+        if let Some(generation) = self.read_generations().get(&scope).and_then(|k| k.generation) {
+            return Some(generation);
         }
-        let shared = match &self.l2 {
-            None => 0,
-            Some(l2) => match l2.counter(&generation_key(scope)).await {
-                Ok(generation) => generation,
-                Err(_) => {
-                    self.count(scope.namespace, Tier::L2, Outcome::Error);
-                    return None;
-                }
-            },
+        let (version, reading) = {
+            let mut generations = self.write_generations();
+            let known = generations.entry(scope).or_insert_with(|| Known {
+                generation: None,
+                version: self.versions.fetch_add(1, Relaxed),
+                reading: None,
+            });
+            if let Some(generation) = known.generation {
+                return Some(generation);
+            }
+            (known.version, known.reading.get_or_insert_default().clone())
         };
+        let shared = *reading.get_or_init(|| self.shared_generation(scope)).await;
+        // Kept only if no invalidation came in meanwhile; used by this request either way, as
+        // any read that overlaps a write may be.
         let mut generations = self.write_generations();
-        let known = generations.entry(scope).or_insert(shared);
-        *known = (*known).max(shared);
-        Some(*known)
+        if let Some(known) = generations.get_mut(&scope)
+            && known.version == version
+        {
+            known.generation = shared;
+            known.reading = None;
+        }
+        shared
+    }
+
+    /// The generation in Redis, or a new one if it has none (never used, evicted, flushed).
+    async fn shared_generation(&self, scope: Scope) -> Option<u64> {
+        let drawn = rand::random::<u64>();
+        let Some(l2) = &self.l2 else {
+            return Some(drawn);
+        };
+        let held = l2.get_or_init(&generation_key(scope), &drawn.to_string()).await;
+        let generation = held.ok().and_then(|held| held.parse().ok());
+        if generation.is_none() {
+            self.count(scope.namespace, Tier::L2, Outcome::Error);
+        }
+        generation
     }
 
     /// Makes every cached value of the organization's `namespaces` unreachable, here and, through
-    /// the invalidation channel, on every replica.
+    /// the invalidation channel, on every replica: their generations are deleted in Redis (the
+    /// next reader draws new ones), then every replica is told to forget what it knows of them.
     pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace]) {
-        for &namespace in namespaces {
-            let scope = Scope { org, namespace };
-            let shared = match &self.l2 {
-                Some(l2) => l2.increment(&generation_key(scope)).await.ok(),
-                None => None,
-            };
-            let generation = {
-                let mut generations = self.write_generations();
-                let known = generations.entry(scope).or_insert(0);
-                *known = shared.map_or(*known + 1, |shared| shared.max(*known + 1));
-                *known
-            };
+        let was_trusted = self.trusted();
+        let delivered = match &self.l2 {
+            None => true,
+            Some(l2) => {
+                let keys: Vec<String> = namespaces
+                    .iter()
+                    .map(|&namespace| generation_key(Scope { org, namespace }))
+                    .collect();
+                let message = replication::Message::Forget {
+                    org,
+                    namespaces: namespaces.to_vec(),
+                };
+                l2.delete(&keys).await.is_ok()
+                    && l2.publish(replication::CHANNEL, &message.encode()).await.is_ok()
+            }
+        };
+        if !delivered {
+            // Before forgetting: no reader here may find the old generation again.
+            self.lost_invalidations.store(true, Relaxed);
+        }
+        self.forget(org, namespaces);
+        for namespace in namespaces {
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
-            let Some(l2) = &self.l2 else { continue };
-            let delivered = match shared {
-                Some(shared) => {
-                    // Redis lost count (flushed or restored): it learns the value in use.
-                    if shared < generation {
-                        let _ = l2.set_value(&generation_key(scope), generation).await;
-                    }
-                    let message = replication::Message::Bump { scope, generation };
-                    l2.publish(replication::CHANNEL, &message.encode()).await.is_ok()
-                }
-                None => false,
-            };
-            if !delivered {
-                self.lost_invalidations.store(true, Relaxed);
+        }
+        if !delivered && was_trusted {
+            // Redis has just failed: the other replicas may still trust entries this write made
+            // stale. Answer once their own checks of Redis have failed too.
+            tokio::time::sleep(replication::failure_noticed_within(self.settings.redis_timeout)).await;
+        }
+    }
+
+    /// Drops this process's knowledge of the namespaces' generations; the next reader asks Redis.
+    fn forget(&self, org: Uuid, namespaces: &[Namespace]) {
+        let mut generations = self.write_generations();
+        for &namespace in namespaces {
+            if let Some(known) = generations.get_mut(&Scope { org, namespace }) {
+                known.generation = None;
+                known.version = self.versions.fetch_add(1, Relaxed);
+                known.reading = None;
             }
         }
     }
 
-    fn read_generations(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Scope, u64>> {
+    fn read_generations(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Scope, Known>> {
         self.generations
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_generations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, u64>> {
+    fn write_generations(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Scope, Known>> {
         self.generations
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -481,6 +534,12 @@ impl Cache {
         }
     }
 
+    /// Each Redis server's memory limit and eviction policy; `None` without Redis or when it does
+    /// not answer.
+    pub async fn redis_memory(&self) -> Option<Vec<redis::MemoryPolicy>> {
+        self.l2.as_ref()?.memory().await.ok()
+    }
+
     /// What `GET /api/v1/admin/cache` shows, with `org`'s generations.
     pub async fn report(&self, org: Uuid) -> CacheReport {
         let l2 = match &self.l2 {
@@ -503,7 +562,11 @@ impl Cache {
             namespaces.push(NamespaceReport {
                 namespace,
                 ttl_seconds: self.settings.ttl(namespace).as_secs(),
-                generation: self.read_generations().get(&Scope { org, namespace }).copied(),
+                generation: self
+                    .read_generations()
+                    .get(&Scope { org, namespace })
+                    .and_then(|known| known.generation)
+                    .map(|generation| format!("{generation:016x}")),
                 l1: tier(0),
                 l2: tier(1),
             });
@@ -570,8 +633,9 @@ pub struct TierUsage {
 pub struct NamespaceReport {
     pub namespace: Namespace,
     pub ttl_seconds: u64,
-    /// This organization's current generation (absent until first used).
-    pub generation: Option<u64>,
+    /// This organization's current generation, an opaque value (absent until first used, and
+    /// after each invalidation until the next read).
+    pub generation: Option<String>,
     pub l1: TierCounts,
     pub l2: TierCounts,
 }

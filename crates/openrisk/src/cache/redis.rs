@@ -232,6 +232,11 @@ impl Redis {
         let result = match self.connection().await {
             Ok(mut conn) => match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
                 Ok(Ok(value)) => Ok(value),
+                // Full under `noeviction`: Redis answers, it just stores nothing more.
+                Ok(Err(e)) if e.code() == Some("OOM") => {
+                    self.breaker.succeeded();
+                    return Err(Unavailable);
+                }
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "redis call failed");
                     Err(Unavailable)
@@ -259,17 +264,27 @@ impl Redis {
             .map(|_| ())
     }
 
-    /// Sets `key` to `value` unless it exists; returns the value it holds.
-    pub async fn get_or_init(&self, key: &str, value: u64) -> Result<u64, Unavailable> {
+    /// The value of `key`; if it has none, `value` is stored unless another caller stored one
+    /// first. Returns the value `key` holds.
+    pub async fn get_or_init(&self, key: &str, value: &str) -> Result<String, Unavailable> {
+        if let Some(held) = self.run::<Option<String>>(redis::cmd("GET").arg(key)).await? {
+            return Ok(held);
+        }
         self.run::<()>(redis::cmd("SET").arg(key).arg(value).arg("NX"))
             .await?;
-        self.run::<Option<u64>>(redis::cmd("GET").arg(key))
+        // `None` here: deleted again meanwhile.
+        self.run::<Option<String>>(redis::cmd("GET").arg(key))
             .await?
             .ok_or(Unavailable)
     }
 
-    pub async fn set_value(&self, key: &str, value: u64) -> Result<(), Unavailable> {
+    pub async fn set_value(&self, key: &str, value: &str) -> Result<(), Unavailable> {
         self.run::<()>(redis::cmd("SET").arg(key).arg(value)).await
+    }
+
+    /// Deletes `keys`, which must share a cluster slot.
+    pub async fn delete(&self, keys: &[String]) -> Result<(), Unavailable> {
+        self.run::<i64>(redis::cmd("DEL").arg(keys)).await.map(|_| ())
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
@@ -282,18 +297,6 @@ impl Redis {
             .await
     }
 
-    /// A counter's value, 0 if it does not exist.
-    pub async fn counter(&self, key: &str) -> Result<u64, Unavailable> {
-        Ok(self
-            .run::<Option<u64>>(redis::cmd("GET").arg(key))
-            .await?
-            .unwrap_or(0))
-    }
-
-    pub async fn increment(&self, key: &str) -> Result<u64, Unavailable> {
-        self.run(redis::cmd("INCR").arg(key)).await
-    }
-
     pub async fn ping(&self) -> Result<(), Unavailable> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
     }
@@ -302,12 +305,75 @@ impl Redis {
     /// service does not count its own keys, which would need a scan).
     pub async fn usage(&self) -> Result<(u64, u64), Unavailable> {
         let keys: u64 = self.run(&redis::cmd("DBSIZE")).await?;
-        let info: String = self.run(redis::cmd("INFO").arg("memory")).await?;
-        let bytes = info
-            .lines()
-            .find_map(|line| line.strip_prefix("used_memory:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let bytes = self
+            .info("memory", "used_memory")
+            .await?
+            .iter()
+            .filter_map(|v| v.parse::<u64>().ok())
+            .sum();
         Ok((keys, bytes))
     }
+
+    /// Which server processes hold the data: their `run_id`s, which change on every restart (and
+    /// differ on a server that took over), as one short hash.
+    pub async fn identity(&self) -> Result<String, Unavailable> {
+        let mut run_ids = self.info("server", "run_id").await?;
+        if run_ids.is_empty() {
+            return Err(Unavailable);
+        }
+        run_ids.sort();
+        let hash = blake3::hash(run_ids.join(",").as_bytes());
+        Ok(hash.to_hex()[..16].to_owned())
+    }
+
+    /// Each server's memory limit and eviction policy.
+    pub async fn memory(&self) -> Result<Vec<MemoryPolicy>, Unavailable> {
+        let info = self.run::<redis::Value>(redis::cmd("INFO").arg("memory")).await?;
+        let mut servers = Vec::new();
+        for text in info_texts(&info) {
+            let field = |name: &str| info_field(&text, name).unwrap_or_default();
+            servers.push(MemoryPolicy {
+                maxmemory: field("maxmemory").parse().unwrap_or(0),
+                maxmemory_policy: field("maxmemory_policy"),
+                used_memory: field("used_memory").parse().unwrap_or(0),
+            });
+        }
+        Ok(servers)
+    }
+
+    /// `field` of the `section` of `INFO`, from every server (every master of a cluster).
+    async fn info(&self, section: &str, field: &str) -> Result<Vec<String>, Unavailable> {
+        let info = self.run::<redis::Value>(redis::cmd("INFO").arg(section)).await?;
+        Ok(info_texts(&info)
+            .iter()
+            .filter_map(|text| info_field(text, field))
+            .collect())
+    }
+}
+
+/// A server's `maxmemory` (0: no limit) and `maxmemory-policy`, with its memory in use.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MemoryPolicy {
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub used_memory: u64,
+}
+
+/// The `INFO` texts in an answer: one from a server, a map of them from a cluster.
+fn info_texts(value: &redis::Value) -> Vec<String> {
+    match value {
+        redis::Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
+        redis::Value::VerbatimString { text, .. } | redis::Value::SimpleString(text) => vec![text.clone()],
+        redis::Value::Map(pairs) => pairs.iter().flat_map(|(_, v)| info_texts(v)).collect(),
+        redis::Value::Array(items) => items.iter().flat_map(info_texts).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn info_field(text: &str, field: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        line.strip_prefix(field)
+            .and_then(|rest| rest.strip_prefix(':'))
+            .map(|value| value.trim().to_owned())
+    })
 }

@@ -1,9 +1,13 @@
-//! Keeping every replica's L1 honest. A write's generation bumps are published on a Redis channel
+//! Keeping every replica's L1 honest. A write's invalidations are published on a Redis channel
 //! and applied by every replica. A replica trusts its L1 only while it is subscribed: with the
 //! subscription down (Redis down, hung, or the connection killed) it bypasses the cache until it
-//! has subscribed again. Keys also carry an epoch, renewed whenever invalidations may have been
-//! lost (a subscription lost, a bump that did not reach Redis): a new epoch makes every entry
-//! written before it unreachable, in L1 and in whatever Redis still holds.
+//! has subscribed again, and then forgets every generation it knew, since it may have missed
+//! invalidations meanwhile.
+//!
+//! Keys also carry an epoch, renewed whenever Redis may hold generations older than the data: an
+//! invalidation that did not reach Redis, or a Redis that is not the one the epoch was set on (a
+//! restart, possibly from an older snapshot, or a failover). A new epoch makes every entry written
+//! before it unreachable, in L1 and in whatever Redis still holds.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,20 +17,30 @@ use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Cache, Namespace, Scope};
+use super::redis::{Redis, Unavailable};
+use super::{Cache, Namespace};
 
 pub const CHANNEL: &str = "openrisk:invalidations";
+/// `<epoch> <identity of the Redis servers it was set on>`.
 const EPOCH_KEY: &str = "openrisk:epoch";
 /// How often a subscribed replica checks that Redis still answers (a hung Redis keeps the
-/// subscription open but delivers nothing).
+/// subscription open but delivers nothing) and is still the same Redis.
 const CHECK_EVERY: Duration = Duration::from_millis(40);
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
+/// Every how many checks the identity of the Redis servers is compared.
+const IDENTITY_EVERY: u32 = 5;
+
+/// How soon after Redis stops answering every subscribed replica has stopped trusting its cache:
+/// its next check, and that check's time-out.
+pub fn failure_noticed_within(redis_timeout: Duration) -> Duration {
+    CHECK_EVERY + redis_timeout * 2 + Duration::from_millis(10)
+}
 
 /// What travels on the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// A namespace's generation after a write, as the writing replica knows it.
-    Bump { scope: Scope, generation: u64 },
+    /// Forget these generations of the organization: a write replaced them.
+    Forget { org: Uuid, namespaces: Vec<Namespace> },
     /// Every entry of an earlier epoch is void.
     Epoch(u64),
 }
@@ -34,8 +48,9 @@ pub enum Message {
 impl Message {
     pub fn encode(&self) -> String {
         match self {
-            Message::Bump { scope, generation } => {
-                format!("bump {} {} {generation}", scope.org, scope.namespace)
+            Message::Forget { org, namespaces } => {
+                let names: Vec<&str> = namespaces.iter().map(|n| n.as_str()).collect();
+                format!("forget {org} {}", names.join(","))
             }
             Message::Epoch(epoch) => format!("epoch {epoch}"),
         }
@@ -44,12 +59,12 @@ impl Message {
     pub fn decode(text: &str) -> Option<Message> {
         let mut words = text.split(' ');
         match (words.next()?, words.next(), words.next(), words.next()) {
-            ("bump", Some(org), Some(namespace), Some(generation)) => Some(Message::Bump {
-                scope: Scope {
-                    org: Uuid::parse_str(org).ok()?,
-                    namespace: namespace.parse::<Namespace>().ok()?,
-                },
-                generation: generation.parse().ok()?,
+            ("forget", Some(org), Some(namespaces), None) => Some(Message::Forget {
+                org: Uuid::parse_str(org).ok()?,
+                namespaces: namespaces
+                    .split(',')
+                    .map(|name| name.parse::<Namespace>().ok())
+                    .collect::<Option<_>>()?,
             }),
             ("epoch", Some(epoch), None, None) => Some(Message::Epoch(epoch.parse().ok()?)),
             _ => None,
@@ -63,17 +78,15 @@ impl Cache {
         let Some(l2) = self.l2.clone() else {
             return;
         };
-        let mut subscribed_before = false;
         for attempt in 0.. {
             let subscribed = tokio::select! {
                 () = stop.cancelled() => return,
-                subscribed = self.follow(&l2, l2.pubsub_client(attempt), subscribed_before) => subscribed,
+                subscribed = self.follow(&l2, l2.pubsub_client(attempt)) => subscribed,
             };
-            self.trusted.store(false, Relaxed);
+            self.following.store(false, Relaxed);
             if subscribed {
                 tracing::warn!("cache: invalidation channel lost; bypassing the cache until resubscribed");
             }
-            subscribed_before |= subscribed;
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(RESUBSCRIBE_AFTER) => {}
@@ -83,12 +96,7 @@ impl Cache {
 
     /// Subscribes on `server`, then applies messages until the subscription or Redis fails.
     /// Returns whether it was subscribed at all.
-    async fn follow(
-        &self,
-        l2: &super::redis::Redis,
-        server: &redis::Client,
-        subscribed_before: bool,
-    ) -> bool {
+    async fn follow(&self, l2: &Redis, server: &redis::Client) -> bool {
         let limit = l2.timeout() * 4;
         let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, server.get_async_pubsub()).await else {
             return false;
@@ -99,28 +107,23 @@ impl Cache {
         ) {
             return false;
         }
-        // From here on no message is missed: settle the epoch, then trust L1 again.
-        let renew = self.lost_invalidations.swap(false, Relaxed) || subscribed_before;
-        let epoch = if renew {
-            let epoch = rand::random::<u64>();
-            let published = async {
-                l2.set_value(EPOCH_KEY, epoch).await?;
-                l2.publish(CHANNEL, &Message::Epoch(epoch).encode()).await
-            };
-            published.await.map(|()| epoch)
-        } else {
-            l2.get_or_init(EPOCH_KEY, rand::random::<u64>()).await
+        // From here on no message is missed: settle the epoch, forget what may have been missed
+        // before, then trust the cache again.
+        let Ok(identity) = l2.identity().await else {
+            return true;
         };
-        let Ok(epoch) = epoch else {
-            self.lost_invalidations.store(renew, Relaxed);
+        let Ok(epoch) = self.settle_epoch(l2, &identity).await else {
             return true;
         };
         self.adopt_epoch(epoch);
-        self.trusted.store(true, Relaxed);
+        self.write_generations().clear();
+        self.following.store(true, Relaxed);
         tracing::info!("cache: following the invalidation channel");
+        self.log_memory_policy(l2).await;
 
         let (mut sink, mut messages) = pubsub.split();
         let mut check = tokio::time::interval(CHECK_EVERY);
+        let mut checks = 0u32;
         loop {
             tokio::select! {
                 message = messages.next() => match message {
@@ -138,18 +141,69 @@ impl Cache {
                     if self.lost_invalidations.load(Relaxed) || !matches!(alive, Ok(Ok(_))) {
                         return true;
                     }
+                    // A cluster master restarted or replaced while this subscription lives on
+                    // another node; an identity that cannot be read now is checked next time.
+                    checks += 1;
+                    if checks.is_multiple_of(IDENTITY_EVERY) && l2.identity().await.is_ok_and(|now| now != identity) {
+                        tracing::warn!("cache: Redis restarted or failed over; renewing the epoch");
+                        return true;
+                    }
                 }
+            }
+        }
+    }
+
+    /// The epoch to use: the one in Redis if it was set on these very servers and no invalidation
+    /// of this replica was lost; otherwise a new one, announced to every replica.
+    async fn settle_epoch(&self, l2: &Redis, identity: &str) -> Result<u64, Unavailable> {
+        // A loss reported from here on is not covered by this renewal, and keeps the flag set.
+        let lost = self.lost_invalidations.swap(false, Relaxed);
+        let settled = async {
+            let drawn = rand::random::<u64>();
+            let held = l2.get_or_init(EPOCH_KEY, &format!("{drawn} {identity}")).await?;
+            let current = held
+                .split_once(' ')
+                .filter(|(_, set_on)| *set_on == identity)
+                .and_then(|(epoch, _)| epoch.parse::<u64>().ok());
+            match current {
+                Some(epoch) if !lost => Ok(epoch),
+                _ => {
+                    let epoch = rand::random::<u64>();
+                    l2.set_value(EPOCH_KEY, &format!("{epoch} {identity}")).await?;
+                    l2.publish(CHANNEL, &Message::Epoch(epoch).encode()).await?;
+                    Ok(epoch)
+                }
+            }
+        };
+        let settled = settled.await;
+        if settled.is_err() && lost {
+            self.lost_invalidations.store(true, Relaxed);
+        }
+        settled
+    }
+
+    /// Logs Redis's memory limit and eviction policy, and warns about settings that cost hits.
+    async fn log_memory_policy(&self, l2: &Redis) {
+        let Ok(servers) = l2.memory().await else {
+            return;
+        };
+        for server in servers {
+            let (maxmemory, policy) = (server.maxmemory, server.maxmemory_policy.as_str());
+            if maxmemory > 0 && policy == "noeviction" {
+                tracing::warn!(
+                    maxmemory,
+                    policy,
+                    "redis: full under noeviction, it stores no new entries and the namespaces written meanwhile go uncached; prefer allkeys-lru"
+                );
+            } else {
+                tracing::info!(maxmemory, policy, "redis: memory limit and eviction policy");
             }
         }
     }
 
     fn apply(&self, message: Message) {
         match message {
-            Message::Bump { scope, generation } => {
-                if let Some(known) = self.write_generations().get_mut(&scope) {
-                    *known = (*known).max(generation);
-                }
-            }
+            Message::Forget { org, namespaces } => self.forget(org, &namespaces),
             Message::Epoch(epoch) => self.adopt_epoch(epoch),
         }
     }
@@ -177,17 +231,18 @@ mod tests {
 
     #[test]
     fn messages_survive_encoding() {
-        let bump = Message::Bump {
-            scope: Scope {
-                org: Uuid::now_v7(),
-                namespace: Namespace::Dashboard,
-            },
-            generation: 42,
+        let forget = Message::Forget {
+            org: Uuid::now_v7(),
+            namespaces: vec![Namespace::Risks, Namespace::Dashboard],
         };
-        for message in [bump, Message::Epoch(u64::MAX)] {
+        for message in [forget, Message::Epoch(u64::MAX)] {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }
-        assert_eq!(Message::decode("bump nope risks 1"), None);
+        assert_eq!(Message::decode("forget nope risks"), None);
+        assert_eq!(
+            Message::decode(&format!("forget {} risks,nope", Uuid::now_v7())),
+            None
+        );
         assert_eq!(Message::decode("epoch 1 2"), None);
     }
 }

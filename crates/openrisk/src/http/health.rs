@@ -69,6 +69,7 @@ async fn ready(State(state): State<AppState>) -> Response {
         "enabled": state.cache.enabled(),
         "redis": redis,
         "trusted": state.cache.trusted(),
+        "redis_memory": state.cache.redis_memory().await,
         "status": if !state.cache.enabled() { "disabled" } else if degraded { "degraded" } else { "up" },
     });
     let status = if status == "ok" && state.cache.enabled() && degraded {
