@@ -2,6 +2,8 @@
 //! on a free port (to kill, stop and restart it) and a second replica as a separate process.
 
 mod common;
+#[path = "replicas/eviction.rs"]
+mod eviction;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -56,6 +58,25 @@ impl Replica {
         panic!("the second replica did not start");
     }
 
+    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .client
+            .patch(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        common::read(response).await
+    }
+}
+
+/// A replica to read from: the test's own app or a separate process.
+trait Node {
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value);
+}
+
+impl Node for Replica {
     async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         let response = self
             .client
@@ -65,6 +86,12 @@ impl Replica {
             .await
             .unwrap();
         common::read(response).await
+    }
+}
+
+impl Node for TestApp {
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        TestApp::get(self, path, token).await
     }
 }
 
@@ -85,24 +112,25 @@ async fn replicas_on(backend: Backend, redis_url: &str) -> (TestApp, Replica) {
     (app, replica)
 }
 
-/// Reads `path` on the replica until `fresh` holds; panics if that takes longer than the bound.
+/// Reads `path` on the replica until `fresh` holds; panics if a read asked for later than the
+/// bound after the write's response is stale.
 async fn fresh_within_bound(
-    replica: &Replica,
+    replica: &impl Node,
     token: &str,
     path: &str,
     fresh: impl Fn(&Value) -> bool,
 ) -> Duration {
     let started = Instant::now();
     loop {
+        let asked = started.elapsed();
         let (status, body) = replica.get(path, token).await;
         assert_eq!(status, StatusCode::OK, "{path}: {body}");
         if fresh(&body) {
             return started.elapsed();
         }
         assert!(
-            started.elapsed() < Duration::from_millis(100),
-            "{path} still stale {:?} after the write's response: {body}",
-            started.elapsed()
+            asked < Duration::from_millis(100),
+            "{path} still stale when asked {asked:?} after the write's response: {body}"
         );
     }
 }

@@ -76,6 +76,26 @@ impl RedisServer {
         Some(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
+    /// Deletes this server's keys that match `pattern`, as an eviction would; returns how many.
+    pub fn delete_matching(&self, pattern: &str) -> usize {
+        let keys = self.cli(&["--scan", "--pattern", pattern]).unwrap_or_default();
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        for key in &keys {
+            self.cli(&["DEL", key]);
+        }
+        keys.len()
+    }
+
+    /// A field of `INFO`, such as `evicted_keys`.
+    pub fn info(&self, field: &str) -> String {
+        let info = self.cli(&["INFO"]).unwrap_or_default();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{field}:")))
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    }
+
     pub fn signal(&self, signal: &str) {
         let pid = self.process.as_ref().unwrap().id().to_string();
         assert!(
@@ -149,6 +169,11 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("the cluster did not become ready");
+    }
+
+    /// Deletes the keys matching `pattern` on every node; returns how many.
+    pub fn delete_matching(&self, pattern: &str) -> usize {
+        self.nodes.iter().map(|node| node.delete_matching(pattern)).sum()
     }
 
     /// `redis+cluster://host:port,host:port,host:port`
