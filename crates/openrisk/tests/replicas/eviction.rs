@@ -125,6 +125,10 @@ async fn the_last_write_survives_any_loss_of_keys_in_a_cluster() {
 async fn no_stale_read_under_memory_pressure(backend: Backend) {
     let redis = RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]);
     let a = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
+    let (_, ready) = a.get("/health/ready", &a.token).await;
+    let memory = &ready["cache"]["redis_memory"][0];
+    assert_eq!(memory["maxmemory"], 3 * 1024 * 1024, "{ready}");
+    assert_eq!(memory["maxmemory_policy"], "allkeys-lru", "{ready}");
     let b = Replica::start(&a, &redis.url()).await;
     let flooder = a
         .create_org(&format!("flood-{}", uuid::Uuid::new_v4().simple()))
