@@ -78,7 +78,7 @@ impl Application {
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
         let monitor_stop = CancellationToken::new();
-        let replication = tokio::spawn(self.cache.clone().replicate(monitor_stop.clone()));
+        let replication = self.cache.clone().follow_invalidations(monitor_stop.clone())?;
         // With Redis answering, serve from the cache from the first request; without, degraded.
         self.cache.wait_until_trusted(Duration::from_secs(1)).await;
         let monitor = tokio::spawn(telemetry::monitor::run(
@@ -93,7 +93,7 @@ impl Application {
         let served = self.serve(stop).await;
         monitor_stop.cancel();
         let _ = monitor.await;
-        let _ = replication.await;
+        let _ = tokio::task::spawn_blocking(move || replication.join()).await;
         served
     }
 

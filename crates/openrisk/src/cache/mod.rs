@@ -126,6 +126,10 @@ pub struct Cache {
     /// generation and other replicas may have missed it, so nothing cached is trusted until the
     /// epoch has been renewed.
     lost_invalidations: AtomicBool,
+    /// Names this process's own invalidations on the channel.
+    replica_id: u64,
+    /// Since when Redis has been failing this replica (unset while the cache is trusted).
+    failing_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// A generation as this process knows it. `version` changes whenever the scope is invalidated or
@@ -176,6 +180,8 @@ impl Cache {
             epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
             lost_invalidations: AtomicBool::new(false),
+            replica_id: rand::random(),
+            failing_since: Default::default(),
             settings,
         })
     }
@@ -259,50 +265,93 @@ impl Cache {
     }
 
     /// Makes every cached value of the organization's `namespaces` unreachable, here and, through
-    /// the invalidation channel, on every replica: their generations are deleted in Redis (the
-    /// next reader draws new ones), then every replica is told to forget what it knows of them.
+    /// the invalidation channel, on every replica: their generations are replaced in Redis by new
+    /// random values (or deleted, when Redis is too full to store them: the next reader then draws
+    /// new ones), and every replica is told to forget what it knows of them.
     pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace]) {
-        let was_trusted = self.trusted();
-        let delivered = match &self.l2 {
-            None => true,
+        let scopes: Vec<Scope> = namespaces
+            .iter()
+            .map(|&namespace| Scope { org, namespace })
+            .collect();
+        // Forgotten first: a write that completes meanwhile here forgets again, so that this
+        // write does not install its generations over the later one's below.
+        let versions = self.forget(&scopes);
+        let replacements: Vec<u64> = scopes.iter().map(|_| rand::random()).collect();
+        let (delivered, replaced) = match &self.l2 {
+            None => (true, true),
             Some(l2) => {
-                let keys: Vec<String> = namespaces
+                let pairs: Vec<(String, String)> = scopes
                     .iter()
-                    .map(|&namespace| generation_key(Scope { org, namespace }))
+                    .zip(&replacements)
+                    .map(|(&scope, generation)| (generation_key(scope), generation.to_string()))
                     .collect();
+                let replaced = l2.set_values(&pairs).await.is_ok();
+                let keys: Vec<String> = pairs.into_iter().map(|(key, _)| key).collect();
+                let stored = replaced || l2.delete(&keys).await.is_ok();
                 let message = replication::Message::Forget {
                     org,
                     namespaces: namespaces.to_vec(),
+                    from: self.replica_id,
                 };
-                l2.delete(&keys).await.is_ok()
-                    && l2.publish(replication::CHANNEL, &message.encode()).await.is_ok()
+                let delivered = stored && l2.publish(replication::CHANNEL, &message.encode()).await.is_ok();
+                (delivered, replaced)
             }
         };
         if !delivered {
-            // Before forgetting: no reader here may find the old generation again.
+            // No reader here may find the old generation in Redis again.
             self.lost_invalidations.store(true, Relaxed);
+        } else if replaced {
+            // This replica's next read needs no trip to Redis, unless a later write came in.
+            let mut generations = self.write_generations();
+            for ((scope, version), generation) in scopes.iter().zip(versions).zip(replacements) {
+                if let Some(known) = generations.get_mut(scope)
+                    && known.version == version
+                {
+                    known.generation = Some(generation);
+                    known.version = self.versions.fetch_add(1, Relaxed);
+                }
+            }
         }
-        self.forget(org, namespaces);
         for namespace in namespaces {
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
         }
-        if !delivered && was_trusted {
-            // Redis has just failed: the other replicas may still trust entries this write made
-            // stale. Answer once their own checks of Redis have failed too.
-            tokio::time::sleep(replication::failure_noticed_within(self.settings.redis_timeout)).await;
+        if !delivered {
+            // Other replicas may still trust entries this write made stale, until their own
+            // checks of Redis fail: answer once they have.
+            let noticed =
+                self.failing_since() + replication::failure_noticed_within(self.settings.redis_timeout);
+            tokio::time::sleep_until(noticed.into()).await;
         }
     }
 
-    /// Drops this process's knowledge of the namespaces' generations; the next reader asks Redis.
-    fn forget(&self, org: Uuid, namespaces: &[Namespace]) {
+    /// Drops this process's knowledge of the `scopes`' generations, so that the next reader asks
+    /// Redis and a read of Redis under way does not keep what it finds; returns their versions.
+    fn forget(&self, scopes: &[Scope]) -> Vec<u64> {
         let mut generations = self.write_generations();
-        for &namespace in namespaces {
-            if let Some(known) = generations.get_mut(&Scope { org, namespace }) {
-                known.generation = None;
-                known.version = self.versions.fetch_add(1, Relaxed);
-                known.reading = None;
-            }
-        }
+        scopes
+            .iter()
+            .map(|&scope| {
+                let version = self.versions.fetch_add(1, Relaxed);
+                generations.insert(
+                    scope,
+                    Known {
+                        generation: None,
+                        version,
+                        reading: None,
+                    },
+                );
+                version
+            })
+            .collect()
+    }
+
+    /// When this replica first saw Redis fail, now if it had not yet.
+    fn failing_since(&self) -> std::time::Instant {
+        *self
+            .failing_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(std::time::Instant::now)
     }
 
     fn read_generations(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Scope, Known>> {

@@ -282,6 +282,11 @@ impl Redis {
         self.run::<()>(redis::cmd("SET").arg(key).arg(value)).await
     }
 
+    /// Sets every key to its value; the keys must share a cluster slot.
+    pub async fn set_values(&self, pairs: &[(String, String)]) -> Result<(), Unavailable> {
+        self.run::<()>(redis::cmd("MSET").arg(pairs)).await
+    }
+
     /// Deletes `keys`, which must share a cluster slot.
     pub async fn delete(&self, keys: &[String]) -> Result<(), Unavailable> {
         self.run::<i64>(redis::cmd("DEL").arg(keys)).await.map(|_| ())

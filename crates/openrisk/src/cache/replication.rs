@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::redis::{Redis, Unavailable};
-use super::{Cache, Namespace};
+use super::{Cache, Namespace, Scope};
 
 pub const CHANNEL: &str = "openrisk:invalidations";
 /// `<epoch> <identity of the Redis servers it was set on>`.
@@ -39,8 +39,13 @@ pub fn failure_noticed_within(redis_timeout: Duration) -> Duration {
 /// What travels on the channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
-    /// Forget these generations of the organization: a write replaced them.
-    Forget { org: Uuid, namespaces: Vec<Namespace> },
+    /// Forget these generations of the organization: a write on replica `from` replaced them
+    /// (and that replica has already applied it).
+    Forget {
+        org: Uuid,
+        namespaces: Vec<Namespace>,
+        from: u64,
+    },
     /// Every entry of an earlier epoch is void.
     Epoch(u64),
 }
@@ -48,9 +53,13 @@ pub enum Message {
 impl Message {
     pub fn encode(&self) -> String {
         match self {
-            Message::Forget { org, namespaces } => {
+            Message::Forget {
+                org,
+                namespaces,
+                from,
+            } => {
                 let names: Vec<&str> = namespaces.iter().map(|n| n.as_str()).collect();
-                format!("forget {org} {}", names.join(","))
+                format!("forget {org} {} {from}", names.join(","))
             }
             Message::Epoch(epoch) => format!("epoch {epoch}"),
         }
@@ -58,25 +67,53 @@ impl Message {
 
     pub fn decode(text: &str) -> Option<Message> {
         let mut words = text.split(' ');
-        match (words.next()?, words.next(), words.next(), words.next()) {
-            ("forget", Some(org), Some(namespaces), None) => Some(Message::Forget {
+        match (
+            words.next()?,
+            words.next(),
+            words.next(),
+            words.next(),
+            words.next(),
+        ) {
+            ("forget", Some(org), Some(namespaces), Some(from), None) => Some(Message::Forget {
                 org: Uuid::parse_str(org).ok()?,
                 namespaces: namespaces
                     .split(',')
                     .map(|name| name.parse::<Namespace>().ok())
                     .collect::<Option<_>>()?,
+                from: from.parse().ok()?,
             }),
-            ("epoch", Some(epoch), None, None) => Some(Message::Epoch(epoch.parse().ok()?)),
+            ("epoch", Some(epoch), None, None, None) => Some(Message::Epoch(epoch.parse().ok()?)),
             _ => None,
         }
     }
 }
 
 impl Cache {
+    /// Follows the invalidation channel until `stop`, on a thread of its own: the bound on
+    /// cross-replica staleness and the detection of a hung Redis depend on it answering within
+    /// milliseconds, which request load on the shared runtime must not delay.
+    pub fn follow_invalidations(
+        self: Arc<Self>,
+        stop: CancellationToken,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("cache-invalidations".into())
+            .spawn(move || runtime.block_on(self.replicate(stop)))
+    }
+
     /// Follows the invalidation channel until `stop`; does nothing without Redis.
-    pub async fn replicate(self: Arc<Self>, stop: CancellationToken) {
-        let Some(l2) = self.l2.clone() else {
-            return;
+    async fn replicate(self: Arc<Self>, stop: CancellationToken) {
+        // Connections of its own, on this thread's runtime: the request path's stay on the
+        // request runtime, and this thread's checks do not trip the request path's breaker.
+        let l2 = match &self.settings.redis_url {
+            Some(url) => match Redis::new(url, self.settings.redis_timeout) {
+                Ok(l2) => l2,
+                Err(e) => return tracing::error!(error = %e, "cache: cannot follow invalidations"),
+            },
+            None => return,
         };
         for attempt in 0.. {
             let subscribed = tokio::select! {
@@ -84,6 +121,7 @@ impl Cache {
                 subscribed = self.follow(&l2, l2.pubsub_client(attempt)) => subscribed,
             };
             self.following.store(false, Relaxed);
+            self.failing_since();
             if subscribed {
                 tracing::warn!("cache: invalidation channel lost; bypassing the cache until resubscribed");
             }
@@ -117,6 +155,7 @@ impl Cache {
         };
         self.adopt_epoch(epoch);
         self.write_generations().clear();
+        *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.following.store(true, Relaxed);
         tracing::info!("cache: following the invalidation channel");
         self.log_memory_policy(l2).await;
@@ -203,7 +242,15 @@ impl Cache {
 
     fn apply(&self, message: Message) {
         match message {
-            Message::Forget { org, namespaces } => self.forget(org, &namespaces),
+            // This replica applied its own writes before publishing them.
+            Message::Forget { from, .. } if from == self.replica_id => {}
+            Message::Forget { org, namespaces, .. } => {
+                let scopes: Vec<Scope> = namespaces
+                    .into_iter()
+                    .map(|namespace| Scope { org, namespace })
+                    .collect();
+                self.forget(&scopes);
+            }
             Message::Epoch(epoch) => self.adopt_epoch(epoch),
         }
     }
@@ -234,15 +281,15 @@ mod tests {
         let forget = Message::Forget {
             org: Uuid::now_v7(),
             namespaces: vec![Namespace::Risks, Namespace::Dashboard],
+            from: 7,
         };
         for message in [forget, Message::Epoch(u64::MAX)] {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }
-        assert_eq!(Message::decode("forget nope risks"), None);
-        assert_eq!(
-            Message::decode(&format!("forget {} risks,nope", Uuid::now_v7())),
-            None
-        );
+        let org = Uuid::now_v7();
+        assert_eq!(Message::decode("forget nope risks 1"), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks")), None);
         assert_eq!(Message::decode("epoch 1 2"), None);
     }
 }
