@@ -262,10 +262,13 @@ impl Cache {
         }
     }
 
-    /// Waits (at most `limit`) until the cache trusts its L1, so that a starting replica serves
-    /// from the cache from its first request when Redis answers.
+    /// Connects to Redis and waits (at most `limit`) until the cache trusts its L1, so that a
+    /// starting replica serves from the cache from its first request when Redis answers.
     pub async fn wait_until_trusted(&self, limit: Duration) {
         let deadline = tokio::time::Instant::now() + limit;
+        if let Some(l2) = &self.l2 {
+            let _ = tokio::time::timeout(limit, l2.ping()).await;
+        }
         while !self.trusted() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
