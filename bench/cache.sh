@@ -8,7 +8,7 @@
 #
 # Environment: BENCH_DURATION (per measurement, default 10s), BENCH_CONNECTIONS (default 16),
 # BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (default
-# redis://127.0.0.1:6379/15; the benchmark flushes that database). Needs wrk. Targets 127.0.0.1 only.
+# redis://127.0.0.1:6379/15; the benchmark flushes that database). Installs wrk if missing (Debian). Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,10 +18,10 @@ DURATION=${BENCH_DURATION:-10s}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 REDIS=${BENCH_REDIS_URL:-redis://127.0.0.1:6379/15}
 
-command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
 BENCH_NAME=cache
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+require wrk
 
 # Every server starts on an empty Redis database.
 start_cache_server() { # port [VAR=value …]

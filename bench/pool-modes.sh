@@ -8,7 +8,7 @@
 #
 # Environment: BENCH_DURATION (per measurement, default 10s), BENCH_PG_URL (an existing database
 # used to create and drop the benchmark's own, default postgres://postgres@127.0.0.1:5432/test).
-# Needs wrk (Debian: apt-get install wrk). Targets 127.0.0.1 only.
+# Installs wrk if missing (Debian). Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,10 +16,10 @@ RISKS=${1:-10000}
 DURATION=${BENCH_DURATION:-10s}
 CORES=$(nproc)
 
-command -v wrk >/dev/null || { echo "wrk is required (Debian: apt-get install wrk)" >&2; exit 1; }
 BENCH_NAME=pool
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+require wrk
 
 run_backend() { # name database-url port
   local name=$1 port=$3

@@ -57,41 +57,41 @@ impl Replica {
         }
         panic!("the second replica did not start");
     }
+}
+
+/// A replica to read from and write to, by its address: the test's own app or another process.
+trait Node {
+    fn base(&self) -> &str;
+    fn client(&self) -> &reqwest::Client;
+
+    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base());
+        common::read(self.client().get(url).bearer_auth(token).send().await.unwrap()).await
+    }
 
     async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .patch(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        common::read(response).await
+        let request = self.client().patch(format!("{}{path}", self.base()));
+        common::read(request.bearer_auth(token).json(&body).send().await.unwrap()).await
     }
 }
 
-/// A replica to read from: the test's own app or a separate process.
-trait Node {
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value);
-}
-
 impl Node for Replica {
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        common::read(response).await
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
 impl Node for TestApp {
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        TestApp::get(self, path, token).await
+    fn base(&self) -> &str {
+        &self.address
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 

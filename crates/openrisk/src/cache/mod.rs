@@ -300,7 +300,11 @@ impl Cache {
         if !delivered {
             // No reader here may find the old generation in Redis again.
             self.lost_invalidations.store(true, Relaxed);
-        } else if replaced {
+        }
+        if !(delivered && replaced) {
+            // What readers here found in Redis before it changed, they must not keep.
+            self.forget(&scopes);
+        } else {
             // This replica's next read needs no trip to Redis, unless a later write came in.
             let mut generations = self.write_generations();
             for ((scope, version), generation) in scopes.iter().zip(versions).zip(replacements) {

@@ -226,30 +226,15 @@ impl Endpoint {
             client: reqwest::Client::new(),
         }
     }
-
-    async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .patch(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        common::read(response).await
-    }
 }
 
 impl Node for Endpoint {
-    async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
-        let response = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        common::read(response).await
+    fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn client(&self) -> &reqwest::Client {
+        &self.client
     }
 }
 
@@ -308,8 +293,57 @@ async fn a_replica_started_after_redis_went_back_in_time_reads_fresh(backend: Ba
     }
 }
 
+/// Redis over its `maxmemory` under `noeviction` refuses to store anything (generations, entries,
+/// the epoch) but still answers reads and deletions: writes stay visible at once on the writing
+/// replica and within the bound on the other, with no error; the cache serves again once memory
+/// frees.
+async fn a_full_redis_refusing_writes_serves_no_stale_answer(backend: Backend) {
+    let redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    let token = a.token.as_str();
+    let risk = a
+        .create_risk(token, json!({"title": "t0", "likelihood": 3, "impact": 3}))
+        .await;
+    let item = format!("/api/v1/risks/{}", risk["id"].as_str().unwrap());
+    a.get(&item, token).await;
+    b.get(&item, token).await;
+    let fill = "for i = 1, 500 do redis.call('SET', 'junk:' .. i, string.rep('x', 10000)) end";
+    assert!(redis.cli(&["EVAL", fill, "0"]).is_some());
+    for setting in [["maxmemory-policy", "noeviction"], ["maxmemory", "2mb"]] {
+        let set = redis.cli(&["CONFIG", "SET", setting[0], setting[1]]).unwrap();
+        assert_eq!(set.trim(), "OK");
+    }
+    for n in 1..=6 {
+        let title = format!("t{n}");
+        if n % 2 == 0 {
+            write_and_read(&a, &b, token, &item, &title).await;
+        } else {
+            write_and_read(&b, &a, token, &item, &title).await;
+        }
+    }
+    let errors = redis.cli(&["INFO", "errorstats"]).unwrap();
+    assert!(
+        errors.contains("errorstat_OOM"),
+        "Redis refused nothing: {errors}"
+    );
+    redis.delete_matching("junk:*");
+    wait_until_cached(&a, &item).await;
+    assert_eq!(b.get(&item, token).await.1["title"], "t6");
+}
+
+/// Writes `title` through `writer`: it reads it at once, `other` within the bound.
+async fn write_and_read(writer: &impl Node, other: &impl Node, token: &str, item: &str, title: &str) {
+    let (status, body) = writer.patch(item, token, json!({"title": title})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for _ in 0..2 {
+        assert_eq!(writer.get(item, token).await.1["title"], title);
+    }
+    fresh_within_bound(other, token, item, |r| r["title"] == title).await;
+}
+
 on_each_backend!(
     the_last_write_survives_any_loss_of_keys,
+    a_full_redis_refusing_writes_serves_no_stale_answer,
     no_stale_read_under_memory_pressure,
     a_replica_started_after_redis_went_back_in_time_reads_fresh,
 );
