@@ -17,7 +17,7 @@ ORGS=10
 DURATION=${BENCH_DURATION:-15s}
 CONNECTIONS=${BENCH_CONNECTIONS:-8}
 
-BENCH_NAME=cache-pressure
+BENCH_NAME=cache_pressure
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 require wrk redis-server redis-cli:redis-tools
