@@ -8,7 +8,8 @@
 #   bench/cache-pressure.sh [RISKS]          (default 20000, spread over 10 organizations)
 #
 # Environment: BENCH_DURATION (per configuration, default 15s), BENCH_CONNECTIONS (per replica,
-# default 8), BENCH_PG_URL. Installs wrk and redis-server if missing (Debian packages). Targets 127.0.0.1 only.
+# default 8), BENCH_PG_URL. Installs wrk and redis-server if missing (Debian packages). Targets
+# 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

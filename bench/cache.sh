@@ -8,7 +8,8 @@
 #
 # Environment: BENCH_DURATION (per measurement, default 10s), BENCH_CONNECTIONS (default 16),
 # BENCH_PG_URL (default postgres://postgres@127.0.0.1:5432/test), BENCH_REDIS_URL (default
-# redis://127.0.0.1:6379/15; the benchmark flushes that database). Installs wrk if missing (Debian). Targets 127.0.0.1 only.
+# redis://127.0.0.1:6379/15; the benchmark flushes that database). Installs wrk if missing (Debian).
+# Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
