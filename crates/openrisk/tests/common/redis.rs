@@ -86,6 +86,12 @@ impl RedisServer {
         keys.len()
     }
 
+    /// `CONFIG SET name value`.
+    pub fn configure(&self, name: &str, value: &str) {
+        let answer = self.cli(&["CONFIG", "SET", name, value]).unwrap_or_default();
+        assert_eq!(answer.trim(), "OK", "CONFIG SET {name} {value}");
+    }
+
     /// A field of `INFO`, such as `evicted_keys`.
     pub fn info(&self, field: &str) -> String {
         let info = self.cli(&["INFO"]).unwrap_or_default();
@@ -143,9 +149,13 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| RedisServer::start_with(&["--cluster-enabled", "yes"]))
-            .collect();
+        RedisCluster::start_with(&[])
+    }
+
+    /// With extra `redis-server` arguments for every node.
+    pub fn start_with(args: &[&str]) -> RedisCluster {
+        let args: Vec<&str> = ["--cluster-enabled", "yes"].iter().chain(args).copied().collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| RedisServer::start_with(&args)).collect();
         let addresses: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -169,6 +179,21 @@ impl RedisCluster {
             std::thread::sleep(Duration::from_millis(25));
         }
         panic!("the cluster did not become ready");
+    }
+
+    /// `CONFIG SET name value` on every node.
+    pub fn configure(&self, name: &str, value: &str) {
+        for node in &self.nodes {
+            node.configure(name, value);
+        }
+    }
+
+    /// A numeric field of `INFO`, summed over the nodes.
+    pub fn info_sum(&self, field: &str) -> u64 {
+        self.nodes
+            .iter()
+            .map(|node| node.info(field).parse::<u64>().unwrap_or(0))
+            .sum()
     }
 
     /// Deletes the keys matching `pattern` on every node; returns how many.

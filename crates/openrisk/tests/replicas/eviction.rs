@@ -21,27 +21,41 @@ const LOSSES: [(&str, &[&str]); 4] = [
     ("everything", &["openrisk:*"]),
 ];
 
-/// Redis, one server or a cluster, whose keys a test can delete.
-trait Forgetful {
+/// Redis of the test's own, one server or a cluster: its keys can be deleted, its settings changed.
+trait TestRedis {
     fn url(&self) -> String;
     fn delete_matching(&self, pattern: &str) -> usize;
+    fn configure(&self, name: &str, value: &str);
+    fn evicted_keys(&self) -> u64;
 }
 
-impl Forgetful for RedisServer {
+impl TestRedis for RedisServer {
     fn url(&self) -> String {
         RedisServer::url(self)
     }
     fn delete_matching(&self, pattern: &str) -> usize {
         RedisServer::delete_matching(self, pattern)
     }
+    fn configure(&self, name: &str, value: &str) {
+        RedisServer::configure(self, name, value)
+    }
+    fn evicted_keys(&self) -> u64 {
+        self.info("evicted_keys").parse().unwrap_or(0)
+    }
 }
 
-impl Forgetful for RedisCluster {
+impl TestRedis for RedisCluster {
     fn url(&self) -> String {
         RedisCluster::url(self)
     }
     fn delete_matching(&self, pattern: &str) -> usize {
         RedisCluster::delete_matching(self, pattern)
+    }
+    fn configure(&self, name: &str, value: &str) {
+        RedisCluster::configure(self, name, value)
+    }
+    fn evicted_keys(&self) -> u64 {
+        self.info_sum("evicted_keys")
     }
 }
 
@@ -61,7 +75,7 @@ fn listed(page: &Value, id: &str) -> Value {
 
 /// Write on A, Redis loses keys, a new replica B starts, writes and reads; both replicas must
 /// show B's write. Once for each kind of loss.
-async fn the_last_write_survives_any_loss(backend: Backend, redis: &impl Forgetful) {
+async fn the_last_write_survives_any_loss(backend: Backend, redis: &impl TestRedis) {
     let a = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
     let token = a.token.as_str();
     for (loss, patterns) in LOSSES {
@@ -123,16 +137,32 @@ async fn the_last_write_survives_any_loss_of_keys_in_a_cluster() {
 /// reads after each write; a third replica, started anew at each policy while keys are missing,
 /// reads alongside.
 async fn no_stale_read_under_memory_pressure(backend: Backend) {
-    let redis = RedisServer::start_with(&["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"]);
+    let redis = RedisServer::start_with(&MEMORY_LIMIT);
     let a = common::spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
+    let flooder = a
+        .create_org(&format!("flood-{}", uuid::Uuid::new_v4().simple()))
+        .await;
+    under_memory_pressure(&a, &redis, &flooder).await;
+}
+
+/// The same in a three-master cluster, each master limited. The writing organization floods the
+/// cache itself, so that the pressure falls on the master that holds its keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_stale_read_under_memory_pressure_in_a_cluster() {
+    let redis = RedisCluster::start_with(&MEMORY_LIMIT);
+    let a = common::spawn_app_with(Backend::Sqlite, &[("REDIS_URL", &redis.url())]).await;
+    let token = a.token.clone();
+    under_memory_pressure(&a, &redis, &token).await;
+}
+
+const MEMORY_LIMIT: [&str; 4] = ["--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru"];
+
+async fn under_memory_pressure(a: &TestApp, redis: &impl TestRedis, flooder: &str) {
     let (_, ready) = a.get("/health/ready", &a.token).await;
     let memory = &ready["cache"]["redis_memory"][0];
     assert_eq!(memory["maxmemory"], 3 * 1024 * 1024, "{ready}");
     assert_eq!(memory["maxmemory_policy"], "allkeys-lru", "{ready}");
-    let b = Replica::start(&a, &redis.url()).await;
-    let flooder = a
-        .create_org(&format!("flood-{}", uuid::Uuid::new_v4().simple()))
-        .await;
+    let b = Replica::start(a, &redis.url()).await;
     for n in 0..60 {
         let description: String = rand::rng()
             .sample_iter(Alphanumeric)
@@ -141,7 +171,7 @@ async fn no_stale_read_under_memory_pressure(backend: Backend) {
             .collect();
         let body =
             json!({"title": format!("flood {n}"), "description": description, "likelihood": 3, "impact": 3});
-        a.create_risk(&flooder, body).await;
+        a.create_risk(flooder, body).await;
     }
     let token = a.token.as_str();
     let risk = a
@@ -153,7 +183,7 @@ async fn no_stale_read_under_memory_pressure(backend: Backend) {
 
     let stop = Arc::new(AtomicBool::new(false));
     let bases = vec![a.address.clone(), b.base.clone()];
-    let flood = tokio::spawn(flood(bases, flooder.clone(), stop.clone()));
+    let flood = tokio::spawn(flood(bases, flooder.to_owned(), stop.clone()));
     let mut nodes = vec![Endpoint::new(&a.address), Endpoint::new(&b.base)];
     // Cached before any write, under the first generations: what a lost generation must never
     // make reachable again.
@@ -174,12 +204,11 @@ async fn no_stale_read_under_memory_pressure(backend: Backend) {
     ];
     let mut writes = 0;
     for (phase, &policy) in policies.iter().enumerate() {
-        let set = redis.cli(&["CONFIG", "SET", "maxmemory-policy", policy]).unwrap();
-        assert_eq!(set.trim(), "OK");
+        redis.configure("maxmemory-policy", policy);
         if phase > 0 {
             nodes.truncate(2);
             drop(late_replica.take());
-            let c = Replica::start(&a, &redis.url()).await;
+            let c = Replica::start(a, &redis.url()).await;
             nodes.push(Endpoint::new(&c.base));
             late_replica = Some(c);
         }
@@ -208,7 +237,7 @@ async fn no_stale_read_under_memory_pressure(backend: Backend) {
     stop.store(true, Relaxed);
     let flooded = flood.await.unwrap();
     drop(late_replica);
-    let evicted: u64 = redis.info("evicted_keys").parse().unwrap();
+    let evicted = redis.evicted_keys();
     assert!(evicted > 0, "no key was evicted: no memory pressure");
     eprintln!("{writes} writes checked on every replica, {flooded} flooding reads, {evicted} keys evicted");
 }
@@ -309,10 +338,8 @@ async fn a_full_redis_refusing_writes_serves_no_stale_answer(backend: Backend) {
     b.get(&item, token).await;
     let fill = "for i = 1, 500 do redis.call('SET', 'junk:' .. i, string.rep('x', 10000)) end";
     assert!(redis.cli(&["EVAL", fill, "0"]).is_some());
-    for setting in [["maxmemory-policy", "noeviction"], ["maxmemory", "2mb"]] {
-        let set = redis.cli(&["CONFIG", "SET", setting[0], setting[1]]).unwrap();
-        assert_eq!(set.trim(), "OK");
-    }
+    redis.configure("maxmemory-policy", "noeviction");
+    redis.configure("maxmemory", "2mb");
     for n in 1..=6 {
         let title = format!("t{n}");
         if n % 2 == 0 {
