@@ -351,11 +351,16 @@ impl Cache {
 
     /// When this replica first saw Redis fail, now if it had not yet.
     fn failing_since(&self) -> std::time::Instant {
-        *self
-            .failing_since
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(std::time::Instant::now)
+        *self.failure().get_or_insert_with(std::time::Instant::now)
+    }
+
+    /// Redis answers again and the cache is trusted.
+    fn recovered(&self) {
+        *self.failure() = None;
+    }
+
+    fn failure(&self) -> std::sync::MutexGuard<'_, Option<std::time::Instant>> {
+        self.failing_since.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_generations(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Scope, Known>> {

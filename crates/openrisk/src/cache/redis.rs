@@ -310,19 +310,18 @@ impl Redis {
     /// service does not count its own keys, which would need a scan).
     pub async fn usage(&self) -> Result<(u64, u64), Unavailable> {
         let keys: u64 = self.run(&redis::cmd("DBSIZE")).await?;
-        let bytes = self
-            .info("memory", "used_memory")
-            .await?
-            .iter()
-            .filter_map(|v| v.parse::<u64>().ok())
-            .sum();
+        let bytes = self.memory().await?.iter().map(|server| server.used_memory).sum();
         Ok((keys, bytes))
     }
 
     /// Which server processes hold the data: their `run_id`s, which change on every restart (and
     /// differ on a server that took over), as one short hash.
     pub async fn identity(&self) -> Result<String, Unavailable> {
-        let mut run_ids = self.info("server", "run_id").await?;
+        let info = self.run::<redis::Value>(redis::cmd("INFO").arg("server")).await?;
+        let mut run_ids: Vec<String> = info_texts(&info)
+            .iter()
+            .filter_map(|text| info_field(text, "run_id"))
+            .collect();
         if run_ids.is_empty() {
             return Err(Unavailable);
         }
@@ -344,15 +343,6 @@ impl Redis {
             });
         }
         Ok(servers)
-    }
-
-    /// `field` of the `section` of `INFO`, from every server (every master of a cluster).
-    async fn info(&self, section: &str, field: &str) -> Result<Vec<String>, Unavailable> {
-        let info = self.run::<redis::Value>(redis::cmd("INFO").arg(section)).await?;
-        Ok(info_texts(&info)
-            .iter()
-            .filter_map(|text| info_field(text, field))
-            .collect())
     }
 }
 

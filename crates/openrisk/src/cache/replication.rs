@@ -155,7 +155,7 @@ impl Cache {
         };
         self.adopt_epoch(epoch);
         self.write_generations().clear();
-        *self.failing_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.recovered();
         self.following.store(true, Relaxed);
         tracing::info!("cache: following the invalidation channel");
         self.log_memory_policy(l2).await;

@@ -76,22 +76,6 @@ impl RedisServer {
         Some(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Deletes this server's keys that match `pattern`, as an eviction would; returns how many.
-    pub fn delete_matching(&self, pattern: &str) -> usize {
-        let keys = self.cli(&["--scan", "--pattern", pattern]).unwrap_or_default();
-        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
-        for key in &keys {
-            self.cli(&["DEL", key]);
-        }
-        keys.len()
-    }
-
-    /// `CONFIG SET name value`.
-    pub fn configure(&self, name: &str, value: &str) {
-        let answer = self.cli(&["CONFIG", "SET", name, value]).unwrap_or_default();
-        assert_eq!(answer.trim(), "OK", "CONFIG SET {name} {value}");
-    }
-
     /// A field of `INFO`, such as `evicted_keys`.
     pub fn info(&self, field: &str) -> String {
         let info = self.cli(&["INFO"]).unwrap_or_default();
@@ -181,26 +165,6 @@ impl RedisCluster {
         panic!("the cluster did not become ready");
     }
 
-    /// `CONFIG SET name value` on every node.
-    pub fn configure(&self, name: &str, value: &str) {
-        for node in &self.nodes {
-            node.configure(name, value);
-        }
-    }
-
-    /// A numeric field of `INFO`, summed over the nodes.
-    pub fn info_sum(&self, field: &str) -> u64 {
-        self.nodes
-            .iter()
-            .map(|node| node.info(field).parse::<u64>().unwrap_or(0))
-            .sum()
-    }
-
-    /// Deletes the keys matching `pattern` on every node; returns how many.
-    pub fn delete_matching(&self, pattern: &str) -> usize {
-        self.nodes.iter().map(|node| node.delete_matching(pattern)).sum()
-    }
-
     /// `redis+cluster://host:port,host:port,host:port`
     pub fn url(&self) -> String {
         let nodes: Vec<String> = self
@@ -209,5 +173,59 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect();
         format!("redis+cluster://{}", nodes.join(","))
+    }
+}
+
+/// What tests do to a Redis of their own, one server or a cluster alike.
+pub trait TestRedis {
+    fn url(&self) -> String;
+    /// Deletes the keys that match `pattern`, as an eviction would; returns how many.
+    fn delete_matching(&self, pattern: &str) -> usize;
+    /// `CONFIG SET name value`, on every node.
+    fn configure(&self, name: &str, value: &str);
+    fn evicted_keys(&self) -> u64;
+}
+
+impl TestRedis for RedisServer {
+    fn url(&self) -> String {
+        RedisServer::url(self)
+    }
+
+    fn delete_matching(&self, pattern: &str) -> usize {
+        let keys = self.cli(&["--scan", "--pattern", pattern]).unwrap_or_default();
+        let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+        for key in &keys {
+            self.cli(&["DEL", key]);
+        }
+        keys.len()
+    }
+
+    fn configure(&self, name: &str, value: &str) {
+        let answer = self.cli(&["CONFIG", "SET", name, value]).unwrap_or_default();
+        assert_eq!(answer.trim(), "OK", "CONFIG SET {name} {value}");
+    }
+
+    fn evicted_keys(&self) -> u64 {
+        self.info("evicted_keys").parse().unwrap_or(0)
+    }
+}
+
+impl TestRedis for RedisCluster {
+    fn url(&self) -> String {
+        RedisCluster::url(self)
+    }
+
+    fn delete_matching(&self, pattern: &str) -> usize {
+        self.nodes.iter().map(|node| node.delete_matching(pattern)).sum()
+    }
+
+    fn configure(&self, name: &str, value: &str) {
+        for node in &self.nodes {
+            node.configure(name, value);
+        }
+    }
+
+    fn evicted_keys(&self) -> u64 {
+        self.nodes.iter().map(TestRedis::evicted_keys).sum()
     }
 }

@@ -10,7 +10,7 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 
 use super::*;
-use crate::common::redis::RedisCluster;
+use crate::common::redis::{RedisCluster, TestRedis};
 use crate::on_each_backend;
 
 /// What Redis loses, as key patterns.
@@ -20,44 +20,6 @@ const LOSSES: [(&str, &[&str]); 4] = [
     ("entries", &["openrisk:*:c:*"]),
     ("everything", &["openrisk:*"]),
 ];
-
-/// Redis of the test's own, one server or a cluster: its keys can be deleted, its settings changed.
-trait TestRedis {
-    fn url(&self) -> String;
-    fn delete_matching(&self, pattern: &str) -> usize;
-    fn configure(&self, name: &str, value: &str);
-    fn evicted_keys(&self) -> u64;
-}
-
-impl TestRedis for RedisServer {
-    fn url(&self) -> String {
-        RedisServer::url(self)
-    }
-    fn delete_matching(&self, pattern: &str) -> usize {
-        RedisServer::delete_matching(self, pattern)
-    }
-    fn configure(&self, name: &str, value: &str) {
-        RedisServer::configure(self, name, value)
-    }
-    fn evicted_keys(&self) -> u64 {
-        self.info("evicted_keys").parse().unwrap_or(0)
-    }
-}
-
-impl TestRedis for RedisCluster {
-    fn url(&self) -> String {
-        RedisCluster::url(self)
-    }
-    fn delete_matching(&self, pattern: &str) -> usize {
-        RedisCluster::delete_matching(self, pattern)
-    }
-    fn configure(&self, name: &str, value: &str) {
-        RedisCluster::configure(self, name, value)
-    }
-    fn evicted_keys(&self) -> u64 {
-        self.info_sum("evicted_keys")
-    }
-}
 
 /// The title of risk `id` in the first page of the register, as `node` lists it.
 async fn listed_title(node: &impl Node, token: &str, id: &str) -> Value {
