@@ -239,7 +239,7 @@ def svg_plot(title, unit, series, width=720, height=200):
         points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(ys) if v is not None and not math.isnan(v))
         parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
         parts.append(f'<text x="{legend}" y="15" fill="{colour}">■ {html.escape(label)}</text>')
-        legend += 12 + 7 * len(label)
+        legend += 24 + 7 * len(label)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -291,8 +291,8 @@ def markdown_to_html(markdown):
         elif line.strip():
             out.append(f"<p>{html.escape(line)}</p>")
     flush()
-    text = "\n".join(out).replace("FAIL", '<span class="fail">FAIL</span>').replace("pass", '<span class="pass">pass</span>')
-    return text
+    text = "\n".join(out)
+    return re.sub(r"<td>(pass|FAIL)</td>", lambda m: f'<td class="{m[1].lower()}">{m[1]}</td>', text)
 
 
 # ---------------------------------------------------------------------------- one run

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs load scenarios against a fresh OpenRisk on this machine and writes their reports.
 #
-#   loadtest/run.sh <baseline|spike|stress|capacity|all> [options]
+#   loadtest/run.sh <baseline|spike|stress|capacity|all>… [options]
+#
+# Several scenarios run one after the other on the same seeded database, each against freshly
+# started replicas.
 #
 #   --quick          each shape compressed to about 30 s
 #   --sqlite         SQLite instead of PostgreSQL (one replica only)
@@ -20,20 +23,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 fail() { echo "run.sh: $*" >&2; exit 2; }
 
 SCENARIOS=()
 QUICK= BACKEND=postgres REPLICAS=1 CACHE=true COMPARE= ORGS=10 RISKS=10000 BIN=
-[ $# -gt 0 ] || usage
-case $1 in
-  baseline | spike | stress | capacity) SCENARIOS=("$1") ;;
-  all) SCENARIOS=(baseline spike stress capacity) ;;
-  *) usage ;;
-esac
-shift
 while [ $# -gt 0 ]; do
   case $1 in
+    baseline | spike | stress | capacity) SCENARIOS+=("$1") ;;
+    all) SCENARIOS+=(baseline spike stress capacity) ;;
     --quick) QUICK=1 ;;
     --sqlite) BACKEND=sqlite ;;
     --replicas) REPLICAS=${2:?--replicas needs a number}; shift ;;
@@ -46,6 +44,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
+[ ${#SCENARIOS[@]} -gt 0 ] || usage
 [[ $REPLICAS =~ ^[1-9][0-9]*$ ]] || fail "--replicas must be a positive number, not '$REPLICAS'"
 [[ $ORGS =~ ^[1-9][0-9]*$ ]] || fail "--orgs must be a positive number, not '$ORGS'"
 [[ $RISKS =~ ^[0-9]+$ ]] || fail "--risks must be a number, not '$RISKS'"
@@ -207,8 +206,11 @@ EOF
   sampler=$!
   PIDS+=("$sampler")
   echo "== $scenario (cache ${2/true/on}) against $BASE_URL" >&2
+  # In the background, so that a signal to this script stops the run at once.
   QUICK=$QUICK SUMMARY_JSON=$dir/summary.json "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
-    "loadtest/$scenario.js" 2>"$dir/k6.log" | tee "$dir/k6.txt" || status=$?
+    "loadtest/$scenario.js" 2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
+  PIDS+=($!)
+  wait $! || status=$?
   sleep 1.5 # one more sample after the last request
   kill "$sampler"; wait "$sampler" 2>/dev/null || true
   stop_service
