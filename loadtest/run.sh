@@ -115,7 +115,7 @@ for org in $(seq 1 "$ORGS"); do
   for role in viewer analyst; do
     TOKENS+="$role:$("$BIN" token create --org "loadtest-$org" --role $role --name loadtest),"
   done
-  "$BIN" seed --org "loadtest-$org" --risks "$RISKS" --seed "$org" >/dev/null
+  "$BIN" seed --org "loadtest-$org" --risks "$RISKS" --seed "$org" >/dev/null 2>>"$WORK/seed.log"
 done
 export TOKENS=${TOKENS%,}
 echo "$BACKEND: $ORGS organizations × $RISKS risks seeded in $((SECONDS - started)) s" >&2
