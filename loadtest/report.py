@@ -173,8 +173,8 @@ SAMPLE = re.compile(r"^(\S+) (\d+) ([a-z_]+)(?:\{(.*)\})? (\S+)$")
 def read_server(path):
     """Deltas and peaks of the replicas' own metrics over the run."""
     first, last = {}, {}
-    peaks = defaultdict(float)
-    per_time = defaultdict(lambda: defaultdict(float))
+    # Gauges summed over the replicas, per second.
+    per_second = defaultdict(lambda: defaultdict(float))
     if not path.exists():
         return None
     for line in path.read_text().splitlines():
@@ -185,10 +185,8 @@ def read_server(path):
         key = (replica, name, labels or "")
         first.setdefault(key, float(value))
         last[key] = float(value)
-        if name in ("db_pool_connections", "db_pool_waiters"):
-            kind = name + ("{in_use}" if 'state="in_use"' in (labels or "") else "")
-            per_time[round(float(ts))][kind] += float(value)
-            peaks[(replica, kind)] = max(peaks[(replica, kind)], float(value))
+        if name == "db_pool_waiters" or (name == "db_pool_connections" and 'state="in_use"' in (labels or "")):
+            per_second[int(float(ts))][name] += float(value)
 
     def delta(name, where=lambda labels: True):
         return sum(last[k] - first[k] for k in last if k[1] == name and where(k[2]))
@@ -208,8 +206,8 @@ def read_server(path):
         "queries": delta("db_query_duration_seconds_count"),
         "db_seconds": delta("db_query_duration_seconds_sum"),
         "acquire_timeouts": delta("db_pool_acquire_timeouts_total"),
-        "in_use_peak": max((sum(v.get("db_pool_connections{in_use}", 0) for v in [s]) for s in per_time.values()), default=0),
-        "waiters_peak": max((s.get("db_pool_waiters", 0) for s in per_time.values()), default=0),
+        "in_use_peak": max((s["db_pool_connections"] for s in per_second.values()), default=0),
+        "waiters_peak": max((s["db_pool_waiters"] for s in per_second.values()), default=0),
         "namespaces": {ns: v for ns, v in sorted(namespaces.items()) if v["lookups"]},
     }
 
