@@ -35,6 +35,10 @@ def fmt(value, digits=1, unit=""):
     return f"{value:,.{digits}f}{unit}"
 
 
+def ratio(numerator, denominator):
+    return numerator / denominator if denominator else None
+
+
 def pct(value):
     return fmt(None if value is None else 100 * value, 1, " %")
 
@@ -86,58 +90,54 @@ def routes(summary):
 
 
 def read_samples(path):
-    """Per second since the first sample: request durations, VUs, errors, cache hits, dropped iterations."""
+    """Per second since the first sample: request durations, VUs, errors, cache hits, dropped
+    iterations; and when step 1 began, with the times of dropped iterations (stepped shapes)."""
     seconds = defaultdict(lambda: {"durations": [], "vus": 0, "errors": 0, "hits": 0, "lookups": 0, "dropped": 0})
-    first_step = None
-    rows = []
+    first_step, dropped_at = None, []
     with gzip.open(path, "rt", newline="") as file:
-        reader = csv.DictReader(file)
-        for row in reader:
-            rows.append((row["metric_name"], float(row["timestamp"]), float(row["metric_value"]), row["extra_tags"]))
-    if not rows:
+        for row in csv.DictReader(file):
+            name, ts, value = row["metric_name"], float(row["timestamp"]) / 1000, float(row["metric_value"])
+            bucket = seconds[int(ts)]
+            if name == "http_req_duration":
+                bucket["durations"].append(value)
+                if "step=1" in row["extra_tags"].split("&"):
+                    first_step = ts if first_step is None else min(first_step, ts)
+            elif name == "vus":
+                bucket["vus"] = max(bucket["vus"], value)
+            elif name == "errors":
+                bucket["errors"] += value
+            elif name == "cache_hits":
+                bucket["hits"] += value
+                bucket["lookups"] += 1
+            elif name == "dropped_iterations":
+                bucket["dropped"] += value
+                dropped_at.append((ts, value))
+    if not seconds:
         return [], None
-    start = min(ts for _, ts, _, _ in rows)
-    for name, ts, value, tags in rows:
-        second = int(ts - start)
-        bucket = seconds[second]
-        if name == "http_req_duration":
-            bucket["durations"].append(value)
-            if first_step is None and "step=1" in tags.split("&"):
-                first_step = second
-        elif name == "vus":
-            bucket["vus"] = max(bucket["vus"], value)
-        elif name == "errors":
-            bucket["errors"] += value
-        elif name == "cache_hits":
-            bucket["hits"] += value
-            bucket["lookups"] += 1
-        elif name == "dropped_iterations":
-            bucket["dropped"] += value
-    last = max(seconds)
-    return [seconds[s] for s in range(last + 1)], first_step
+    start, last = min(seconds), max(seconds)
+    return [seconds[s] for s in range(start, last + 1)], (first_step, dropped_at, last + 1)
 
 
-def steps(summary, scenario, meta, per_second, first_step):
+def steps(summary, scenario, meta, timing):
     """Per step of a stepped shape: its target, requests/s, p95, p99 and dropped iterations."""
     shape = SCENARIOS[scenario]["quick" if meta["quick"] else "full"]
-    if "steps" not in shape:
+    length = summary.get("openrisk", {}).get("step_seconds")
+    if "steps" not in shape or not length or not timing or timing[0] is None:
         return []
-    length = duration_seconds(shape["ramp"]) + duration_seconds(shape["hold"])
+    first_step, dropped_at, end = timing
     rows = []
     for index, target in enumerate(shape["steps"], start=1):
         values = metric(summary, f"http_req_duration{{step:{index}}}")
-        window = per_second[first_step + (index - 1) * length: first_step + index * length] if first_step is not None else []
+        begin = first_step + (index - 1) * length
+        covered = max(0.0, min(length, end - begin))
         rows.append({
             "step": index, "target": target, "count": values.get("count", 0),
-            "rate": values.get("count", 0) / length, "p95": values.get("p(95)"), "p99": values.get("p(99)"),
-            "dropped": sum(second["dropped"] for second in window), "complete": len(window) == length,
+            "rate": values.get("count", 0) / covered if covered else None,
+            "p95": values.get("p(95)"), "p99": values.get("p(99)"),
+            "dropped": sum(v for ts, v in dropped_at if begin <= ts < begin + length),
+            "complete": covered >= length,
         })
     return rows
-
-
-def duration_seconds(text):
-    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    return int(sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h)", text)))
 
 
 def step_verdict(scenario, rows):
@@ -167,47 +167,55 @@ def step_verdict(scenario, rows):
 
 # ---------------------------------------------------------------------------- server metrics
 
-SAMPLE = re.compile(r"^(\S+) (\d+) ([a-z_]+)(?:\{(.*)\})? (\S+)$")
+SAMPLE = re.compile(r"^(\d+) (\d+) ([a-z_]+)(?:\{(.*)\})? (\S+)$")
 
 
-def read_server(path):
-    """Deltas and peaks of the replicas' own metrics over the run."""
-    first, last = {}, {}
-    # Gauges summed over the replicas, per second.
-    per_second = defaultdict(lambda: defaultdict(float))
+def read_server(path, replicas):
+    """Deltas and peaks of the replicas' own metrics over the run. Each line of the log is
+    `<round> <replica> <series> <value>`; the first round is taken before the load starts, and a
+    series that is missing from it had not been touched yet, so it starts from 0."""
     if not path.exists():
         return None
+    first_round, last = None, {}
+    before = {}
+    gauges = defaultdict(lambda: defaultdict(float))  # round → gauge → sum over the replicas
     for line in path.read_text().splitlines():
         found = SAMPLE.match(line)
         if not found:
             continue
-        ts, replica, name, labels, value = found.groups()
+        round_, replica, name, labels, value = found.groups()
+        first_round = round_ if first_round is None else first_round
         key = (replica, name, labels or "")
-        first.setdefault(key, float(value))
+        if round_ == first_round:
+            before[key] = float(value)
         last[key] = float(value)
         if name == "db_pool_waiters" or (name == "db_pool_connections" and 'state="in_use"' in (labels or "")):
-            per_second[int(float(ts))][name] += float(value)
+            gauges[round_][name] += float(value)
+    seen = {replica for replica, _, _ in last}
+    if len(seen) != replicas:
+        print(f"warning: metrics of {len(seen)} of {replicas} replicas in {path}", file=sys.stderr)
 
-    def delta(name, where=lambda labels: True):
-        return sum(last[k] - first[k] for k in last if k[1] == name and where(k[2]))
+    def delta(name):
+        return sum(value - before.get(key, 0.0) for key, value in last.items() if key[1] == name)
 
     namespaces = defaultdict(lambda: {"hit": 0.0, "lookups": 0.0})
-    for (replica, name, labels) in last:
-        if name != "cache_requests_total":
+    for key, value in last.items():
+        if key[1] != "cache_requests_total":
             continue
-        parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
-        change = last[(replica, name, labels)] - first[(replica, name, labels)]
-        ns = namespaces[parts["namespace"]]
+        parts = dict(re.findall(r'(\w+)="([^"]*)"', key[2]))
+        change = value - before.get(key, 0.0)
+        counts = namespaces[parts["namespace"]]
         if parts["result"] == "hit":
-            ns["hit"] += change
+            counts["hit"] += change
         if parts["tier"] == "l1" and parts["result"] in ("hit", "miss"):
-            ns["lookups"] += change
+            counts["lookups"] += change
     return {
+        "replicas_seen": len(seen),
         "queries": delta("db_query_duration_seconds_count"),
         "db_seconds": delta("db_query_duration_seconds_sum"),
         "acquire_timeouts": delta("db_pool_acquire_timeouts_total"),
-        "in_use_peak": max((s["db_pool_connections"] for s in per_second.values()), default=0),
-        "waiters_peak": max((s["db_pool_waiters"] for s in per_second.values()), default=0),
+        "in_use_peak": max((g["db_pool_connections"] for g in gauges.values()), default=0),
+        "waiters_peak": max((g["db_pool_waiters"] for g in gauges.values()), default=0),
         "namespaces": {ns: v for ns, v in sorted(namespaces.items()) if v["lookups"]},
     }
 
@@ -300,8 +308,8 @@ def analyse(directory):
     meta = json.loads((directory / "meta.json").read_text())
     summary = json.loads((directory / "summary.json").read_text())
     scenario = meta["scenario"]
-    per_second, first_step = read_samples(directory / "samples.csv.gz")
-    step_rows = steps(summary, scenario, meta, per_second, first_step)
+    per_second, timing = read_samples(directory / "samples.csv.gz")
+    step_rows = steps(summary, scenario, meta, timing)
     result = {
         "meta": meta,
         "thresholds": thresholds(summary, scenario),
@@ -314,49 +322,50 @@ def analyse(directory):
         "errors": metric(summary, "errors").get("passes", 0),
         "stale_reads": metric(summary, "stale_reads").get("count", 0),
         "dropped": metric(summary, "dropped_iterations").get("count", 0),
-        "server": read_server(directory / "metrics.log"),
+        "server": read_server(directory / "metrics.log", meta["replicas"]),
+        "settings": summary.get("openrisk", {}),
     }
     result["passed"] = all(t["ok"] for t in result["thresholds"]) and (
         scenario != "capacity" or (result["step_verdict"] or {}).get("held") is not None)
     return result, per_second
 
 
-def setup_line(meta):
+def setup_line(meta, settings):
     return (f"{meta['backend']}, {meta['replicas']} replica(s), cache {'on' if meta['cache'] else 'off'}, "
-            f"{meta['orgs']} organizations × {meta['risks_per_org']} risks, writes {pct(meta['write_share'])} of sessions, "
-            f"think time {meta['think_time']} s{', quick' if meta['quick'] else ''}. Commit {meta['commit']}, {meta['k6']}, "
+            f"{meta['orgs']} organizations × {meta['risks_per_org']} risks, writes {pct(settings.get('write_share'))} of sessions, "
+            f"think time {settings.get('think_time')} s{', quick' if meta['quick'] else ''}. Commit {meta['commit']}, {meta['k6']}, "
             f"{meta['cores']} cores ({meta['cpu']}) shared by k6 and the service. Started {meta['started']}.")
 
 
 def server_section(server, requests):
     if not server:
         return []
-    per_request = server["queries"] / requests if requests else math.nan
+    per_request = ratio(server["queries"], requests)
     lines = ["## What the server saw (`/metrics`, all replicas)", "", table(
         ["figure", "value"],
-        [["database queries", fmt(server["queries"], 0)],
+        [["database queries (store operations)", fmt(server["queries"], 0)],
          ["database queries per request", fmt(per_request, 2)],
-         ["database time", fmt(server["db_seconds"], 2, " s")],
+         ["database time (connections held)", fmt(server["db_seconds"], 2, " s")],
          ["pool connections in use, peak", fmt(server["in_use_peak"], 0)],
          ["pool waiters, peak", fmt(server["waiters_peak"], 0)],
          ["pool acquire time-outs", fmt(server["acquire_timeouts"], 0)]])]
     if server["namespaces"]:
         lines += ["", table(["cache namespace", "lookups", "hit ratio"],
-                            [[ns, fmt(v["lookups"], 0), pct(v["hit"] / v["lookups"])] for ns, v in server["namespaces"].items()])]
+                            [[ns, fmt(v["lookups"], 0), pct(ratio(v["hit"], v["lookups"]))] for ns, v in server["namespaces"].items()])]
     return lines
 
 
 def route_table(routes_):
     return table(["route", "requests", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors", "hit ratio"],
                  [[route, r["count"], fmt(r["p50"], 2), fmt(r["p95"], 2), fmt(r["p99"], 2), fmt(r["max"], 1), r["errors"],
-                   pct(r["hits"] / r["lookups"]) if r["lookups"] else "–"] for route, r in sorted(routes_.items())])
+                   pct(ratio(r["hits"], r["lookups"]))] for route, r in sorted(routes_.items())])
 
 
 def report(directory):
     result, per_second = analyse(directory)
     meta, latency = result["meta"], result["latency"]
-    lines = [f"# Load test: {meta['scenario']} — {'passed' if result['passed'] else 'FAILED'}", "", setup_line(meta), "",
-             f"{result['requests']:,} requests in {result['duration_s']:.0f} s ({result['requests'] / result['duration_s']:.0f}/s): "
+    lines = [f"# Load test: {meta['scenario']} — {'passed' if result['passed'] else 'FAILED'}", "", setup_line(meta, result["settings"]), "",
+             f"{result['requests']:,} requests in {result['duration_s']:.0f} s ({fmt(ratio(result['requests'], result['duration_s']), 0)}/s): "
              f"p50 {fmt(latency.get('p(50)'), 2)} ms, p95 {fmt(latency.get('p(95)'), 2)} ms, p99 {fmt(latency.get('p(99)'), 2)} ms, "
              f"max {fmt(latency.get('max'), 1)} ms; {result['errors']} errors ({result['stale_reads']} stale reads), "
              f"{result['dropped']} dropped iterations.", ""]
@@ -387,34 +396,36 @@ def report(directory):
 
 def group_hit_ratio(routes_, names):
     hits = sum(routes_[r]["hits"] for r in names if r in routes_)
-    lookups = sum(routes_[r]["lookups"] for r in names if r in routes_)
-    return hits / lookups if lookups else None
+    return ratio(hits, sum(routes_[r]["lookups"] for r in names if r in routes_))
 
 
 def compare(off_dir, on_dir, directory):
     off = json.loads((off_dir / "result.json").read_text())
     on = json.loads((on_dir / "result.json").read_text())
-    per_request = lambda r: r["server"]["queries"] / r["requests"]
-    db_per_request = lambda r: r["server"]["db_seconds"] / r["requests"]
+    if not (off["server"] and on["server"]):
+        sys.exit("compare: a run has no server metrics (metrics.log)")
+    per_request = lambda r: ratio(r["server"]["queries"], r["requests"])
+    db_per_request = lambda r: ratio(r["server"]["db_seconds"], r["requests"])
+    ms_per_request = lambda r: None if db_per_request(r) is None else 1000 * db_per_request(r)
+    cut = lambda figure: None if figure(off) is None or figure(on) is None or not figure(off) else 1 - figure(on) / figure(off)
     target = SCENARIOS["database_load_reduction_target"]
-    query_cut = 1 - per_request(on) / per_request(off)
-    time_cut = 1 - db_per_request(on) / db_per_request(off)
-    verdict = lambda cut: "met" if cut >= target else f"missed by {100 * (target - cut):.1f} points"
-    lines = [f"# Cache off against cache on: {on['meta']['scenario']}", "", setup_line(on["meta"]), "",
+    query_cut, time_cut = cut(per_request), cut(db_per_request)
+    verdict = lambda value: "–" if value is None else "met" if value >= target else f"missed by {100 * (target - value):.1f} points"
+    lines = [f"# Cache off against cache on: {on['meta']['scenario']}", "", setup_line(on["meta"], on["settings"]), "",
              "## Database load", "", table(
                  ["figure", "cache off", "cache on", "reduction", f"target {pct(target)}"],
                  [["queries per request", fmt(per_request(off), 2), fmt(per_request(on), 2), pct(query_cut), verdict(query_cut)],
-                  ["database time per request", fmt(1000 * db_per_request(off), 3, " ms"), fmt(1000 * db_per_request(on), 3, " ms"),
+                  ["database time per request", fmt(ms_per_request(off), 3, " ms"), fmt(ms_per_request(on), 3, " ms"),
                    pct(time_cut), verdict(time_cut)],
                   ["requests", f"{off['requests']:,}", f"{on['requests']:,}", "", ""],
-                  ["p95 latency", fmt(off["latency"]["p(95)"], 2, " ms"), fmt(on["latency"]["p(95)"], 2, " ms"), "", ""],
-                  ["p99 latency", fmt(off["latency"]["p(99)"], 2, " ms"), fmt(on["latency"]["p(99)"], 2, " ms"), "", ""]]), "",
+                  ["p95 latency", fmt(off["latency"].get("p(95)"), 2, " ms"), fmt(on["latency"].get("p(95)"), 2, " ms"), "", ""],
+                  ["p99 latency", fmt(off["latency"].get("p(99)"), 2, " ms"), fmt(on["latency"].get("p(99)"), 2, " ms"), "", ""]]), "",
              "## Hit ratio against the plan's targets (X-Cache, cache on)", ""]
     rows = []
     for name, spec in SCENARIOS["hit_ratio_targets"].items():
-        ratio = group_hit_ratio(on["routes"], spec["routes"])
-        outcome = "–" if ratio is None else ("met" if ratio >= spec["target"] else f"missed by {100 * (spec['target'] - ratio):.1f} points")
-        rows.append([name, ", ".join(spec["routes"]), pct(ratio), pct(spec["target"]), outcome])
+        hit_ratio = group_hit_ratio(on["routes"], spec["routes"])
+        outcome = "–" if hit_ratio is None else ("met" if hit_ratio >= spec["target"] else f"missed by {100 * (spec['target'] - hit_ratio):.1f} points")
+        rows.append([name, ", ".join(spec["routes"]), pct(hit_ratio), pct(spec["target"]), outcome])
     lines += [table(["endpoint", "routes", "hit ratio", "target", "outcome"], rows), "",
               "## Per route, cache on", "", route_table(on["routes"]), "",
               "## Per route, cache off", "", route_table(off["routes"]), ""]

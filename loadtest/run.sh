@@ -77,11 +77,21 @@ PG_ADMIN=${LOADTEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 WORK=$(mktemp -d)
 PG_DB=openrisk_loadtest_$$
-PIDS=()
+PIDS=() # everything started in the background, in order
+
+# Stops the given processes, the last started first (k6 before the replicas it is loading).
+stop() { # pid…
+  local i
+  for ((i = $#; i > 0; i--)); do kill "${!i}" 2>/dev/null; wait "${!i}" 2>/dev/null; done
+  return 0
+}
+
 cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  [ "$BACKEND" = postgres ] && psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  set +e
+  stop "${PIDS[@]}"
+  if [ "$BACKEND" = postgres ]; then
+    psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
+  fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -130,7 +140,7 @@ start_service() { # cache-enabled
     local port
     port=$(free_port)
     OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 "$BIN" serve 2>>"$WORK/replica-$replica.log" &
-    SERVICE_PIDS+=($!)
+    SERVICE_PIDS+=($!) PIDS+=($!)
     REPLICA_URLS+=("http://127.0.0.1:$port")
   done
   for url in "${REPLICA_URLS[@]}"; do wait_ready "$url"; done
@@ -159,29 +169,36 @@ backend replicas
 $servers
 EOF
     haproxy -f "$WORK/haproxy.cfg" -db 2>>"$WORK/haproxy.log" &
-    SERVICE_PIDS+=($!)
+    SERVICE_PIDS+=($!) PIDS+=($!)
     BASE_URL=http://127.0.0.1:$port
     wait_ready "$BASE_URL"
   fi
-  PIDS+=("${SERVICE_PIDS[@]}")
   export BASE_URL
 }
 
 stop_service() {
-  for pid in "${SERVICE_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  stop "${SERVICE_PIDS[@]}"
   SERVICE_PIDS=()
 }
 
-# What the server saw: its metrics, from every replica, once a second.
-sample_metrics() { # file
-  while true; do
-    for replica in "${!REPLICA_URLS[@]}"; do
-      curl -fs "${REPLICA_URLS[$replica]}/metrics" |
-        grep -E '^(db_query_duration_seconds_(count|sum)|db_pool_connections|db_pool_waiters|db_pool_acquire_timeouts_total|cache_requests_total)' |
-        sed "s/^/$(date +%s.%N) $replica /" || true
-    done
-    sleep 1
-  done >>"$1"
+# What the server saw: the metrics of every replica, one round of scrapes, each line prefixed with
+# the round's number and the replica's.
+scrape_metrics() { # round
+  local replica
+  for replica in "${!REPLICA_URLS[@]}"; do
+    curl -fsm 2 "${REPLICA_URLS[$replica]}/metrics" |
+      grep -E '^(db_query_duration_seconds_(count|sum)|db_pool_connections|db_pool_waiters|db_pool_acquire_timeouts_total|cache_requests_total)' |
+      sed "s/^/$1 $replica /" || true
+  done
+}
+
+sample_metrics() { # file; the first round is taken before returning, the others once a second
+  scrape_metrics 0 >>"$1"
+  (
+    round=1
+    while sleep 1; do scrape_metrics $((round++)); done >>"$1"
+  ) &
+  PIDS+=($!)
 }
 
 # ------------------------------------------------------------------ scenarios
@@ -197,22 +214,20 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 json.dump({
     "scenario": "$scenario", "quick": bool("$QUICK"), "backend": "$BACKEND", "replicas": $REPLICAS,
     "cache": "$2" == "true", "orgs": $ORGS, "risks_per_org": $RISKS,
-    "write_share": float(os.environ.get("WRITE_SHARE", "0.05")), "think_time": float(os.environ.get("THINK_TIME", "1.5")),
     "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "k6": "$("$K6" version | head -1)",
     "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
-  sample_metrics "$dir/metrics.log" &
+  sample_metrics "$dir/metrics.log"
   sampler=$!
-  PIDS+=("$sampler")
   echo "== $scenario (cache ${2/true/on}) against $BASE_URL" >&2
   # In the background, so that a signal to this script stops the run at once.
-  QUICK=$QUICK SUMMARY_JSON=$dir/summary.json "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
+  QUICK=$QUICK SUMMARY_JSON=$dir/summary.json K6_CSV_TIME_FORMAT=unix_milli "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
     "loadtest/$scenario.js" 2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
   PIDS+=($!)
   wait $! || status=$?
-  sleep 1.5 # one more sample after the last request
-  kill "$sampler"; wait "$sampler" 2>/dev/null || true
+  sleep 1.5 # one more round of metrics after the last request
+  stop "$sampler"
   stop_service
   # 99: a threshold failed, which the report judges (the capacity scenario stops that way).
   if [ "$status" -ne 0 ] && [ "$status" -ne 99 ]; then
@@ -227,9 +242,12 @@ FAILED=0
 for scenario in "${SCENARIOS[@]}"; do
   dir=target/loadtest/$scenario-$STAMP
   if [ -n "$COMPARE" ]; then
+    # The comparison is made even when a threshold failed, as long as both runs have results.
     run_scenario "$scenario" false "$dir/cache-off" || FAILED=1
     run_scenario "$scenario" true "$dir/cache-on" || FAILED=1
-    python3 loadtest/report.py --compare "$dir/cache-off" "$dir/cache-on" "$dir" || FAILED=1
+    if [ -f "$dir/cache-off/result.json" ] && [ -f "$dir/cache-on/result.json" ]; then
+      python3 loadtest/report.py --compare "$dir/cache-off" "$dir/cache-on" "$dir" || FAILED=1
+    fi
   else
     run_scenario "$scenario" "$CACHE" "$dir" || FAILED=1
   fi

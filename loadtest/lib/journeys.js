@@ -11,6 +11,7 @@ import http from 'k6/http';
 import { sleep } from 'k6';
 import exec from 'k6/execution';
 import { Counter, Rate } from 'k6/metrics';
+import { tagStep } from './steps.js';
 
 export const ROUTES = [
   'me',
@@ -38,8 +39,8 @@ const cacheHits = new Rate('cache_hits');
 const staleReads = new Counter('stale_reads');
 
 const API = `${(__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '')}/api/v1`;
-const WRITE_SHARE = Number(__ENV.WRITE_SHARE || 0.05);
-const THINK_TIME = Number(__ENV.THINK_TIME || 1.5);
+export const WRITE_SHARE = Number(__ENV.WRITE_SHARE || 0.05);
+export const THINK_TIME = Number(__ENV.THINK_TIME || 1.5);
 const USERS = (__ENV.TOKENS || '')
   .split(',')
   .filter(Boolean)
@@ -61,6 +62,7 @@ const CONNECTORS = ['jira', 'slack', 'splunk', 'okta', 'github', 'servicenow', '
 const pick = (items) => items[Math.floor(Math.random() * items.length)];
 const between = (low, high) => low + Math.floor(Math.random() * (high - low + 1));
 const think = () => sleep(THINK_TIME * (0.33 + Math.random() * 1.34));
+const noPause = () => {};
 const query = (params) =>
   params
     .filter(([, value]) => value !== undefined)
@@ -74,6 +76,7 @@ function headers(user, extra) {
 // One request; records errors and, on cacheable answers, hits. Returns the response when its status
 // is the expected one, else null.
 function call(user, method, route, path, { body = null, expect = 200, extraHeaders = {} } = {}) {
+  tagStep();
   const res = http.request(method, API + path, body === null ? null : JSON.stringify(body), {
     headers: headers(user, extraHeaders),
     tags: { route },
@@ -101,13 +104,15 @@ function ids(res) {
 }
 
 // ---------------------------------------------------------------- page views of a signed-in user
+// Each takes the user, the risks found on earlier pages and the pause between two requests that are
+// two pages (think time in sessions, none in visits); each returns the risks found so far.
 
-function dashboard(user) {
+function dashboard(user, found) {
   call(user, 'GET', 'dashboard.stats', '/dashboard/stats');
   call(user, 'GET', 'dashboard.matrix', '/dashboard/matrix');
   call(user, 'GET', 'dashboard.top_risks', '/dashboard/top-risks?limit=10');
   if (Math.random() < 0.3) call(user, 'GET', 'dashboard.timeline', `/dashboard/timeline?days=${pick([30, 90, 365])}`);
-  return [];
+  return found;
 }
 
 // The register as people open it: the default view most often, else a filter or two and a sort.
@@ -122,48 +127,48 @@ function registerFilters() {
   ];
 }
 
-function register(user) {
+function register(user, found, pause) {
   const filters = registerFilters();
   const first = call(user, 'GET', 'risks.list', `/risks?${query(filters)}`);
-  const found = ids(first);
+  const listed = ids(first);
   const cursor = first && first.json('next_cursor');
   if (cursor && Math.random() < 0.3) {
-    think();
-    found.push(...ids(call(user, 'GET', 'risks.list', `/risks?${query([...filters, ['cursor', cursor]])}`)));
+    pause();
+    listed.push(...ids(call(user, 'GET', 'risks.list', `/risks?${query([...filters, ['cursor', cursor]])}`)));
   }
-  return found;
+  return listed.concat(found).slice(0, 100);
 }
 
-function search(user) {
-  return ids(call(user, 'GET', 'risks.search', `/risks?${query([['q', pick(SEARCHES)]])}`));
+function search(user, found) {
+  return ids(call(user, 'GET', 'risks.search', `/risks?${query([['q', pick(SEARCHES)]])}`)).concat(found).slice(0, 100);
 }
 
-function riskDetail(user, found) {
-  const id = found.length ? pick(found) : pick(register(user));
-  if (!id) return [];
+function riskDetail(user, found, pause) {
+  const id = pick(found.length ? found : register(user, found, pause));
+  if (!id) return found;
   call(user, 'GET', 'risks.get', `/risks/${id}`);
   call(user, 'GET', 'risks.mitigations', `/risks/${id}/mitigations`);
   if (Math.random() < 0.5) call(user, 'GET', 'risks.history', `/risks/${id}/history`);
   return found;
 }
 
-function marketplace(user) {
+function marketplace(user, found) {
   call(user, 'GET', 'marketplace.connectors', '/marketplace/connectors');
   call(user, 'GET', 'marketplace.connectors', `/marketplace/connectors?category=${pick(CONNECTOR_CATEGORIES)}`);
   call(user, 'GET', 'marketplace.connector', `/marketplace/connectors/${pick(CONNECTORS)}`);
   call(user, 'GET', 'marketplace.installations', '/marketplace/installations');
-  return [];
+  return found;
 }
 
-function summary(user) {
+function summary(user, found) {
   call(user, 'GET', 'reports.summary', `/reports/summary?format=${Math.random() < 0.8 ? 'json' : 'html'}`);
-  return [];
+  return found;
 }
 
-function exportRegister(user) {
+function exportRegister(user, found) {
   const filters = [['format', 'csv'], ['status', pick(['open', 'in_progress'])], ['severity', pick(['high', 'critical'])]];
   call(user, 'GET', 'reports.export', `/reports/risk-register?${query(filters)}`);
-  return [];
+  return found;
 }
 
 const ACTIVITIES = [
@@ -204,16 +209,23 @@ function readRecent(user, id, description, version) {
   }
 }
 
-function writeSession(user) {
-  const marker = `lt-${exec.vu.idInTest}-${exec.vu.iterationInInstance}-${Date.now()}`;
+// Creates a risk tagged `loadtest` and reads it back; returns the creation's response.
+function createRisk(user) {
+  const title = `Load test risk lt-${exec.vu.idInTest}-${exec.vu.iterationInInstance}-${Date.now()}`;
   const created = call(user, 'POST', 'risks.create', '/risks', {
     expect: 201,
-    body: { title: `Load test risk ${marker}`, likelihood: between(1, 5), impact: between(1, 5), category: 'Operational', tags: ['loadtest'] },
+    body: { title, likelihood: between(1, 5), impact: between(1, 5), category: 'Operational', tags: ['loadtest'] },
   });
+  if (created) readRisk(user, created.json('id'), 'create', (r) => r.title === title);
+  return created;
+}
+
+function writeSession(user) {
+  const created = createRisk(user);
   if (!created) return;
   const risk = created.json();
+  const marker = risk.ref;
   let etag = created.headers.Etag;
-  readRisk(user, risk.id, 'create', (r) => r.title === risk.title);
   readRecent(user, risk.id, 'create (list)', 1);
   think();
 
@@ -237,9 +249,10 @@ function writeSession(user) {
   const listed = call(user, 'GET', 'risks.mitigations', `/risks/${risk.id}/mitigations`);
   if (listed) expectFresh('risks.mitigations', 'mitigation create', ids(listed).includes(mitigationId));
   const afterMitigation = readRisk(user, risk.id, 'mitigation create (count)', (r) => r.mitigation_count === 1);
+  if (!afterMitigation) return;
+  etag = afterMitigation.headers.Etag;
   think();
 
-  if (afterMitigation) etag = afterMitigation.headers.Etag;
   const status = pick(['in_progress', 'mitigated', 'accepted']);
   if (call(user, 'PATCH', 'risks.update', `/risks/${risk.id}`, { body: { status }, extraHeaders: { 'If-Match': etag } })) {
     readRisk(user, risk.id, 'status change', (r) => r.status === status);
@@ -259,27 +272,17 @@ export function session() {
   let found = [];
   for (let page = between(3, 6); page > 0; page--) {
     think();
-    const run = activity();
-    found = run === riskDetail ? riskDetail(user, found) : run(user).concat(found).slice(0, 100);
+    found = activity()(user, found, think);
   }
 }
 
-// An open-model visit: one page, no think time. Writes keep their share and their read-backs.
+// An open-model visit: one page, no think time. Writes keep their share, as a creation read back.
 export function visit() {
   if (Math.random() < WRITE_SHARE && WRITERS.length) {
-    const user = pick(WRITERS);
-    const marker = `lt-${exec.vu.idInTest}-${exec.vu.iterationInInstance}-${Date.now()}`;
-    const created = call(user, 'POST', 'risks.create', '/risks', {
-      expect: 201,
-      body: { title: `Load test risk ${marker}`, likelihood: between(1, 5), impact: between(1, 5), tags: ['loadtest'] },
-    });
-    if (created) readRisk(user, created.json('id'), 'create', (r) => r.title === `Load test risk ${marker}`);
+    createRisk(pick(WRITERS));
     return;
   }
-  const user = pick(USERS);
-  const run = activity();
-  if (run === riskDetail) riskDetail(user, []);
-  else run(user);
+  activity()(pick(USERS), [], noPause);
 }
 
 // Refuses to start without tokens, and checks that each of them signs in.

@@ -1,5 +1,6 @@
 // The end-of-run summary: k6's data as JSON for the report (SUMMARY_JSON), and a short text on stdout.
-import { ROUTES } from './journeys.js';
+import { ROUTES, THINK_TIME, WRITE_SHARE } from './journeys.js';
+import { stepLength } from './steps.js';
 
 const ms = (value) => (value === undefined ? '-' : value.toFixed(1).padStart(8));
 
@@ -42,6 +43,9 @@ export function summaryOutputs(data) {
     '',
   ].join('\n');
   const outputs = { stdout: text };
-  if (__ENV.SUMMARY_JSON) outputs[__ENV.SUMMARY_JSON] = JSON.stringify(data, null, 1);
+  if (__ENV.SUMMARY_JSON) {
+    const settings = { step_seconds: stepLength(), write_share: WRITE_SHARE, think_time: THINK_TIME };
+    outputs[__ENV.SUMMARY_JSON] = JSON.stringify(Object.assign({ openrisk: settings }, data), null, 1);
+  }
   return outputs;
 }
