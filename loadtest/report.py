@@ -321,11 +321,14 @@ def analyse(directory):
         "latency": metric(summary, "http_req_duration"),
         "errors": metric(summary, "errors").get("passes", 0),
         "stale_reads": metric(summary, "stale_reads").get("count", 0),
+        "read_backs": metric(summary, "read_backs").get("count", 0),
         "dropped": metric(summary, "dropped_iterations").get("count", 0),
         "server": read_server(directory / "metrics.log", meta["replicas"]),
         "settings": summary.get("openrisk", {}),
     }
-    result["passed"] = all(t["ok"] for t in result["thresholds"]) and (
+    # A run that sent nothing, or whose writes were never read back, proves nothing.
+    exercised = result["requests"] > 0 and (result["read_backs"] > 0 or not result["settings"].get("write_share"))
+    result["passed"] = exercised and all(t["ok"] for t in result["thresholds"]) and (
         scenario != "capacity" or (result["step_verdict"] or {}).get("held") is not None)
     return result, per_second
 
@@ -367,7 +370,8 @@ def report(directory):
     lines = [f"# Load test: {meta['scenario']} — {'passed' if result['passed'] else 'FAILED'}", "", setup_line(meta, result["settings"]), "",
              f"{result['requests']:,} requests in {result['duration_s']:.0f} s ({fmt(ratio(result['requests'], result['duration_s']), 0)}/s): "
              f"p50 {fmt(latency.get('p(50)'), 2)} ms, p95 {fmt(latency.get('p(95)'), 2)} ms, p99 {fmt(latency.get('p(99)'), 2)} ms, "
-             f"max {fmt(latency.get('max'), 1)} ms; {result['errors']} errors ({result['stale_reads']} stale reads), "
+             f"max {fmt(latency.get('max'), 1)} ms; {result['errors']} errors ({result['stale_reads']} stale reads in "
+             f"{result['read_backs']} reads after a write), "
              f"{result['dropped']} dropped iterations.", ""]
     if result["thresholds"]:
         lines += ["## Thresholds", "", table(["source", "metric", "threshold", "observed", "result"],

@@ -37,6 +37,7 @@ export const ROUTES = [
 const errors = new Rate('errors');
 const cacheHits = new Rate('cache_hits');
 const staleReads = new Counter('stale_reads');
+const readBacks = new Counter('read_backs');
 
 const API = `${(__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '')}/api/v1`;
 export const WRITE_SHARE = Number(__ENV.WRITE_SHARE || 0.05);
@@ -92,6 +93,7 @@ function call(user, method, route, path, { body = null, expect = 200, extraHeade
 
 // Reads a risk (and optionally a list) after a write and counts a stale read when the write is missing.
 function expectFresh(route, description, fresh) {
+  readBacks.add(1, { route });
   errors.add(!fresh, { route });
   if (!fresh) {
     staleReads.add(1, { route });
