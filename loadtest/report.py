@@ -223,12 +223,13 @@ def read_server(path, replicas):
 # ---------------------------------------------------------------------------- plots
 
 
-def svg_plot(title, unit, series, width=720, height=200):
-    """A line chart, inline SVG: series is [(label, colour, [y per second])]."""
+def svg_plot(title, unit, series, width=720, height=200, top=None):
+    """A line chart, inline SVG: series is [(label, colour, [y per second])]; the y axis runs up to
+    `top`, or a round number above the highest value."""
     pad_left, pad_bottom, pad_top = 56, 24, 24
     length = max((len(ys) for _, _, ys in series), default=0)
     peak = max((y for _, _, ys in series for y in ys if y is not None and not math.isnan(y)), default=0) or 1
-    top = float(f"{peak * 1.1:.2g}")
+    top = top or float(f"{peak * 1.1:.2g}")
     w, h = width - pad_left - 8, height - pad_bottom - pad_top
     x = lambda i: pad_left + (w * i / max(1, length - 1))
     y = lambda v: pad_top + h - h * min(v, top) / top
@@ -259,7 +260,7 @@ def plots(per_second):
         svg_plot("Errors per second", "", [("errors", "#d62728", [s["errors"] for s in per_second]),
                                           ("dropped iterations", "#9467bd", [s["dropped"] for s in per_second])]),
         svg_plot("Cache hit ratio (X-Cache)", " %", [("hit ratio", "#17becf",
-                 [100 * s["hits"] / s["lookups"] if s["lookups"] else None for s in per_second])]),
+                 [100 * s["hits"] / s["lookups"] if s["lookups"] else None for s in per_second])], top=100),
     ]
 
 
