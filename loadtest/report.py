@@ -13,6 +13,7 @@ import gzip
 import html
 import json
 import math
+import os
 import re
 import sys
 from collections import defaultdict
@@ -217,7 +218,25 @@ def read_server(path, replicas):
         "in_use_peak": max((g["db_pool_connections"] for g in gauges.values()), default=0),
         "waiters_peak": max((g["db_pool_waiters"] for g in gauges.values()), default=0),
         "namespaces": {ns: v for ns, v in sorted(namespaces.items()) if v["lookups"]},
+        "cpu": read_cpu(path.read_text()),
     }
+
+
+CPU = re.compile(r"^(\d+) cpu (\d+) (\d+) (\d+) (\d+)$", re.M)
+
+
+def read_cpu(log):
+    """CPU seconds over the run: the machine's busy and idle time, k6's, the service's, and the rest
+    (PostgreSQL, Redis and anything else running)."""
+    rounds = [tuple(int(v) for v in found.groups()[1:]) for found in CPU.finditer(log)]
+    if len(rounds) < 2:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    busy, idle = (rounds[-1][i] - rounds[0][i] for i in (0, 1))
+    k6 = max(r[2] for r in rounds)  # cumulative since k6 started, which was after the first round
+    service = rounds[-1][3] - rounds[0][3]
+    return {"busy": busy / tick, "idle": idle / tick, "k6": k6 / tick, "service": service / tick,
+            "rest": (busy - k6 - service) / tick}
 
 
 # ---------------------------------------------------------------------------- plots
@@ -353,6 +372,13 @@ def server_section(server, requests):
          ["pool connections in use, peak", fmt(server["in_use_peak"], 0)],
          ["pool waiters, peak", fmt(server["waiters_peak"], 0)],
          ["pool acquire time-outs", fmt(server["acquire_timeouts"], 0)]])]
+    cpu = server.get("cpu")
+    if cpu:
+        total = cpu["busy"] + cpu["idle"]
+        lines += ["", table(["CPU time over the run", "seconds", "share of the machine"],
+                            [[what, fmt(cpu[key], 1), pct(ratio(cpu[key], total))] for what, key in
+                             [("k6 (load generator)", "k6"), ("OpenRisk (replicas, load balancer)", "service"),
+                              ("PostgreSQL, Redis and the rest", "rest"), ("idle", "idle")]])]
     if server["namespaces"]:
         lines += ["", table(["cache namespace", "lookups", "hit ratio"],
                             [[ns, fmt(v["lookups"], 0), pct(ratio(v["hit"], v["lookups"]))] for ns, v in server["namespaces"].items()])]

@@ -132,7 +132,7 @@ echo "$BACKEND: $ORGS organizations × $RISKS risks seeded in $((SECONDS - start
 
 # ------------------------------------------------------------------ replicas, load balancer, sampler
 
-SERVICE_PIDS=()
+SERVICE_PIDS=() # the replicas, then the load balancer
 REPLICA_URLS=()
 start_service() { # cache-enabled
   REPLICA_URLS=()
@@ -192,11 +192,33 @@ scrape_metrics() { # round
   done
 }
 
+# CPU time in clock ticks, as `<round> cpu <machine busy> <machine idle> <k6> <service>`: k6 and the
+# service (replicas and load balancer) share the machine with PostgreSQL and Redis.
+process_ticks() { # pid…
+  local ticks=0 pid stat
+  for pid in "$@"; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    read -ra stat <<<"${stat##*) }" # the fields after the command name: state is 0, utime 11, stime 12
+    ticks=$((ticks + stat[11] + stat[12]))
+  done
+  echo $ticks
+}
+
+scrape_cpu() { # round
+  local cpu user nice system idle iowait irq softirq steal
+  read -r cpu user nice system idle iowait irq softirq steal _ </proc/stat
+  echo "$1 cpu $((user + nice + system + irq + softirq + steal)) $((idle + iowait))" \
+    "$(process_ticks "$(cat "$WORK/k6.pid" 2>/dev/null)")" "$(process_ticks "${SERVICE_PIDS[@]}")"
+}
+
 sample_metrics() { # file; the first round is taken before returning, the others once a second
-  scrape_metrics 0 >>"$1"
+  { scrape_metrics 0; scrape_cpu 0; } >>"$1"
   (
     round=1
-    while sleep 1; do scrape_metrics $((round++)); done >>"$1"
+    while sleep 1; do
+      scrape_metrics $round
+      scrape_cpu $((round++))
+    done >>"$1"
   ) &
   PIDS+=($!)
 }
@@ -225,6 +247,7 @@ EOF
   QUICK=$QUICK SUMMARY_JSON=$dir/summary.json K6_CSV_TIME_FORMAT=unix_milli "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
     "loadtest/$scenario.js" 2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
   PIDS+=($!)
+  echo $! >"$WORK/k6.pid"
   wait $! || status=$?
   sleep 1.5 # one more round of metrics after the last request
   stop "$sampler"

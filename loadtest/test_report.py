@@ -4,6 +4,7 @@ import csv
 import gzip
 import io
 import json
+import os
 import tempfile
 import unittest
 from contextlib import redirect_stdout
@@ -64,6 +65,11 @@ class ServerFigures(unittest.TestCase):
             '2 0 cache_requests_total{namespace="risks",tier="l2",result="hit"} 1',
             '2 0 db_pool_connections{state="in_use"} 1',
             '2 1 db_pool_connections{state="in_use"} 1',
+            # CPU ticks: machine busy, machine idle, k6 (gone by round 3), the service.
+            "0 cpu 100 1000 0 10",
+            "1 cpu 300 1100 150 60",
+            "2 cpu 400 1200 180 80",
+            "3 cpu 450 1300 0 90",
         ]) + "\n"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "metrics.log"
@@ -74,6 +80,9 @@ class ServerFigures(unittest.TestCase):
         self.assertEqual(server["in_use_peak"], 7)  # summed over the replicas within one round
         self.assertEqual(server["waiters_peak"], 2)
         self.assertEqual(server["namespaces"]["risks"], {"hit": 7, "lookups": 10})
+        tick = os.sysconf("SC_CLK_TCK")
+        self.assertEqual(server["cpu"], {"busy": 350 / tick, "idle": 300 / tick, "k6": 180 / tick,
+                                         "service": 80 / tick, "rest": 90 / tick})
 
 
 class Steps(unittest.TestCase):
