@@ -101,9 +101,9 @@ free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-wait_ready() { # url
+wait_ready() { # url log-directory
   for _ in $(seq 1 300); do curl -fs "$1/health/ready" >/dev/null && return; sleep 0.1; done
-  fail "$1 did not become ready; see $WORK/*.log"
+  fail "$1 did not become ready; see $2/*.log"
 }
 
 # ------------------------------------------------------------------ database, organizations, seed
@@ -125,7 +125,8 @@ for org in $(seq 1 "$ORGS"); do
   for role in viewer analyst; do
     TOKENS+="$role:$("$BIN" token create --org "loadtest-$org" --role $role --name loadtest),"
   done
-  "$BIN" seed --org "loadtest-$org" --risks "$RISKS" --seed "$org" >/dev/null 2>>"$WORK/seed.log"
+  "$BIN" seed --org "loadtest-$org" --risks "$RISKS" --seed "$org" >/dev/null 2>>"$WORK/seed.log" ||
+    { cat "$WORK/seed.log" >&2; fail "seeding loadtest-$org failed"; }
 done
 export TOKENS=${TOKENS%,}
 echo "$BACKEND: $ORGS organizations × $RISKS risks seeded in $((SECONDS - started)) s" >&2
@@ -134,16 +135,16 @@ echo "$BACKEND: $ORGS organizations × $RISKS risks seeded in $((SECONDS - start
 
 SERVICE_PIDS=() # the replicas, then the load balancer
 REPLICA_URLS=()
-start_service() { # cache-enabled
+start_service() { # cache-enabled log-directory
   REPLICA_URLS=()
   for replica in $(seq 1 "$REPLICAS"); do
     local port
     port=$(free_port)
-    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 "$BIN" serve 2>>"$WORK/replica-$replica.log" &
+    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 "$BIN" serve 2>>"$2/replica-$replica.log" &
     SERVICE_PIDS+=($!) PIDS+=($!)
     REPLICA_URLS+=("http://127.0.0.1:$port")
   done
-  for url in "${REPLICA_URLS[@]}"; do wait_ready "$url"; done
+  for url in "${REPLICA_URLS[@]}"; do wait_ready "$url" "$2"; done
   BASE_URL=${REPLICA_URLS[0]}
   if [ "$REPLICAS" -gt 1 ]; then
     local port servers=
@@ -153,7 +154,7 @@ start_service() { # cache-enabled
     done
     cat >"$WORK/haproxy.cfg" <<EOF
 global
-  maxconn 20000
+  maxconn 4096
 defaults
   mode http
   option http-keep-alive
@@ -168,10 +169,10 @@ backend replicas
   option httpchk GET /health/ready
 $servers
 EOF
-    haproxy -f "$WORK/haproxy.cfg" -db 2>>"$WORK/haproxy.log" &
+    haproxy -f "$WORK/haproxy.cfg" -db 2>>"$2/haproxy.log" &
     SERVICE_PIDS+=($!) PIDS+=($!)
     BASE_URL=http://127.0.0.1:$port
-    wait_ready "$BASE_URL"
+    wait_ready "$BASE_URL" "$2"
   fi
   export BASE_URL
 }
@@ -228,7 +229,7 @@ sample_metrics() { # file; the first round is taken before returning, the others
 run_scenario() { # scenario cache-enabled report-dir
   local scenario=$1 dir=$3 status=0 sampler
   mkdir -p "$dir"
-  start_service "$2"
+  start_service "$2" "$dir"
   python3 - "$dir/meta.json" <<EOF
 import json, os, platform, subprocess, sys
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
