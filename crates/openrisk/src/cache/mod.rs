@@ -8,6 +8,7 @@
 //! flush, a restart), and whoever finds it missing draws a new one. A value once replaced never
 //! comes back, so no loss can make an older entry reachable again.
 
+mod acks;
 mod entry;
 mod invalidation;
 pub mod middleware;
@@ -128,6 +129,8 @@ pub struct Cache {
     lost_invalidations: AtomicBool,
     /// Names this process's own invalidations on the channel.
     replica_id: u64,
+    /// The other replicas, and the acknowledgements this replica's writes wait for.
+    acks: acks::Acks,
     /// Since when Redis has been failing this replica (unset while the cache is trusted).
     failing_since: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -181,6 +184,7 @@ impl Cache {
             following: AtomicBool::new(false),
             lost_invalidations: AtomicBool::new(false),
             replica_id: rand::random(),
+            acks: acks::Acks::default(),
             failing_since: Default::default(),
             settings,
         })
@@ -277,6 +281,8 @@ impl Cache {
         // write does not install its generations over the later one's below.
         let versions = self.forget(&scopes);
         let replacements: Vec<u64> = scopes.iter().map(|_| rand::random()).collect();
+        let token = rand::random::<u64>();
+        let acknowledged = self.acks.expect(self.replica_id, token);
         let (delivered, replaced) = match &self.l2 {
             None => (true, true),
             Some(l2) => {
@@ -292,6 +298,7 @@ impl Cache {
                     org,
                     namespaces: namespaces.to_vec(),
                     from: self.replica_id,
+                    token,
                 };
                 let delivered = stored && l2.publish(replication::CHANNEL, &message.encode()).await.is_ok();
                 (delivered, replaced)
@@ -318,6 +325,14 @@ impl Cache {
         }
         for namespace in namespaces {
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
+        }
+        match acknowledged {
+            Some(acknowledged) if delivered => {
+                if !self.acks.wait(token, acknowledged).await {
+                    metrics::counter!("cache_invalidation_ack_timeouts_total").increment(1);
+                }
+            }
+            _ => self.acks.abandon(token),
         }
         if !delivered {
             // Other replicas may still trust entries this write made stale, until their own

@@ -8,6 +8,9 @@
 //! invalidation that did not reach Redis, or a Redis that is not the one the epoch was set on (a
 //! restart, possibly from an older snapshot, or a failover). A new epoch makes every entry written
 //! before it unreachable, in L1 and in whatever Redis still holds.
+//!
+//! Each replica announces itself on the channel and acknowledges the invalidations it applies, so
+//! that a write can answer once every other replica has applied it (see `acks`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -27,7 +30,8 @@ const EPOCH_KEY: &str = "openrisk:epoch";
 /// subscription open but delivers nothing) and is still the same Redis.
 const CHECK_EVERY: Duration = Duration::from_millis(40);
 const RESUBSCRIBE_AFTER: Duration = Duration::from_millis(200);
-/// Every how many checks the identity of the Redis servers is compared.
+/// Every how many checks the identity of the Redis servers is compared and this replica announces
+/// itself.
 const IDENTITY_EVERY: u32 = 5;
 
 /// How soon after Redis stops answering every subscribed replica has stopped trusting its cache:
@@ -40,12 +44,17 @@ pub fn failure_noticed_within(redis_timeout: Duration) -> Duration {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     /// Forget these generations of the organization: a write on replica `from` replaced them
-    /// (and that replica has already applied it).
+    /// (and that replica has already applied it); acknowledge with `token`.
     Forget {
         org: Uuid,
         namespaces: Vec<Namespace>,
         from: u64,
+        token: u64,
     },
+    /// Replica `from` has applied the invalidation `token` of replica `to`.
+    Ack { to: u64, token: u64, from: u64 },
+    /// Replica `from` follows the channel.
+    Hello { from: u64 },
     /// Every entry of an earlier epoch is void.
     Epoch(u64),
 }
@@ -57,32 +66,37 @@ impl Message {
                 org,
                 namespaces,
                 from,
+                token,
             } => {
                 let names: Vec<&str> = namespaces.iter().map(|n| n.as_str()).collect();
-                format!("forget {org} {} {from}", names.join(","))
+                format!("forget {org} {} {from} {token}", names.join(","))
             }
+            Message::Ack { to, token, from } => format!("ack {to} {token} {from}"),
+            Message::Hello { from } => format!("hello {from}"),
             Message::Epoch(epoch) => format!("epoch {epoch}"),
         }
     }
 
     pub fn decode(text: &str) -> Option<Message> {
-        let mut words = text.split(' ');
-        match (
-            words.next()?,
-            words.next(),
-            words.next(),
-            words.next(),
-            words.next(),
-        ) {
-            ("forget", Some(org), Some(namespaces), Some(from), None) => Some(Message::Forget {
+        let words: Vec<&str> = text.split(' ').collect();
+        let number = |word: &str| word.parse::<u64>().ok();
+        match words.as_slice() {
+            ["forget", org, namespaces, from, token] => Some(Message::Forget {
                 org: Uuid::parse_str(org).ok()?,
                 namespaces: namespaces
                     .split(',')
                     .map(|name| name.parse::<Namespace>().ok())
                     .collect::<Option<_>>()?,
-                from: from.parse().ok()?,
+                from: number(from)?,
+                token: number(token)?,
             }),
-            ("epoch", Some(epoch), None, None, None) => Some(Message::Epoch(epoch.parse().ok()?)),
+            ["ack", to, token, from] => Some(Message::Ack {
+                to: number(to)?,
+                token: number(token)?,
+                from: number(from)?,
+            }),
+            ["hello", from] => Some(Message::Hello { from: number(from)? }),
+            ["epoch", epoch] => Some(Message::Epoch(number(epoch)?)),
             _ => None,
         }
     }
@@ -110,7 +124,7 @@ impl Cache {
         // request runtime, and this thread's checks do not trip the request path's breaker.
         let l2 = match &self.settings.redis_url {
             Some(url) => match Redis::new(url, self.settings.redis_timeout) {
-                Ok(l2) => l2,
+                Ok(l2) => Arc::new(l2),
                 Err(e) => return tracing::error!(error = %e, "cache: cannot follow invalidations"),
             },
             None => return,
@@ -134,7 +148,7 @@ impl Cache {
 
     /// Subscribes on `server`, then applies messages until the subscription or Redis fails.
     /// Returns whether it was subscribed at all.
-    async fn follow(&self, l2: &Redis, server: &redis::Client) -> bool {
+    async fn follow(&self, l2: &Arc<Redis>, server: &redis::Client) -> bool {
         let limit = l2.timeout() * 4;
         let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, server.get_async_pubsub()).await else {
             return false;
@@ -156,6 +170,7 @@ impl Cache {
         self.adopt_epoch(epoch);
         self.write_generations().clear();
         self.recovered();
+        self.announce(l2).await;
         self.following.store(true, Relaxed);
         tracing::info!("cache: following the invalidation channel");
         self.log_memory_policy(l2).await;
@@ -168,7 +183,7 @@ impl Cache {
                 message = messages.next() => match message {
                     Some(message) => {
                         if let Some(message) = message.get_payload::<String>().ok().as_deref().and_then(Message::decode) {
-                            self.apply(message);
+                            self.apply(message, l2);
                         }
                     }
                     None => return true,
@@ -183,9 +198,12 @@ impl Cache {
                     // A cluster master restarted or replaced while this subscription lives on
                     // another node; an identity that cannot be read now is checked next time.
                     checks += 1;
-                    if checks.is_multiple_of(IDENTITY_EVERY) && l2.identity().await.is_ok_and(|now| now != identity) {
-                        tracing::warn!("cache: Redis restarted or failed over; renewing the epoch");
-                        return true;
+                    if checks.is_multiple_of(IDENTITY_EVERY) {
+                        if l2.identity().await.is_ok_and(|now| now != identity) {
+                            tracing::warn!("cache: Redis restarted or failed over; renewing the epoch");
+                            return true;
+                        }
+                        self.announce(l2).await;
                     }
                 }
             }
@@ -240,17 +258,44 @@ impl Cache {
         }
     }
 
-    fn apply(&self, message: Message) {
+    /// Tells the other replicas that this one follows the channel, so that their writes wait for
+    /// its acknowledgements.
+    async fn announce(&self, l2: &Redis) {
+        let hello = Message::Hello {
+            from: self.replica_id,
+        };
+        let _ = l2.publish(CHANNEL, &hello.encode()).await;
+    }
+
+    fn apply(&self, message: Message, l2: &Arc<Redis>) {
         match message {
             // This replica applied its own writes before publishing them.
             Message::Forget { from, .. } if from == self.replica_id => {}
-            Message::Forget { org, namespaces, .. } => {
+            Message::Forget {
+                org,
+                namespaces,
+                from,
+                token,
+            } => {
                 let scopes: Vec<Scope> = namespaces
                     .into_iter()
                     .map(|namespace| Scope { org, namespace })
                     .collect();
                 self.forget(&scopes);
+                self.acks.heard(from);
+                let ack = Message::Ack {
+                    to: from,
+                    token,
+                    from: self.replica_id,
+                };
+                // Spawned, so that the next message is applied meanwhile.
+                let l2 = Arc::clone(l2);
+                tokio::spawn(async move { l2.publish(CHANNEL, &ack.encode()).await });
             }
+            Message::Ack { to, token, from } if to == self.replica_id => self.acks.acknowledged(token, from),
+            Message::Ack { .. } => {}
+            Message::Hello { from } if from != self.replica_id => self.acks.heard(from),
+            Message::Hello { .. } => {}
             Message::Epoch(epoch) => self.adopt_epoch(epoch),
         }
     }
@@ -285,14 +330,22 @@ mod tests {
             org: Uuid::now_v7(),
             namespaces: vec![Namespace::Risks, Namespace::Dashboard],
             from: 7,
+            token: u64::MAX,
         };
-        for message in [forget, Message::Epoch(u64::MAX)] {
+        let ack = Message::Ack {
+            to: 7,
+            token: 8,
+            from: 9,
+        };
+        for message in [forget, ack, Message::Hello { from: 3 }, Message::Epoch(u64::MAX)] {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }
         let org = Uuid::now_v7();
-        assert_eq!(Message::decode("forget nope risks 1"), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1")), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks")), None);
+        assert_eq!(Message::decode("forget nope risks 1 2"), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1 2")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1")), None);
+        assert_eq!(Message::decode("ack 1 2"), None);
+        assert_eq!(Message::decode("hello -1"), None);
         assert_eq!(Message::decode("epoch 1 2"), None);
     }
 }

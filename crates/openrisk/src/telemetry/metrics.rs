@@ -83,6 +83,10 @@ fn describe() {
         "cache_invalidations_total",
         "Generation bumps (invalidations) by namespace."
     );
+    describe_counter!(
+        "cache_invalidation_ack_timeouts_total",
+        "Writes that answered before every other replica had acknowledged their invalidation."
+    );
     describe_gauge!("cache_redis_up", "1 while Redis (L2) answers, else 0.");
     describe_gauge!(
         "cache_breaker_state",
