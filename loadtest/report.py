@@ -211,7 +211,6 @@ def read_server(path, replicas):
         if parts["tier"] == "l1" and parts["result"] in ("hit", "miss"):
             counts["lookups"] += change
     return {
-        "replicas_seen": len(seen),
         "queries": delta("db_query_duration_seconds_count"),
         "db_seconds": delta("db_query_duration_seconds_sum"),
         "acquire_timeouts": delta("db_pool_acquire_timeouts_total"),
@@ -414,10 +413,10 @@ def report(directory):
     markdown = "\n".join(lines) + "\n"
     (directory / "summary.md").write_text(markdown)
     (directory / "result.json").write_text(json.dumps(result, indent=1))
-    body = markdown_to_html(markdown.split("## Thresholds")[0] if result["thresholds"] else markdown)
-    rest = markdown[len(markdown.split("## Thresholds")[0]):] if result["thresholds"] else ""
-    (directory / "report.html").write_text(PAGE.format(
-        title=f"{meta['scenario']} load test", body=body + "<h2>Over time</h2>" + "".join(plots(per_second)) + markdown_to_html(rest)))
+    # The plots go after the opening figures, before the first table.
+    opening, heading, rest = markdown.partition("\n## ")
+    body = markdown_to_html(opening) + "<h2>Over time</h2>" + "".join(plots(per_second)) + markdown_to_html(heading + rest)
+    (directory / "report.html").write_text(PAGE.format(title=f"{meta['scenario']} load test", body=body))
     print(markdown)
     return 0 if result["passed"] else 1
 
