@@ -67,7 +67,7 @@ where
 {
     let options = || PoolOptions::<DB>::new().max_connections(4).min_connections(4);
     let stock: Pool<DB> = options().connect_with(connect.clone()).await?;
-    let metered = MeteredPool::connect(options(), connect, Arc::default(), None, ("bench", 4)).await?;
+    let metered = MeteredPool::connect(options(), connect, Arc::default(), None, 4).await?;
     let (mut plain, mut instrumented) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let started = Instant::now();
@@ -78,7 +78,7 @@ where
         plain.push(started.elapsed() / ACQUIRES);
         let started = Instant::now();
         for _ in 0..ACQUIRES {
-            let mut conn = metered.acquire().await?;
+            let mut conn = metered.acquire("bench").await?;
             conn.execute("SELECT 1").await?;
         }
         instrumented.push(started.elapsed() / ACQUIRES);

@@ -106,6 +106,8 @@ pub struct Config {
     pub bootstrap_token: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// Whether every request is timed into `http_server_request_duration_seconds`.
+    pub request_metrics: bool,
 }
 
 impl Config {
@@ -219,16 +221,12 @@ impl Config {
                 "must start with redis://, rediss:// or redis+cluster://",
             ));
         }
-        let cache_enabled = match get("CACHE_ENABLED").as_deref() {
-            None | Some("true") | Some("1") => true,
-            Some("false") | Some("0") => false,
-            Some(raw) => {
-                return Err(invalid(
-                    "CACHE_ENABLED",
-                    format!("{raw:?}: must be true or false"),
-                ));
-            }
+        let switch = |name: &'static str| match get(name).as_deref() {
+            None | Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(raw) => Err(invalid(name, format!("{raw:?}: must be true or false"))),
         };
+        let cache_enabled = switch("CACHE_ENABLED")?;
         // CACHE_TTL, when set, replaces every namespace's default; CACHE_TTL_<NAMESPACE> wins.
         let cache_ttl = get("CACHE_TTL")
             .map(|raw| parse_seconds("CACHE_TTL", &raw))
@@ -297,6 +295,7 @@ impl Config {
             bootstrap_token,
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
+            request_metrics: switch("METRICS_REQUESTS")?,
         })
     }
 }
@@ -401,6 +400,7 @@ impl fmt::Display for Config {
                 "(unset)"
             }
         )?;
+        writeln!(f, "METRICS_REQUESTS={}", self.request_metrics)?;
         writeln!(f, "RUST_LOG={}", self.log_filter)?;
         write!(
             f,

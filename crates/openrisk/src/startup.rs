@@ -41,19 +41,23 @@ impl Application {
             .await
             .context("cannot open the database (DATABASE_URL)")?;
         bootstrap(store.as_ref(), config).await?;
+        telemetry::metrics::build_info(store.backend());
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
         let catalog = Catalog::load().map_err(|e| anyhow::anyhow!("invalid connector catalog: {e}"))?;
         let cache = Arc::new(Cache::new(config.cache.clone()).context("invalid cache settings (REDIS_URL)")?);
-        let router = http::router(AppState {
-            store: store.clone(),
-            catalog: Arc::new(catalog),
-            pool: Arc::new(config.pool.clone()),
-            replicas: config.expected_replicas,
-            metrics: metrics.clone(),
-            cache: cache.clone(),
-        });
+        let router = http::router(
+            AppState {
+                store: store.clone(),
+                catalog: Arc::new(catalog),
+                pool: Arc::new(config.pool.clone()),
+                replicas: config.expected_replicas,
+                metrics: metrics.clone(),
+                cache: cache.clone(),
+            },
+            config.request_metrics,
+        );
         Ok(Application {
             listener,
             router,

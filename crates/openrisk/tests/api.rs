@@ -416,4 +416,54 @@ both_backends! {
         assert!(!response.headers()["x-request-id"].is_empty());
         assert_eq!(response.headers()["content-type"], "application/problem+json");
     }
+
+    async fn requests_and_process_are_measured(app: TestApp) {
+        let t = &app.token;
+        let risk = app.create_risk(t, json!({"title": "Measured", "likelihood": 2, "impact": 3})).await;
+        let item = format!("/api/v1/risks/{}", id(&risk));
+        for _ in 0..2 {
+            assert_eq!(app.get(&item, t).await.0, StatusCode::OK);
+        }
+        let scanner = format!("/wp-admin/{}", uuid::Uuid::new_v4());
+        assert_eq!(app.get(&scanner, t).await.0, StatusCode::NOT_FOUND);
+        let odd = app.request(Method::from_bytes(b"BREW").unwrap(), "/api/v1/risks", t).send().await.unwrap();
+        assert_eq!(odd.status(), StatusCode::METHOD_NOT_ALLOWED);
+
+        let text = app.metrics_text().await;
+        let duration = "http_server_request_duration_seconds_count";
+        let count = |labels: &[(&str, &str)]| common::sample_sum(&text, duration, labels);
+        let route = [("method", "GET"), ("route", "/api/v1/risks/{id}"), ("status", "200")];
+        assert!(count(&route) >= 2.0, "{text}");
+        assert!(count(&[("method", "POST"), ("route", "/api/v1/risks"), ("status", "201")]) >= 1.0);
+        // Unknown paths and methods share one label value each: no series per raw path.
+        assert!(count(&[("route", "unmatched"), ("status", "404")]) >= 1.0);
+        assert!(count(&[("method", "_OTHER"), ("route", "/api/v1/risks"), ("status", "405")]) >= 1.0);
+        assert!(!text.contains(&scanner) && !text.contains(id(&risk)) && !text.contains("BREW"));
+        // Buckets fine enough for sub-millisecond hits.
+        let buckets = common::samples(&text, "http_server_request_duration_seconds_bucket");
+        for le in ["0.0005", "0.001", "0.05"] {
+            assert!(buckets.iter().any(|(labels, _)| labels["le"] == le), "no bucket {le}");
+        }
+        // The scrape itself is in flight while the page renders.
+        assert!(common::sample_sum(&text, "http_server_active_requests", &[]) >= 1.0);
+        let sizes = |name| common::sample_sum(&text, name, &[("route", "/api/v1/risks")]);
+        assert!(sizes("http_server_request_body_size_bytes_sum") > 10.0);
+        assert!(common::sample_sum(&text, "http_server_response_body_size_bytes_count", &route) >= 2.0);
+
+        // Every database operation is timed under its name.
+        let operations = |name| common::sample_sum(&text, "db_query_duration_seconds_count", &[("operation", name)]);
+        assert!(operations("create_risk") >= 1.0 && operations("risk") >= 1.0, "{text}");
+
+        let backend = if app.backend == common::Backend::Postgres { "postgres" } else { "sqlite" };
+        let version = env!("CARGO_PKG_VERSION");
+        let info = [("version", version), ("backend", backend)];
+        assert_eq!(common::sample_sum(&text, "openrisk_build_info", &info), 1.0, "{text}");
+        // The monitor publishes the process and readiness figures every second.
+        app.wait_for_metric("openrisk_ready", 1.0).await;
+        let text = app.metrics_text().await;
+        for name in ["process_resident_memory_bytes", "process_open_fds", "process_threads", "process_start_time_seconds"] {
+            assert!(common::sample_sum(&text, name, &[]) > 0.0, "{name}: {text}");
+        }
+        assert!(!common::samples(&text, "process_cpu_seconds_total").is_empty());
+    }
 }

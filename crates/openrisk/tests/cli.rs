@@ -32,6 +32,7 @@ fn bad_configuration_exits_non_zero_naming_the_variable() {
         ("OPENRISK_LISTEN", "localhost"),
         ("DATABASE_URL", "mysql://x"),
         ("CACHE_ENABLED", "maybe"),
+        ("METRICS_REQUESTS", "yes"),
         ("LOG_FORMAT", "xml"),
         ("REDIS_URL", "http://x"),
         ("OPENRISK_EXPECTED_REPLICAS", "0"),

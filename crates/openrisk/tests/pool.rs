@@ -187,41 +187,11 @@ async fn warm_up_opens_the_idle_connections_before_serving(backend: Backend) {
     }
 }
 
-/// The value of the sample `series` (name and labels, as rendered) on `/metrics`.
-async fn metric(app: &TestApp, series: &str) -> Option<f64> {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-        .map(|value| value.trim().parse().unwrap())
-}
-
-/// Polls `/metrics` (the monitor samples every second) until `series` reads `expected`.
-async fn wait_for_metric(app: &TestApp, series: &str, expected: f64) {
-    wait_until_metric(app, series, |value| value == expected).await;
-}
-
-async fn wait_until_metric(app: &TestApp, series: &str, holds: impl Fn(f64) -> bool) {
-    for _ in 0..40 {
-        if metric(app, series).await.is_some_and(&holds) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("{series} reads {:?}", metric(app, series).await);
-}
-
 async fn warnings_appear_when_provoked(backend: Backend) {
     let (app, id, path) = contended(backend, "2", "2").await;
-    wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 0.0).await;
-    wait_for_metric(&app, "db_pool_waiters", 0.0).await;
+    app.wait_for_metric("db_pool_warning{code=\"saturated\"}", 0.0)
+        .await;
+    app.wait_for_metric("db_pool_waiters", 0.0).await;
 
     let lock = hold_write_lock(&app, &id).await;
     // Writes that hold every connection the lock blocks, and one more request queued behind them.
@@ -234,11 +204,14 @@ async fn warnings_appear_when_provoked(backend: Backend) {
         requests.push(tokio::spawn(request.send()));
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    wait_for_metric(&app, "db_pool_waiters", 1.0).await;
-    wait_for_metric(&app, "db_pool_warning{code=\"waiters\"}", 1.0).await;
+    app.wait_for_metric("db_pool_waiters", 1.0).await;
+    app.wait_for_metric("db_pool_warning{code=\"waiters\"}", 1.0)
+        .await;
     if backend == Backend::Postgres {
-        wait_for_metric(&app, "db_pool_connections{state=\"in_use\"}", 2.0).await;
-        wait_for_metric(&app, "db_pool_warning{code=\"saturated\"}", 1.0).await;
+        app.wait_for_metric("db_pool_connections{state=\"in_use\"}", 2.0)
+            .await;
+        app.wait_for_metric("db_pool_warning{code=\"saturated\"}", 1.0)
+            .await;
     }
     // The queued request gives up after the acquire time-out.
     let queued = requests.pop().unwrap().await.unwrap().unwrap();
@@ -275,13 +248,13 @@ async fn warnings_appear_when_provoked(backend: Backend) {
             .any(|w| w["code"] == "slow_acquire"),
         "{ready}"
     );
-    wait_until_metric(&app, "db_pool_acquire_timeouts_total", |n| n >= 1.0).await;
-    wait_until_metric(&app, "db_pool_acquire_duration_seconds_count", |n| n >= 3.0).await;
-    wait_until_metric(
-        &app,
-        "db_pool_acquire_duration_seconds_bucket{le=\"0.05\"}",
-        |n| n >= 1.0,
-    )
+    app.wait_until_metric("db_pool_acquire_timeouts_total", |n| n >= 1.0)
+        .await;
+    app.wait_until_metric("db_pool_acquire_duration_seconds_count", |n| n >= 3.0)
+        .await;
+    app.wait_until_metric("db_pool_acquire_duration_seconds_bucket{le=\"0.05\"}", |n| {
+        n >= 1.0
+    })
     .await;
 }
 

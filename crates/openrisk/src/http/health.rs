@@ -20,6 +20,9 @@ pub struct Readiness {
     cache: serde_json::Value,
 }
 
+/// How long the database may take to answer the readiness check.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
 }
@@ -35,7 +38,7 @@ async fn live() -> StatusCode {
 )]
 async fn ready(State(state): State<AppState>) -> Response {
     let started = std::time::Instant::now();
-    let ping = tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await;
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let (status, code, database) = match ping {
         Ok(Ok(())) => ("ok", StatusCode::OK, {

@@ -12,6 +12,7 @@ mod metrics;
 mod mitigations;
 mod orgs;
 mod reports;
+mod request_metrics;
 mod respond;
 mod risks;
 mod summary_page;
@@ -38,6 +39,8 @@ use crate::config::PoolSettings;
 use crate::domain::marketplace::Catalog;
 use crate::store::Store;
 use error::{ApiError, ConnectionLost, problem_response};
+pub use health::READY_TIMEOUT;
+pub use request_metrics::{DURATION_BUCKETS, SIZE_BUCKETS};
 
 /// Request bodies above this answer 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
@@ -111,11 +114,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
 }
 
-pub fn router(state: AppState) -> Router {
+/// The service's router; `request_metrics` times every request (see `request_metrics`).
+pub fn router(state: AppState, request_metrics: bool) -> Router {
     let (routes, openapi) = api();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
-    routes
+    let router = routes
         .route(
             "/api/openapi.json",
             get(move || {
@@ -145,7 +149,13 @@ pub fn router(state: AppState) -> Router {
                     cache::middleware::layer,
                 ))
                 .layer(axum::middleware::from_fn(retry_reads)),
-        )
+        );
+    // Outermost, so that time-outs, panics and cache hits are timed too.
+    if request_metrics {
+        router.layer(axum::middleware::from_fn(request_metrics::layer))
+    } else {
+        router
+    }
 }
 
 async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {

@@ -150,7 +150,6 @@ pub struct MeteredPool<DB: Database> {
     pool: Pool<DB>,
     stats: Arc<PoolStats>,
     acquire_wait: metrics::Histogram,
-    held: metrics::Histogram,
 }
 
 impl<DB: Database> Clone for MeteredPool<DB> {
@@ -159,14 +158,13 @@ impl<DB: Database> Clone for MeteredPool<DB> {
             pool: self.pool.clone(),
             stats: self.stats.clone(),
             acquire_wait: self.acquire_wait.clone(),
-            held: self.held.clone(),
         }
     }
 }
 
 impl<DB: Database> MeteredPool<DB> {
     /// Opens the pool and warms it up (see `warm_up`) with `warm` connections, at least one.
-    /// `operation` labels the time connections are held. The connection lifetime and the
+    /// The connection lifetime and the
     /// liveness check on acquire are enforced by hooks rather than by sqlx, so that each close is
     /// counted with its reason.
     pub async fn connect(
@@ -174,7 +172,7 @@ impl<DB: Database> MeteredPool<DB> {
         connect: <DB::Connection as Connection>::Options,
         stats: Arc<PoolStats>,
         max_lifetime: Option<Duration>,
-        (operation, warm): (&'static str, u32),
+        warm: u32,
     ) -> Result<Self, sqlx::Error> {
         let expired = move |age: Duration| max_lifetime.is_some_and(|max| age > max);
         let (on_connect, on_acquire, on_release) = (stats.clone(), stats.clone(), stats.clone());
@@ -213,12 +211,12 @@ impl<DB: Database> MeteredPool<DB> {
             pool,
             stats,
             acquire_wait: metrics::histogram!("db_pool_acquire_duration_seconds"),
-            held: metrics::histogram!("db_query_duration_seconds", "operation" => operation),
         })
     }
 
-    /// A connection, counting the wait for it and whether it timed out.
-    pub async fn acquire(&self) -> Result<Held<DB>, sqlx::Error> {
+    /// A connection for the store operation `operation`, counting the wait for it and whether it
+    /// timed out; the time it is held is recorded under that operation when it goes back.
+    pub async fn acquire(&self, operation: &'static str) -> Result<Held<DB>, sqlx::Error> {
         let conn = self
             .stats
             .timed_acquire(&self.acquire_wait, self.pool.acquire())
@@ -226,7 +224,7 @@ impl<DB: Database> MeteredPool<DB> {
         Ok(Held {
             conn,
             since: Instant::now(),
-            held: self.held.clone(),
+            held: metrics::histogram!("db_query_duration_seconds", "operation" => operation),
         })
     }
 

@@ -40,7 +40,7 @@ impl PgStore {
             PgConnectOptions::from_str(url)?,
             Arc::default(),
             non_zero(settings.max_lifetime),
-            ("query", settings.max_idle),
+            settings.max_idle,
         )
         .await?;
         sqlx::migrate!("./migrations/postgres").run(pool.inner()).await?;

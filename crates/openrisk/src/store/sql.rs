@@ -440,13 +440,13 @@ macro_rules! sql_store {
                 }
 
                 async fn ping(&self) -> StoreResult<()> {
-                    sqlx::query("SELECT 1").execute(&mut *self.$read.acquire().await?).await?;
+                    sqlx::query("SELECT 1").execute(&mut *self.$read.acquire("ping").await?).await?;
                     Ok(())
                 }
 
                 async fn organization_count(&self) -> StoreResult<i64> {
                     Ok(sqlx::query_scalar("SELECT count(*) FROM organizations")
-                        .fetch_one(&mut *self.$read.acquire().await?)
+                        .fetch_one(&mut *self.$read.acquire("organization_count").await?)
                         .await?)
                 }
 
@@ -478,7 +478,7 @@ macro_rules! sql_store {
                         expires_at: grant.expires_at,
                         created_at: now,
                     };
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("create_organization").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     sqlx::query("INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
                         .bind(org.id)
@@ -501,7 +501,7 @@ macro_rules! sql_store {
                     let row: OrganizationRow =
                         sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE id = $1")
                             .bind(id)
-                            .fetch_one(&mut *self.$read.acquire().await?)
+                            .fetch_one(&mut *self.$read.acquire("organization").await?)
                             .await?;
                     Ok(row.into())
                 }
@@ -510,7 +510,7 @@ macro_rules! sql_store {
                     let row: OrganizationRow =
                         sqlx::query_as("SELECT id, slug, name, created_at FROM organizations WHERE slug = $1")
                             .bind(slug)
-                            .fetch_one(&mut *self.$read.acquire().await?)
+                            .fetch_one(&mut *self.$read.acquire("organization_by_slug").await?)
                             .await?;
                     Ok(row.into())
                 }
@@ -523,17 +523,17 @@ macro_rules! sql_store {
                     )
                     .bind(token_hash)
                     .bind(now)
-                    .fetch_optional(&mut *self.$read.acquire().await?)
+                    .fetch_optional(&mut *self.$read.acquire("authenticate").await?)
                     .await?;
                     row.map(Principal::try_from).transpose()
                 }
 
                 async fn user(&self, org: Uuid, id: Uuid) -> StoreResult<User> {
-                    fetch_by_id::<UserRow, _>(&mut *self.$read.acquire().await?, ("users", USER_COLUMNS), org, id).await
+                    fetch_by_id::<UserRow, _>(&mut *self.$read.acquire("user").await?, ("users", USER_COLUMNS), org, id).await
                 }
 
                 async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>> {
-                    page_by_id::<UserRow, _>(&mut *self.$read.acquire().await?, ("users", USER_COLUMNS, ""), org, page, |u: &User| u.id).await
+                    page_by_id::<UserRow, _>(&mut *self.$read.acquire("users").await?, ("users", USER_COLUMNS, ""), org, page, |u: &User| u.id).await
                 }
 
                 async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User> {
@@ -544,7 +544,7 @@ macro_rules! sql_store {
                         role: draft.role,
                         created_at: domain::now(),
                     };
-                    let mut conn = self.$write.acquire().await?;
+                    let mut conn = self.$write.acquire("create_user").await?;
                     insert_user(&mut conn, org, &user).await?;
                     Ok(user)
                 }
@@ -556,7 +556,7 @@ macro_rules! sql_store {
                     draft: &TokenDraft,
                     hash: Vec<u8>,
                 ) -> StoreResult<ApiToken> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("create_token").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     let user: User = match fetch_by_id::<UserRow, _>(&mut *tx, ("users", USER_COLUMNS), org, user_id).await {
                         Err(StoreError::NotFound) => return Err(Violations::single("user_id", "no such user").into()),
@@ -570,7 +570,7 @@ macro_rules! sql_store {
 
                 async fn tokens(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<ApiToken>> {
                     let live = ("api_tokens", TOKEN_COLUMNS, "AND revoked_at IS NULL");
-                    page_by_id::<TokenRow, _>(&mut *self.$read.acquire().await?, live, org, page, |t: &ApiToken| t.id).await
+                    page_by_id::<TokenRow, _>(&mut *self.$read.acquire("tokens").await?, live, org, page, |t: &ApiToken| t.id).await
                 }
 
                 async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
@@ -580,7 +580,7 @@ macro_rules! sql_store {
                     .bind(org)
                     .bind(id)
                     .bind(now)
-                    .execute(&mut *self.$write.acquire().await?)
+                    .execute(&mut *self.$write.acquire("revoke_token").await?)
                     .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
@@ -589,7 +589,7 @@ macro_rules! sql_store {
                 }
 
                 async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("create_risk").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     let number: i64 = sqlx::query_scalar(
                         "UPDATE organizations SET risk_seq = risk_seq + 1 WHERE id = $1 RETURNING risk_seq",
@@ -605,7 +605,7 @@ macro_rules! sql_store {
                 }
 
                 async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk> {
-                    let mut conn = self.$read.acquire().await?;
+                    let mut conn = self.$read.acquire("risk").await?;
                     fetch_risk(&mut conn, org, id).await
                 }
 
@@ -625,19 +625,19 @@ macro_rules! sql_store {
                     }
                     push_order(&mut qb, query.sort);
                     qb.push(" LIMIT ").push_bind(query.page.limit + 1);
-                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?;
+                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire("risks").await?).await?;
                     let sort = query.sort;
                     let mut page = Page::from_rows(convert(rows)?, query.page.limit, |r: &Risk| sort.cursor_for(r));
                     if query.include_total {
                         let mut count = QueryBuilder::<$db>::new("SELECT count(*) FROM risks r");
                         push_filters(&mut count, org, &query.filter);
-                        page.total = Some(count.build_query_scalar().fetch_one(&mut *self.$read.acquire().await?).await?);
+                        page.total = Some(count.build_query_scalar().fetch_one(&mut *self.$read.acquire("risks").await?).await?);
                     }
                     Ok(page)
                 }
 
                 async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("update_risk").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
@@ -657,7 +657,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     precondition: &Precondition,
                 ) -> StoreResult<()> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("delete_risk").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "risks", org, id).await?;
                     let current = fetch_risk(&mut tx, org, id).await?;
@@ -688,10 +688,10 @@ macro_rules! sql_store {
                         )
                         .bind(org)
                         .bind(id)
-                        .fetch_one(&mut *self.$read.acquire().await?)
+                        .fetch_one(&mut *self.$read.acquire("risk_history").await?)
                         .await?
                     } else {
-                        exists(&mut *self.$read.acquire().await?, "risks", org, id).await?
+                        exists(&mut *self.$read.acquire("risk_history").await?, "risks", org, id).await?
                     };
                     if !found {
                         return Err(StoreError::NotFound);
@@ -704,7 +704,7 @@ macro_rules! sql_store {
                     .bind(id)
                     .bind(page.after.unwrap_or(i64::MAX))
                     .bind(page.limit + 1)
-                    .fetch_all(&mut *self.$read.acquire().await?)
+                    .fetch_all(&mut *self.$read.acquire("risk_history").await?)
                     .await?;
                     Ok(Page::from_rows(convert(rows)?, page.limit, |h: &HistoryEntry| {
                         h.version
@@ -717,7 +717,7 @@ macro_rules! sql_store {
                     risk_id: Uuid,
                     fields: MitigationFields,
                 ) -> StoreResult<Mitigation> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("create_mitigation").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     if !exists(&mut *tx, "risks", org, risk_id).await? {
                         return Err(StoreError::NotFound);
@@ -732,7 +732,7 @@ macro_rules! sql_store {
                 }
 
                 async fn mitigation(&self, org: Uuid, id: Uuid) -> StoreResult<Mitigation> {
-                    let mut conn = self.$read.acquire().await?;
+                    let mut conn = self.$read.acquire("mitigation").await?;
                     fetch_mitigation(&mut conn, org, id).await
                 }
 
@@ -742,7 +742,7 @@ macro_rules! sql_store {
                     risk_id: Uuid,
                     page: &PageRequest<Uuid>,
                 ) -> StoreResult<Page<Mitigation>> {
-                    if !exists(&mut *self.$read.acquire().await?, "risks", org, risk_id).await? {
+                    if !exists(&mut *self.$read.acquire("mitigations").await?, "risks", org, risk_id).await? {
                         return Err(StoreError::NotFound);
                     }
                     let sql = format!(
@@ -754,7 +754,7 @@ macro_rules! sql_store {
                         .bind(risk_id)
                         .bind(page.after.unwrap_or(Uuid::nil()))
                         .bind(page.limit + 1)
-                        .fetch_all(&mut *self.$read.acquire().await?)
+                        .fetch_all(&mut *self.$read.acquire("mitigations").await?)
                         .await?;
                     Ok(Page::from_rows(convert(rows)?, page.limit, |m: &Mitigation| m.id))
                 }
@@ -765,7 +765,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     edit: Edit<'_, Mitigation>,
                 ) -> StoreResult<Mitigation> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("update_mitigation").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
@@ -799,7 +799,7 @@ macro_rules! sql_store {
                 }
 
                 async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("delete_mitigation").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "mitigations", org, id).await?;
                     let current = fetch_mitigation(&mut tx, org, id).await?;
@@ -817,23 +817,23 @@ macro_rules! sql_store {
 
                 async fn create_asset(&self, org: Uuid, fields: AssetFields) -> StoreResult<Asset> {
                     let asset = Asset::new(Uuid::now_v7(), fields, domain::now());
-                    let mut conn = self.$write.acquire().await?;
+                    let mut conn = self.$write.acquire("create_asset").await?;
                     insert_assets(&mut conn, org, std::slice::from_ref(&asset)).await?;
                     Ok(asset)
                 }
 
                 async fn asset(&self, org: Uuid, id: Uuid) -> StoreResult<Asset> {
-                    let mut conn = self.$read.acquire().await?;
+                    let mut conn = self.$read.acquire("asset").await?;
                     fetch_asset(&mut conn, org, id).await
                 }
 
                 async fn assets(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Asset>> {
-                    page_by_id::<rows::AssetRow, _>(&mut *self.$read.acquire().await?, ("assets", ASSET_COLUMNS, ""), org, page, |a: &Asset| a.id)
+                    page_by_id::<rows::AssetRow, _>(&mut *self.$read.acquire("assets").await?, ("assets", ASSET_COLUMNS, ""), org, page, |a: &Asset| a.id)
                         .await
                 }
 
                 async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("update_asset").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
@@ -866,7 +866,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     precondition: &Precondition,
                 ) -> StoreResult<()> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("delete_asset").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "assets", org, id).await?;
                     let current = fetch_asset(&mut tx, org, id).await?;
@@ -909,7 +909,7 @@ macro_rules! sql_store {
                     .bind(Json(&i.config))
                     .bind(i.created_at)
                     .bind(i.updated_at)
-                    .execute(&mut *self.$write.acquire().await?)
+                    .execute(&mut *self.$write.acquire("create_installation").await?)
                     .await
                     .map_err(|e| match StoreError::from(e) {
                         StoreError::Conflict(_) => {
@@ -921,12 +921,12 @@ macro_rules! sql_store {
                 }
 
                 async fn installation(&self, org: Uuid, id: Uuid) -> StoreResult<Installation> {
-                    fetch_by_id::<InstallationRow, _>(&mut *self.$read.acquire().await?, ("installations", INSTALLATION_COLUMNS), org, id).await
+                    fetch_by_id::<InstallationRow, _>(&mut *self.$read.acquire("installation").await?, ("installations", INSTALLATION_COLUMNS), org, id).await
                 }
 
                 async fn installations(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<Installation>> {
                     let table = ("installations", INSTALLATION_COLUMNS, "");
-                    page_by_id::<InstallationRow, _>(&mut *self.$read.acquire().await?, table, org, page, |i: &Installation| i.id).await
+                    page_by_id::<InstallationRow, _>(&mut *self.$read.acquire("installations").await?, table, org, page, |i: &Installation| i.id).await
                 }
 
                 async fn update_installation(
@@ -935,7 +935,7 @@ macro_rules! sql_store {
                     id: Uuid,
                     edit: Edit<'_, Installation>,
                 ) -> StoreResult<Installation> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("update_installation").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     lock_row(&mut tx, "installations", org, id).await?;
                     let current: Installation =
@@ -961,7 +961,7 @@ macro_rules! sql_store {
                     let done = sqlx::query("DELETE FROM installations WHERE org_id = $1 AND id = $2")
                         .bind(org)
                         .bind(id)
-                        .execute(&mut *self.$write.acquire().await?)
+                        .execute(&mut *self.$write.acquire("delete_installation").await?)
                         .await?;
                     if done.rows_affected() == 0 {
                         return Err(StoreError::NotFound);
@@ -978,7 +978,7 @@ macro_rules! sql_store {
                         let mut qb = QueryBuilder::<$db>::new(RISK_SELECT);
                         push_filters(&mut qb, org, &filter);
                         push_order(&mut qb, sort);
-                        let mut conn = match pool.acquire().await {
+                        let mut conn = match pool.acquire("export_risks").await {
                             Ok(conn) => conn,
                             Err(e) => {
                                 let _ = tx.send(Err(e.into())).await;
@@ -1024,7 +1024,7 @@ macro_rules! sql_store {
                         .bind(org)
                         .bind(today)
                         .bind(limit)
-                        .fetch_all(&mut *self.$read.acquire().await?)
+                        .fetch_all(&mut *self.$read.acquire("overdue_mitigations").await?)
                         .await?;
                     rows.into_iter()
                         .map(|row| {
@@ -1048,7 +1048,7 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(today)
-                    .fetch_all(&mut *self.$read.acquire().await?)
+                    .fetch_all(&mut *self.$read.acquire("risk_groups").await?)
                     .await?;
                     rows.into_iter()
                         .map(|(status, severity, count, score_sum, review_overdue)| {
@@ -1070,7 +1070,7 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(today)
-                    .fetch_all(&mut *self.$read.acquire().await?)
+                    .fetch_all(&mut *self.$read.acquire("mitigation_groups").await?)
                     .await?;
                     rows.into_iter()
                         .map(|(status, count, due_passed)| {
@@ -1088,7 +1088,7 @@ macro_rules! sql_store {
                     qb.push_bind(org);
                     push_any(&mut qb, (" AND status IN (", ")"), statuses.iter().map(|s| s.as_str().to_owned()));
                     qb.push(" GROUP BY likelihood, impact");
-                    Ok(qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?)
+                    Ok(qb.build_query_as().fetch_all(&mut *self.$read.acquire("risk_matrix").await?).await?)
                 }
 
                 async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity> {
@@ -1110,7 +1110,7 @@ macro_rules! sql_store {
                     );
                     let open_now = format!("SELECT count(*) FROM risks WHERE org_id = $1 AND status IN ({open})");
                     // One snapshot: a write between the two reads must not shift every day's count.
-                    let mut held = self.$read.acquire().await?;
+                    let mut held = self.$read.acquire("daily_activity").await?;
                     let mut tx = held.begin_with(BEGIN_SNAPSHOT).await?;
                     let days: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(per_day))
                         .bind(org)
@@ -1133,12 +1133,12 @@ macro_rules! sql_store {
                     push_any(&mut qb, (" AND status IN (", ")"), RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()));
                     qb.push(" ORDER BY score DESC, residual_score DESC NULLS LAST, id LIMIT ").push_bind(limit);
                     qb.push(") ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id");
-                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire().await?).await?;
+                    let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *self.$read.acquire("top_risks").await?).await?;
                     convert(rows)
                 }
 
                 async fn analyze(&self) -> StoreResult<()> {
-                    sqlx::query(ANALYZE).execute(&mut *self.$write.acquire().await?).await?;
+                    sqlx::query(ANALYZE).execute(&mut *self.$write.acquire("analyze").await?).await?;
                     Ok(())
                 }
 
@@ -1148,13 +1148,13 @@ macro_rules! sql_store {
                     )
                     .bind(org)
                     .bind(count)
-                    .fetch_one(&mut *self.$write.acquire().await?)
+                    .fetch_one(&mut *self.$write.acquire("reserve_risk_numbers").await?)
                     .await?;
                     Ok(last - count + 1)
                 }
 
                 async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()> {
-                    let mut held = self.$write.acquire().await?;
+                    let mut held = self.$write.acquire("insert_seed").await?;
                     let mut tx = held.begin_with(BEGIN_WRITE).await?;
                     insert_assets(&mut tx, org, &batch.assets).await?;
                     insert_risks(&mut tx, org, actor, &batch.risks).await?;

@@ -54,7 +54,7 @@ impl SqliteStore {
             options.clone(),
             Arc::clone(&stats),
             None,
-            ("write", 1),
+            1,
         )
         .await?;
         sqlx::migrate!("./migrations/sqlite").run(writer.inner()).await?;
@@ -67,7 +67,7 @@ impl SqliteStore {
             options.read_only(true),
             stats,
             non_zero(pool.max_lifetime),
-            ("read", pool.max_idle),
+            pool.max_idle,
         )
         .await?;
         Ok(SqliteStore {

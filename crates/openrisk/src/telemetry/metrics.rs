@@ -5,6 +5,7 @@ use std::sync::OnceLock;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::http::{DURATION_BUCKETS, SIZE_BUCKETS};
 use crate::store::ACQUIRE_WAIT_BUCKETS;
 
 /// Buckets (seconds) for the time a request holds a database connection.
@@ -26,6 +27,11 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
             &ACQUIRE_WAIT_BUCKETS,
         )?
         .set_buckets_for_metric(Matcher::Full("db_query_duration_seconds".into()), &QUERY_BUCKETS)?
+        .set_buckets_for_metric(
+            Matcher::Full("http_server_request_duration_seconds".into()),
+            &DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(Matcher::Suffix("_body_size_bytes".into()), &SIZE_BUCKETS)?
         .build_recorder();
     let handle = recorder.handle();
     if metrics::set_global_recorder(recorder).is_err() {
@@ -39,8 +45,43 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
+/// `openrisk_build_info{version, backend}`, always 1: joins any series to the running version.
+pub fn build_info(backend: &'static str) {
+    let version = env!("CARGO_PKG_VERSION");
+    metrics::gauge!("openrisk_build_info", "version" => version, "backend" => backend).set(1.0);
+}
+
 /// The `# HELP` lines (Prometheus tooling rejects metrics without them).
 fn describe() {
+    metrics_process::Collector::default().describe();
+    describe_gauge!(
+        "openrisk_build_info",
+        "Always 1; labels name the version and the storage backend."
+    );
+    describe_gauge!(
+        "openrisk_ready",
+        "1 while the database answers (what /health/ready reports), else 0."
+    );
+    describe_histogram!(
+        "http_server_request_duration_seconds",
+        Unit::Seconds,
+        "Time to answer a request, by method, route template and status."
+    );
+    describe_gauge!("http_server_active_requests", "Requests being answered.");
+    describe_histogram!(
+        "http_server_request_body_size_bytes",
+        Unit::Bytes,
+        "Sizes of request bodies that declare their length."
+    );
+    describe_histogram!(
+        "http_server_response_body_size_bytes",
+        Unit::Bytes,
+        "Sizes of response bodies known before sending (streamed exports are not counted)."
+    );
+    describe_gauge!(
+        "cache_subscription_up",
+        "1 while the invalidation channel is followed (the cache is trusted), else 0."
+    );
     describe_gauge!(
         "db_pool_connections",
         "Open database connections by state (idle, in_use)."
@@ -95,6 +136,6 @@ fn describe() {
     describe_histogram!(
         "db_query_duration_seconds",
         Unit::Seconds,
-        "Time a database connection was held, by operation (query on PostgreSQL; read or write on SQLite)."
+        "Database work by store operation: one observation per statement or transaction, timed from connection acquired to released."
     );
 }

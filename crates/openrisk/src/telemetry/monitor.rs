@@ -1,5 +1,6 @@
-//! The background monitor: every second it publishes the pool's and the cache's state as metrics and logs each
-//! health warning when it appears (and at most once a minute while it lasts) and when it clears.
+//! The background monitor: every second it publishes the pool's, the cache's, the database's and
+//! the process's state as metrics and logs each pool health warning when it appears (and at most
+//! once a minute while it lasts) and when it clears.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
+use crate::http::READY_TIMEOUT;
 use crate::store::{PoolStatus, PoolWarning, Store};
 
 const EVERY: Duration = Duration::from_secs(1);
@@ -29,6 +31,7 @@ pub async fn run(watched: Watched, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut logged: HashMap<&'static str, Instant> = HashMap::new();
+    let process = metrics_process::Collector::default();
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
@@ -39,6 +42,9 @@ pub async fn run(watched: Watched, stop: CancellationToken) {
         publish(&status, &warnings);
         log_changes(&warnings, &mut logged);
         publish_cache(&watched.cache).await;
+        let ready = tokio::time::timeout(READY_TIMEOUT, watched.store.ping()).await;
+        metrics::gauge!("openrisk_ready").set(f64::from(u8::from(matches!(ready, Ok(Ok(()))))));
+        process.collect();
         watched.metrics.run_upkeep();
     }
 }
@@ -76,6 +82,7 @@ async fn publish_cache(cache: &Cache) {
     };
     metrics::gauge!("cache_redis_up").set(up);
     metrics::gauge!("cache_breaker_state").set(cache.breaker_state() as u8 as f64);
+    metrics::gauge!("cache_subscription_up").set(f64::from(u8::from(cache.trusted())));
 }
 
 fn log_changes(warnings: &[PoolWarning], logged: &mut HashMap<&'static str, Instant>) {

@@ -243,6 +243,37 @@ impl TestApp {
         risk
     }
 
+    /// The body of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let response = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+
+    /// The value of the sample `series` (name and labels, as rendered) on `/metrics`.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|value| value.trim().parse().unwrap())
+    }
+
+    /// Polls `/metrics` (the monitor samples every second) until `series` reads `expected`.
+    pub async fn wait_for_metric(&self, series: &str, expected: f64) {
+        self.wait_until_metric(series, |value| value == expected).await;
+    }
+
+    pub async fn wait_until_metric(&self, series: &str, holds: impl Fn(f64) -> bool) {
+        for _ in 0..40 {
+            if self.metric(series).await.is_some_and(&holds) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("{series} reads {:?}", self.metric(series).await);
+    }
+
     /// A new organization: its admin token.
     pub async fn create_org(&self, slug: &str) -> String {
         let (status, body) = self
@@ -298,4 +329,36 @@ pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode, fi
     for field in fields {
         assert!(named.contains(field), "{field} not named in {body}");
     }
+}
+
+/// The samples of metric `name` in a Prometheus text exposition: their labels and values.
+pub fn samples(text: &str, name: &str) -> Vec<(HashMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (labels, value) = match rest.strip_prefix('{') {
+                Some(rest) => rest.split_once("} ")?,
+                None => ("", rest.strip_prefix(' ')?),
+            };
+            let labels = labels
+                .split("\",")
+                .filter_map(|pair| pair.split_once("=\""))
+                .map(|(k, v)| (k.to_owned(), v.trim_end_matches('"').to_owned()))
+                .collect();
+            Some((labels, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the samples of `name` whose labels include every pair of `labels`.
+pub fn sample_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text, name)
+        .into_iter()
+        .filter(|(have, _)| {
+            labels
+                .iter()
+                .all(|(k, v)| have.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, value)| value)
+        .sum()
 }
