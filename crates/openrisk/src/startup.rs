@@ -72,6 +72,11 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or(0)
     }
 
+    /// The router, for driving the service in process without a socket.
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
     }

@@ -119,7 +119,7 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
     let (routes, openapi) = api();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
-    let router = routes
+    routes
         .route(
             "/api/openapi.json",
             get(move || {
@@ -132,6 +132,8 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
+                // Outermost, so that time-outs, panics and cache hits are timed too.
+                .option_layer(request_metrics.then_some(request_metrics::RequestMetricsLayer))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -149,13 +151,7 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
                     cache::middleware::layer,
                 ))
                 .layer(axum::middleware::from_fn(retry_reads)),
-        );
-    // Outermost, so that time-outs, panics and cache hits are timed too.
-    if request_metrics {
-        router.layer(axum::middleware::from_fn(request_metrics::layer))
-    } else {
-        router
-    }
+        )
 }
 
 async fn time_limit(request: axum::extract::Request, next: axum::middleware::Next) -> Response {

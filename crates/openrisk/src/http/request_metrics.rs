@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::Response;
+use futures_util::future::BoxFuture;
 use http_body::Body as _;
 use metrics::{Gauge, Histogram};
+use tower::Service;
 
 /// The route label of requests that match no route, so that scanners cannot mint series.
 pub const UNMATCHED: &str = "unmatched";
@@ -48,27 +50,64 @@ static HANDLES: LazyLock<RwLock<HashMap<Labels<'static>, Handles>>> = LazyLock::
 
 static ACTIVE: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_server_active_requests"));
 
-/// The layer.
-pub async fn layer(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = method_label(request.method());
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let request_size = request.body().size_hint().exact();
-    let _active = Active::enter();
-    let response = next.run(request).await;
-    let status = response.status().as_u16();
-    let response_size = response.body().size_hint().exact();
-    let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-    with_handles((method, route, status), |handles| {
-        handles.duration.record(started.elapsed().as_secs_f64());
-        if let Some(bytes) = request_size.filter(|&bytes| bytes > 0) {
-            handles.request_size.record(bytes as f64);
-        }
-        if let Some(bytes) = response_size {
-            handles.response_size.record(bytes as f64);
-        }
-    });
-    response
+/// The layer. A plain service rather than `axum::middleware::from_fn`, which clones and boxes
+/// the whole inner stack on every request, and generic over the response body so that it joins
+/// the other layers without a boxing layer of its own.
+#[derive(Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+}
+
+#[derive(Clone)]
+pub struct RequestMetricsLayer;
+
+impl<S> tower::Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+
+    fn layer(&self, inner: S) -> RequestMetrics<S> {
+        RequestMetrics { inner }
+    }
+}
+
+impl<S, B> Service<Request> for RequestMetrics<S>
+where
+    S: Service<Request, Response = Response<B>>,
+    S::Future: Send + 'static,
+    B: http_body::Body,
+{
+    type Response = Response<B>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<B>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let method = method_label(request.method());
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let request_size = request.body().size_hint().exact();
+        let active = Active::enter();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            drop(active);
+            let status = response.status().as_u16();
+            let response_size = response.body().size_hint().exact();
+            let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+            with_handles((method, route, status), |handles| {
+                handles.duration.record(started.elapsed().as_secs_f64());
+                if let Some(bytes) = request_size.filter(|&bytes| bytes > 0) {
+                    handles.request_size.record(bytes as f64);
+                }
+                if let Some(bytes) = response_size {
+                    handles.response_size.record(bytes as f64);
+                }
+            });
+            Ok(response)
+        })
+    }
 }
 
 fn with_handles(labels: Labels<'_>, record: impl FnOnce(&Handles)) {

@@ -1,0 +1,93 @@
+//! What request metrics add to a request, measured in process where nothing else varies: the same
+//! L1 cache hit through the router with `METRICS_REQUESTS` on and off, in alternating batches on
+//! one thread. Prints the median time per request of each and the difference, which
+//! `bench/metrics-cost.sh` sets against the whole cost of a hit over HTTP.
+//!
+//! `cargo bench --bench request_metrics`
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use openrisk::config::Config;
+use openrisk::startup::Application;
+use tower::ServiceExt;
+
+const TOKEN: &str = "ort_benchmark-bootstrap-token";
+const ROUTE: &str = "/api/v1/dashboard/stats";
+const BATCH: u32 = 20_000;
+const ROUNDS: usize = 30;
+
+async fn app(data_dir: &str, metrics: &str) -> anyhow::Result<axum::Router> {
+    let config = Config::from_lookup(|variable| match variable {
+        "OPENRISK_DATA_DIR" => Some(data_dir.to_owned()),
+        "OPENRISK_LISTEN" => Some("127.0.0.1:0".into()),
+        "OPENRISK_BOOTSTRAP_TOKEN" => Some(TOKEN.into()),
+        "METRICS_REQUESTS" => Some(metrics.into()),
+        "RUST_LOG" => Some("error".into()),
+        _ => None,
+    })?;
+    Ok(Application::build(&config).await?.router())
+}
+
+/// One GET of the route; the answer's `X-Cache` and its body read to the end.
+async fn get(router: &axum::Router) -> anyhow::Result<String> {
+    let request = Request::get(ROUTE)
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Body::empty())?;
+    let response = router.clone().oneshot(request).await?;
+    anyhow::ensure!(response.status() == StatusCode::OK, "{}", response.status());
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok(cache)
+}
+
+async fn batch(router: &axum::Router) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for _ in 0..BATCH {
+        get(router).await?;
+    }
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(BATCH))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let on = app(&path("on"), "true").await?;
+    let off = app(&path("off"), "false").await?;
+    for router in [&on, &off] {
+        get(router).await?;
+        anyhow::ensure!(
+            get(router).await?.starts_with("HIT"),
+            "the second request was not an L1 hit"
+        );
+    }
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        // on, off, off, on, …: drift of the machine hits both alike.
+        if round % 2 == 0 {
+            with.push(batch(&on).await?);
+            without.push(batch(&off).await?);
+        } else {
+            without.push(batch(&off).await?);
+            with.push(batch(&on).await?);
+        }
+    }
+    let (with, without) = (median(with), median(without));
+    println!("L1 hit of {ROUTE} in process, median of {ROUNDS} batches of {BATCH}:");
+    println!("  METRICS_REQUESTS=false  {without:>8.0} ns/request");
+    println!("  METRICS_REQUESTS=true   {with:>8.0} ns/request");
+    println!("  request metrics add     {:>8.0} ns/request", with - without);
+    Ok(())
+}

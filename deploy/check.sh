@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Checks everything in deploy/ (docs/operations.md, "How the monitoring is checked"):
+#  1. promtool: the configuration, the rules, and the rules' unit tests;
+#  2. the generated SLO rules and dashboards match deploy/build.py;
+#  3. live: every rule and dashboard query returns data from a real Prometheus (live_check.py);
+#  4. the Compose file, and the Kubernetes manifests against the Kubernetes schemas, offline.
+#
+#   deploy/check.sh [--bin PATH]      (default target/release/openrisk, built if missing)
+#
+# Installs Prometheus and both exporters (Debian) and docker-compose (Debian) if missing, and
+# kubernetes-validate (PyPI, pinned with hashes) into target/deploy/venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/require.sh
+source scripts/require.sh
+
+BIN=target/release/openrisk
+while [ $# -gt 0 ]; do
+  case $1 in
+    --bin) BIN=$2; shift 2 ;;
+    *) echo "usage: deploy/check.sh [--bin PATH]" >&2; exit 2 ;;
+  esac
+done
+[ -x "$BIN" ] || cargo build --release --quiet --bin openrisk
+
+require promtool:prometheus prometheus-redis-exporter prometheus-postgres-exporter docker-compose
+
+echo "deploy: promtool"
+promtool check config deploy/prometheus/prometheus.yml
+promtool test rules deploy/prometheus/tests/*.yml
+
+echo "deploy: generated files"
+python3 deploy/build.py --check
+
+echo "deploy: live rules and dashboards"
+python3 deploy/live_check.py --bin "$BIN"
+
+echo "deploy: Compose and Kubernetes"
+docker-compose -f deploy/docker-compose.yml config -q
+VENV=target/deploy/venv
+if ! "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --require-hashes -r deploy/requirements.txt
+fi
+"$VENV/bin/kubernetes-validate" --strict -k 1.34.0 deploy/kubernetes/*.yaml
