@@ -237,7 +237,9 @@ def check_rules(prometheus, problems):
 
 
 def check_dashboards(prometheus, instance, problems):
-    substitutions = {"$__rate_interval": RATE_INTERVAL, "$job": "openrisk", "$instance": re.escape(instance)}
+    # "$instance" as Grafana writes it: one replica (a regular expression, escaped inside a PromQL
+    # string as Grafana does), or all of them.
+    one = re.escape(instance).replace("\\", "\\\\")
     checked = 0
     for path in sorted((DEPLOY / "grafana/dashboards").glob("*.json")):
         dashboard = json.loads(path.read_text())
@@ -248,7 +250,8 @@ def check_dashboards(prometheus, instance, problems):
             if not prometheus.get(f"/api/v1/label/{label}/values", **{"match[]": selector}):
                 problems.append(f"{path.name}: variable {variable['name']} ({query}) has no values")
         for panel in dashboard["panels"]:
-            for target in panel["targets"]:
+            for target, instances in ((t, i) for t in panel["targets"] for i in (one, ".*")):
+                substitutions = {"$__rate_interval": RATE_INTERVAL, "$job": "openrisk", "$instance": instances}
                 expr = target["expr"]
                 for variable, value in substitutions.items():
                     expr = expr.replace(variable, value)
