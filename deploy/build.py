@@ -108,8 +108,13 @@ def target(expr, legend="", **extra):
     return {"expr": expr, "legendFormat": legend, **extra}
 
 
-def panel(title, targets, kind="timeseries", unit="short", description="", **options):
-    return {"title": title, "type": kind, "unit": unit, "description": description,
+def panel(title, targets, kind="timeseries", unit="short", description="", dashed=None, **options):
+    """`dashed`: a regular expression naming the series drawn as dashed lines (limits, targets)."""
+    overrides = [] if dashed is None else [{
+        "matcher": {"id": "byRegexp", "options": dashed},
+        "properties": [{"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}}],
+    }]
+    return {"title": title, "type": kind, "unit": unit, "overrides": overrides, "description": description,
             "targets": targets, **options}
 
 
@@ -156,7 +161,7 @@ def cache():
         panel("Hit ratio per namespace (dashed: target)", [
             target(f"{hits} / {lookups}", "{{namespace}}"),
             target("namespace:cache_hits:ratio_target", "{{namespace}} target"),
-        ], unit="percentunit"),
+        ], unit="percentunit", dashed=".* target"),
         panel("Hit ratio per namespace and tier", [target(
             f'sum by (namespace, tier) (rate(cache_requests_total{{{APP}, result="hit"}}{RATE}))'
             f' / sum by (namespace, tier) (rate(cache_requests_total{{{APP}, result=~"hit|miss"}}{RATE}))',
@@ -198,7 +203,7 @@ def database():
             target(f"sum by (instance, state) (db_pool_connections{{{APP}}})", "{{state}} {{instance}}"),
             target(f"db_pool_max_connections{{{APP}}}", "max {{instance}}"),
             target(f"db_pool_min_idle_connections{{{APP}}}", "warm minimum {{instance}}"),
-        ]),
+        ], dashed="(max|warm minimum) .*"),
         panel("Waiters", [target(f"db_pool_waiters{{{APP}}}", "{{instance}}")]),
         panel("Acquire wait p95", [quantiles("db_pool_acquire_duration_seconds", "instance")[1]], unit="s"),
         panel("Acquire time-outs/s", [target(
@@ -266,12 +271,12 @@ def dashboard(title, description, panels):
     for n, spec in enumerate(panels):
         spec = dict(spec)
         targets = [{"refId": chr(ord("A") + i), "datasource": DATASOURCE, **t} for i, t in enumerate(spec.pop("targets"))]
-        unit = spec.pop("unit")
+        unit, overrides = spec.pop("unit"), spec.pop("overrides")
         laid_out.append({
             "id": n + 1,
             "gridPos": {"x": 12 * (n % 2), "y": 8 * (n // 2), "w": 12, "h": 8},
             "datasource": DATASOURCE,
-            "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
+            "fieldConfig": {"defaults": {"unit": unit}, "overrides": overrides},
             "targets": targets,
             **spec,
         })

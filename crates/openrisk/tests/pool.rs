@@ -394,6 +394,53 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
     assert!(!codes.contains(&&json!("above_server_limit")), "{report}");
 }
 
+/// Readiness follows the database: while PostgreSQL refuses connections to it, `/health/ready`
+/// answers 503 and `openrisk_ready` reads 0; once it accepts them again, both recover by themselves.
+mod readiness_follows_the_database {
+    use super::*;
+    use sqlx::Connection;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let app = common::spawn_app(Backend::Postgres).await;
+        let ready = || async {
+            app.client
+                .get(app.url("/health/ready"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        };
+        app.wait_for_metric("openrisk_ready", 1.0).await;
+        assert_eq!(ready().await, StatusCode::OK);
+
+        let name = app.db.name().expect("a PostgreSQL database").to_owned();
+        let mut admin = sqlx::PgConnection::connect(&common::admin_database_url())
+            .await
+            .unwrap();
+        // The name is the test's own database: a fixed prefix and a UUID.
+        let allow = |allowed: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {allowed}");
+        sqlx::query(sqlx::AssertSqlSafe(allow(false)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&name)
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        app.wait_for_metric("openrisk_ready", 0.0).await;
+        assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+
+        sqlx::query(sqlx::AssertSqlSafe(allow(true)))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        app.wait_for_metric("openrisk_ready", 1.0).await;
+        assert_eq!(ready().await, StatusCode::OK);
+    }
+}
+
 on_each_backend!(
     warnings_appear_when_provoked,
     exhaustion_answers_503_with_retry_after,

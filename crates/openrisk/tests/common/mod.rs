@@ -265,7 +265,7 @@ impl TestApp {
     }
 
     pub async fn wait_until_metric(&self, series: &str, holds: impl Fn(f64) -> bool) {
-        for _ in 0..40 {
+        for _ in 0..100 {
             if self.metric(series).await.is_some_and(&holds) {
                 return;
             }
