@@ -17,7 +17,7 @@ use crate::http::extract::authenticate;
 /// What the cache does for a route (by its template): the namespace its GET is cached in, and
 /// the mutation its writes make. Routes not listed are never cached; the register export streams
 /// and is never cached.
-fn policy(route: &str) -> (Option<Namespace>, Option<Mutation>) {
+pub fn policy(route: &str) -> (Option<Namespace>, Option<Mutation>) {
     use Namespace::*;
     match route {
         "/api/v1/risks" | "/api/v1/risks/{id}" | "/api/v1/risks/{id}/history" => {

@@ -10,6 +10,7 @@ mod marketplace;
 mod me;
 mod metrics;
 mod mitigations;
+mod openapi;
 mod orgs;
 mod reports;
 mod request_metrics;
@@ -30,8 +31,6 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::cache::{self, Cache};
@@ -60,39 +59,10 @@ pub struct AppState {
     pub cache: Arc<Cache>,
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "OpenRisk API", version = "1", description = "Multi-tenant risk register."),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "risks", description = "The risk register"),
-        (name = "mitigations", description = "Actions that reduce a risk"),
-        (name = "assets", description = "What risks threaten"),
-        (name = "dashboard", description = "Register-wide figures"),
-        (name = "marketplace", description = "Connector catalog and installations"),
-        (name = "reports", description = "Register export and executive summary"),
-        (name = "auth", description = "Organizations, users and tokens"),
-        (name = "operations", description = "Health, metrics and documentation"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
 /// Every route, documented: a route exists only through the OpenAPI router, so the document
 /// cannot drift from the code.
 fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut document) = OpenApiRouter::with_openapi(openapi::base())
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
@@ -106,7 +76,9 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(dashboard::routes())
         .merge(marketplace::routes())
         .merge(reports::routes())
-        .split_for_parts()
+        .split_for_parts();
+    openapi::complete(&mut document);
+    (router, document)
 }
 
 /// The OpenAPI document served at `/api/openapi.json`.

@@ -1,0 +1,195 @@
+//! The OpenAPI document: the routes' own annotations, completed with what the shared layers and
+//! extractors answer on every route (problem responses, cache headers, `Retry-After`), so that
+//! the document states every status, content type and header a client can meet.
+
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
+use utoipa::{Modify, OpenApi as _};
+
+use crate::cache::middleware::policy;
+
+/// The media type of every error answer (RFC 9457).
+pub const PROBLEM: &str = "application/problem+json";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "OpenRisk API", version = "1", description = "Multi-tenant risk register. \
+        Errors are `application/problem+json` documents (RFC 9457) naming the failing fields."),
+    modifiers(&BearerAuth),
+    // Referenced by query parameters, which do not register their schemas.
+    components(schemas(crate::domain::report::ExportFormat, crate::domain::report::SummaryFormat)),
+    tags(
+        (name = "risks", description = "The risk register"),
+        (name = "mitigations", description = "Actions that reduce a risk"),
+        (name = "assets", description = "What risks threaten"),
+        (name = "dashboard", description = "Register-wide figures"),
+        (name = "marketplace", description = "Connector catalog and installations"),
+        (name = "reports", description = "Register export and executive summary"),
+        (name = "auth", description = "Organizations, users and tokens"),
+        (name = "operations", description = "Health, metrics and documentation"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The base document, before the routes are merged in.
+pub fn base() -> OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Completes every operation of `openapi` (see the module's comment).
+pub fn complete(openapi: &mut OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let operations = [
+            ("GET", &mut item.get),
+            ("POST", &mut item.post),
+            ("PUT", &mut item.put),
+            ("PATCH", &mut item.patch),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                complete_operation(path, method, operation);
+            }
+        }
+    }
+}
+
+fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
+    let parameters = operation.parameters.as_deref().unwrap_or_default();
+    let has_in = |place: ParameterIn| {
+        parameters
+            .iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == place))
+    };
+    let (by_path, by_query) = (has_in(ParameterIn::Path), has_in(ParameterIn::Query));
+    let if_match = parameters
+        .iter()
+        .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("if-match")));
+    let has_body = operation.request_body.is_some();
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let cached = method == "GET" && policy(path).0.is_some();
+
+    let responses = &mut operation.responses.responses;
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        // A description is required; the status's reason phrase stands in for a missing one.
+        if response.description.is_empty() {
+            response.description = status
+                .parse::<axum::http::StatusCode>()
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Answer")
+                .to_owned();
+        }
+        // Error answers the route declares are problem documents.
+        if status.as_str() >= "400" {
+            *response = problem(&response.description);
+        }
+    }
+    let mut add = |status: &str, description: &str, applies: bool| {
+        if applies {
+            responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::T(problem(description)));
+        }
+    };
+    add(
+        "400",
+        "A malformed parameter, header or body",
+        by_path || by_query || has_body || if_match,
+    );
+    add("401", "No valid bearer token", secured);
+    add("403", "The token's role does not allow this", secured);
+    add("404", "No such resource in the caller's organization", by_path);
+    add(
+        "412",
+        "`If-Match` names another version: fetch the resource again",
+        if_match,
+    );
+    add("413", "The body is larger than 1 MiB", has_body);
+    add("415", "The body is not `application/json`", has_body);
+    add(
+        "422",
+        "The body breaks a rule; `errors` names each field",
+        has_body,
+    );
+    add("500", "An unexpected failure", true);
+    add(
+        "503",
+        "The database is unavailable or busy, or the request ran out of time",
+        true,
+    );
+
+    if let Some(RefOr::T(unavailable)) = responses.get_mut("503") {
+        unavailable.headers.insert(
+            "Retry-After".into(),
+            header(Type::Integer, "Seconds to wait before trying again"),
+        );
+    }
+    for (status, response) in responses.iter_mut() {
+        let RefOr::T(response) = response else { continue };
+        if status == "200" || status == "201" {
+            response.headers.entry("ETag".into()).or_insert_with(|| {
+                header(
+                    Type::String,
+                    "The representation's entity tag, for `If-None-Match` and `If-Match`",
+                )
+            });
+        }
+        if status == "200" && cached {
+            response.headers.insert(
+                "X-Cache".into(),
+                header(Type::String, "`HIT` (in-process or Redis), `MISS` or `BYPASS`"),
+            );
+            response.headers.insert(
+                "Cache-Status".into(),
+                header(
+                    Type::String,
+                    "RFC 9211: `OpenRisk; hit` or `OpenRisk; fwd=miss|bypass|...`",
+                ),
+            );
+        }
+    }
+    if cached {
+        responses
+            .entry("304".into())
+            .or_insert_with(|| RefOr::T(Response::new("`If-None-Match` names the current entity tag")));
+    }
+}
+
+fn problem(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn header(kind: Type, description: &str) -> RefOr<utoipa::openapi::header::Header> {
+    RefOr::T(
+        HeaderBuilder::new()
+            .schema(Some(ObjectBuilder::new().schema_type(kind)))
+            .description(Some(description))
+            .build(),
+    )
+}
