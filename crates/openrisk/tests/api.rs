@@ -221,8 +221,10 @@ both_backends! {
         assert_problem(status, &body, StatusCode::CONFLICT, &[]);
         let (status, body) = app.post("/api/v1/orgs", &other, json!({"slug": "other"})).await;
         assert_problem(status, &body, StatusCode::FORBIDDEN, &[]);
-        let (status, body) = app.post("/api/v1/orgs", t, json!({"slug": "Not A Slug!"})).await;
-        assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, &["slug"]);
+        for slug in ["Not A Slug!", "", "a"] {
+            let (status, body) = app.post("/api/v1/orgs", t, json!({"slug": slug, "name": "Named"})).await;
+            assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY, &["slug"]);
+        }
     }
 
     async fn authentication_and_roles(app: TestApp) {

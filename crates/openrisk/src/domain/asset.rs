@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::{Violations, dedup_tags};
+use super::validation::{
+    DESCRIPTION, NAME, Violations, dedup_tags, description_schema, name_schema, tags_schema,
+};
 use super::{Versioned, double_option, string_enum};
 
 string_enum! {
@@ -54,15 +56,17 @@ pub const READ_ONLY_FIELDS: &[&str] = &["id", "version", "created_at", "updated_
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAsset {
-    #[schema(required = true, nullable = false)]
+    #[schema(schema_with = name_schema, required = true, nullable = false)]
     pub name: Option<String>,
     #[schema(required = true, nullable = false)]
     pub kind: Option<AssetKind>,
     /// Defaults to `medium`.
     pub criticality: Option<Criticality>,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
 }
 
@@ -70,7 +74,7 @@ pub struct NewAsset {
 #[serde(deny_unknown_fields)]
 pub struct AssetPatch {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = name_schema, nullable = false)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable = false)]
@@ -79,10 +83,10 @@ pub struct AssetPatch {
     #[schema(nullable = false)]
     pub criticality: Option<Option<Criticality>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = description_schema, nullable = false)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = tags_schema, nullable = false)]
     pub tags: Option<Option<Vec<String>>>,
 }
 
@@ -123,8 +127,8 @@ impl AssetPatch {
 
 impl AssetFields {
     fn check(&self, v: &mut Violations) {
-        v.text("name", &self.name, 1, 200);
-        v.text("description", &self.description, 0, 10_000);
+        v.text("name", &self.name, NAME);
+        v.text("description", &self.description, DESCRIPTION);
         v.tags("tags", &self.tags);
     }
 }

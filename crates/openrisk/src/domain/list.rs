@@ -197,6 +197,19 @@ pub const SORTS: &[&str] = &[
     "-title",
 ];
 
+/// In the document, the orders `SORTS` lists: a parameter, written as text.
+impl utoipa::PartialSchema for Sort {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A list order; `-` sorts descending. Ties are broken by id."))
+            .enum_values(Some(SORTS.iter().copied()))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Sort {}
+
 impl std::str::FromStr for Sort {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

@@ -36,6 +36,14 @@ pub struct Connector {
 /// What a secret looks like in every response.
 pub const MASK: &str = "********";
 
+/// A connector's slug: one of the catalog's.
+fn connector_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(FILES.iter().map(|(slug, _)| *slug)))
+        .build()
+}
+
 /// The connector definitions, one file per connector.
 const FILES: &[(&str, &str)] = &[
     (
@@ -187,7 +195,7 @@ impl Catalog {
         let slug = v.required("connector", new.connector).unwrap_or_default();
         let config = new.config.unwrap_or_else(|| Value::Object(Default::default()));
         let Some(entry) = self.entry(&slug) else {
-            if !slug.is_empty() {
+            if v.is_empty() {
                 v.add("connector", "no such connector in the catalog");
             }
             return Err(v);
@@ -274,7 +282,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &["id", "created_at", "updated_at"];
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInstallation {
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, schema_with = connector_schema)]
     pub connector: Option<String>,
     /// Defaults to `true`.
     pub enabled: Option<bool>,

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::Violations;
-use super::{Versioned, double_option, string_enum};
+use super::validation::{DESCRIPTION, TITLE, Violations, description_schema, title_schema};
+use super::{Versioned, double_option, string_enum, whole};
 
 string_enum! {
     pub enum MitigationStatus {
@@ -60,15 +60,17 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMitigation {
-    #[schema(required = true, nullable = false)]
+    #[schema(schema_with = title_schema, required = true, nullable = false)]
     pub title: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
     /// Defaults to `planned`.
     pub status: Option<MitigationStatus>,
     pub owner_id: Option<Uuid>,
     pub due_date: Option<NaiveDate>,
     #[schema(minimum = 0, maximum = 100)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub progress: Option<i64>,
     #[schema(minimum = 0)]
     pub cost: Option<f64>,
@@ -78,10 +80,10 @@ pub struct NewMitigation {
 #[serde(deny_unknown_fields)]
 pub struct MitigationPatch {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = title_schema, nullable = false)]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = description_schema, nullable = false)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable = false)]
@@ -90,7 +92,7 @@ pub struct MitigationPatch {
     pub owner_id: Option<Option<Uuid>>,
     #[serde(default, deserialize_with = "double_option")]
     pub due_date: Option<Option<NaiveDate>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "whole::patch")]
     #[schema(nullable = false, minimum = 0, maximum = 100)]
     pub progress: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
@@ -139,8 +141,8 @@ impl MitigationPatch {
 
 impl MitigationFields {
     fn check(&self, v: &mut Violations, raw_progress: Option<i64>) {
-        v.text("title", &self.title, 1, 200);
-        v.text("description", &self.description, 0, 10_000);
+        v.text("title", &self.title, TITLE);
+        v.text("description", &self.description, DESCRIPTION);
         if let Some(progress) = raw_progress {
             v.range("progress", progress, 0, 100);
         }

@@ -73,6 +73,38 @@ macro_rules! string_enum {
 }
 pub(crate) use string_enum;
 
+/// Integers that JSON may write as `3` or `3.0`: JSON Schema counts both as the integer 3, so a
+/// client that follows the document may send either.
+pub mod whole {
+    use serde::{Deserialize, Deserializer, de};
+
+    struct Whole(i64);
+
+    impl<'de> Deserialize<'de> for Whole {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            match serde_json::Number::deserialize(deserializer)? {
+                n if n.is_i64() => n.as_i64(),
+                n => n
+                    .as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64),
+            }
+            .map(Whole)
+            .ok_or_else(|| de::Error::custom("expected an integer"))
+        }
+    }
+
+    /// For an optional field (`#[serde(default, deserialize_with = "whole::option")]`).
+    pub fn option<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        Ok(Option::<Whole>::deserialize(deserializer)?.map(|w| w.0))
+    }
+
+    /// For a PATCH field, as `double_option`.
+    pub fn patch<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i64>>, D::Error> {
+        Ok(Some(Option::<Whole>::deserialize(deserializer)?.map(|w| w.0)))
+    }
+}
+
 /// Deserializes a PATCH field so that an absent key is `None`, `null` is `Some(None)` and a value
 /// is `Some(Some(v))`.
 pub fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

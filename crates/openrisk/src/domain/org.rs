@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::Role;
-use super::validation::Violations;
+use super::validation::{NAME, Violations, name_schema, optional_name_schema};
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct Organization {
@@ -53,17 +53,19 @@ pub struct NewOrganization {
     #[schema(required = true, nullable = false, pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
     pub slug: Option<String>,
     /// Defaults to the slug.
+    #[schema(schema_with = optional_name_schema)]
     pub name: Option<String>,
     /// Email of the organization's first admin user; defaults to `admin@<slug>.invalid`.
+    #[schema(format = Email)]
     pub admin_email: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    #[schema(required = true, nullable = false)]
+    #[schema(required = true, nullable = false, format = Email)]
     pub email: Option<String>,
-    #[schema(required = true, nullable = false)]
+    #[schema(schema_with = name_schema, required = true, nullable = false)]
     pub name: Option<String>,
     /// Defaults to `viewer`.
     pub role: Option<Role>,
@@ -74,7 +76,7 @@ pub struct NewUser {
 pub struct NewToken {
     /// Defaults to the caller's user.
     pub user_id: Option<Uuid>,
-    #[schema(required = true, nullable = false)]
+    #[schema(schema_with = name_schema, required = true, nullable = false)]
     pub name: Option<String>,
     /// Defaults to the user's role; may not exceed it.
     pub role: Option<Role>,
@@ -127,15 +129,16 @@ fn check_email(v: &mut Violations, field: &str, email: &str) {
 impl NewOrganization {
     pub fn validate(self) -> Result<OrganizationDraft, Violations> {
         let mut v = Violations::default();
-        let slug = v.required("slug", self.slug).unwrap_or_default();
-        if !slug.is_empty() && !is_valid_slug(&slug) {
+        let slug = v.required("slug", self.slug);
+        if slug.as_deref().is_some_and(|slug| !is_valid_slug(slug)) {
             v.add(
                 "slug",
                 "must be 2 to 63 lowercase letters, digits or '-', starting with a letter or digit",
             );
         }
+        let slug = slug.unwrap_or_default();
         let name = self.name.unwrap_or_else(|| slug.clone());
-        v.text("name", &name, 1, 200);
+        v.text("name", &name, NAME);
         let admin_email = self
             .admin_email
             .unwrap_or_else(|| format!("admin@{slug}.invalid"));
@@ -151,12 +154,13 @@ impl NewOrganization {
 impl NewUser {
     pub fn validate(self) -> Result<UserDraft, Violations> {
         let mut v = Violations::default();
-        let email = v.required("email", self.email).unwrap_or_default();
+        let email = v.required("email", self.email);
         let name = v.required("name", self.name).unwrap_or_default();
-        if !email.is_empty() {
-            check_email(&mut v, "email", &email);
+        if let Some(email) = &email {
+            check_email(&mut v, "email", email);
         }
-        v.text("name", &name, 1, 200);
+        let email = email.unwrap_or_default();
+        v.text("name", &name, NAME);
         v.into_result().map(|()| UserDraft {
             email: email.to_lowercase(),
             name,
@@ -169,7 +173,7 @@ impl NewToken {
     pub fn validate(self, now: DateTime<Utc>) -> Result<TokenDraft, Violations> {
         let mut v = Violations::default();
         let name = v.required("name", self.name).unwrap_or_default();
-        v.text("name", &name, 1, 200);
+        v.text("name", &name, NAME);
         if self.expires_at.is_some_and(|at| at <= now) {
             v.add("expires_at", "must be in the future");
         }

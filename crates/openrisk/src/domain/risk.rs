@@ -6,8 +6,11 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::{Violations, dedup_ids, dedup_tags};
-use super::{double_option, string_enum};
+use super::validation::{
+    CATEGORY, DESCRIPTION, TITLE, Violations, category_schema, dedup_ids, dedup_tags, description_schema,
+    tags_schema, title_schema,
+};
+use super::{double_option, string_enum, whole};
 
 string_enum! {
     pub enum RiskStatus {
@@ -99,24 +102,31 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRisk {
-    #[schema(required = true, nullable = false)]
+    #[schema(schema_with = title_schema, required = true, nullable = false)]
     pub title: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = description_schema)]
     pub description: String,
+    #[schema(schema_with = category_schema)]
     pub category: Option<String>,
     pub owner_id: Option<Uuid>,
     /// Defaults to `open`.
     pub status: Option<RiskStatus>,
     #[schema(required = true, nullable = false, minimum = 1, maximum = 5)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub likelihood: Option<i64>,
     #[schema(required = true, nullable = false, minimum = 1, maximum = 5)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub impact: Option<i64>,
     #[schema(minimum = 1, maximum = 5)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub residual_likelihood: Option<i64>,
     #[schema(minimum = 1, maximum = 5)]
+    #[serde(default, deserialize_with = "whole::option")]
     pub residual_impact: Option<i64>,
     pub treatment: Option<Treatment>,
     #[serde(default)]
+    #[schema(schema_with = tags_schema)]
     pub tags: Vec<String>,
     #[serde(default)]
     pub asset_ids: Vec<Uuid>,
@@ -128,34 +138,35 @@ pub struct NewRisk {
 #[serde(deny_unknown_fields)]
 pub struct RiskPatch {
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = title_schema, nullable = false)]
     pub title: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = description_schema, nullable = false)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(schema_with = category_schema)]
     pub category: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     pub owner_id: Option<Option<Uuid>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable = false)]
     pub status: Option<Option<RiskStatus>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "whole::patch")]
     #[schema(nullable = false, minimum = 1, maximum = 5)]
     pub likelihood: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "whole::patch")]
     #[schema(nullable = false, minimum = 1, maximum = 5)]
     pub impact: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "whole::patch")]
     #[schema(minimum = 1, maximum = 5)]
     pub residual_likelihood: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "whole::patch")]
     #[schema(minimum = 1, maximum = 5)]
     pub residual_impact: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
     pub treatment: Option<Option<Treatment>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(nullable = false)]
+    #[schema(schema_with = tags_schema, nullable = false)]
     pub tags: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(nullable = false)]
@@ -243,10 +254,10 @@ fn clamp_score_input(value: i64) -> i32 {
 
 impl RiskFields {
     fn check(&self, v: &mut Violations, raw_scores: &[(&str, Option<i64>)]) {
-        v.text("title", &self.title, 1, 200);
-        v.text("description", &self.description, 0, 10_000);
+        v.text("title", &self.title, TITLE);
+        v.text("description", &self.description, DESCRIPTION);
         if let Some(category) = &self.category {
-            v.text("category", category, 1, 100);
+            v.text("category", category, CATEGORY);
         }
         for (field, value) in raw_scores {
             if let Some(value) = value {

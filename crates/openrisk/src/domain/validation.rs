@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct FieldError {
@@ -62,8 +63,9 @@ impl Violations {
         }
     }
 
-    /// Text length in characters, inclusive bounds.
-    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+    /// Text within `rule`'s bounds, in characters.
+    pub fn text(&mut self, field: &str, value: &str, rule: Text) {
+        let Text { min, max } = rule;
         let len = value.chars().count();
         if value.contains('\0') {
             // PostgreSQL cannot store NUL in text.
@@ -91,12 +93,87 @@ impl Violations {
             self.add(field, format!("must hold at most {MAX_TAGS} tags"));
         }
         for (i, tag) in tags.iter().enumerate() {
-            self.text(&format!("{field}[{i}]"), tag, 1, 50);
+            self.text(&format!("{field}[{i}]"), tag, TAG);
         }
     }
 }
 
 pub const MAX_TAGS: usize = 20;
+
+/// The bounds of a text field, in characters. Validation and the OpenAPI document both read them,
+/// so that the document states exactly what is accepted.
+#[derive(Clone, Copy, Debug)]
+pub struct Text {
+    pub min: usize,
+    pub max: usize,
+}
+
+pub const TITLE: Text = Text { min: 1, max: 200 };
+pub const NAME: Text = Text { min: 1, max: 200 };
+pub const DESCRIPTION: Text = Text { min: 0, max: 10_000 };
+pub const CATEGORY: Text = Text { min: 1, max: 100 };
+pub const TAG: Text = Text { min: 1, max: 50 };
+
+/// What `str::trim` removes (Unicode White_Space), spelled out so that the document's pattern and
+/// the check above agree character for character.
+const WHITE_SPACE: &str = r"\t\n\u000B\u000C\r \u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+
+impl Text {
+    pub fn schema(self) -> Object {
+        self.builder().build()
+    }
+
+    /// The same, with `null` allowed as well.
+    pub fn nullable_schema(self) -> Object {
+        self.builder()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .build()
+    }
+
+    fn builder(self) -> ObjectBuilder {
+        // No NUL anywhere (PostgreSQL cannot store it) and, with a minimum, not only white space.
+        let pattern = if self.min > 0 {
+            format!("^[^\\u0000]*[^\\u0000{WHITE_SPACE}][^\\u0000]*$")
+        } else {
+            r"^[^\u0000]*$".to_owned()
+        };
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(self.min))
+            .max_length(Some(self.max))
+            .pattern(Some(pattern))
+    }
+}
+
+/// Schemas for `#[schema(schema_with = …)]`.
+pub fn title_schema() -> Object {
+    TITLE.schema()
+}
+
+pub fn name_schema() -> Object {
+    NAME.schema()
+}
+
+/// A name that may be left out or `null` (a default stands in).
+pub fn optional_name_schema() -> Object {
+    NAME.nullable_schema()
+}
+
+pub fn description_schema() -> Object {
+    DESCRIPTION.schema()
+}
+
+/// The category: optional, and `null` clears it.
+pub fn category_schema() -> Object {
+    CATEGORY.nullable_schema()
+}
+
+pub fn tags_schema() -> Array {
+    ArrayBuilder::new()
+        .items(TAG.schema())
+        .max_items(Some(MAX_TAGS))
+        .build()
+}
 
 /// Removes duplicate tags, keeping the first occurrence's position.
 pub fn dedup_tags(tags: Vec<String>) -> Vec<String> {

@@ -68,7 +68,7 @@ async fn cache(
 }
 
 /// Namespaces to invalidate, or all of them.
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invalidation {
     #[serde(default)]
@@ -78,6 +78,29 @@ pub struct Invalidation {
 }
 
 impl RequestBody for Invalidation {}
+
+/// Written out: the rule "`namespaces` or `all: true`, not both" is one the derive cannot state.
+impl utoipa::PartialSchema for Invalidation {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let namespace = serde_json::json!({"$ref": "#/components/schemas/Namespace"});
+        serde_json::from_value(serde_json::json!({
+            "description": "Namespaces to invalidate, or all of them.",
+            "oneOf": [
+                {"type": "object", "additionalProperties": false, "required": ["namespaces"],
+                 "properties": {
+                    "namespaces": {"type": "array", "items": namespace, "minItems": 1},
+                    "all": {"type": "boolean", "enum": [false]}}},
+                {"type": "object", "additionalProperties": false, "required": ["all"],
+                 "properties": {
+                    "namespaces": {"type": "array", "items": namespace, "maxItems": 0},
+                    "all": {"type": "boolean", "enum": [true]}}},
+            ],
+        }))
+        .unwrap_or_default()
+    }
+}
+
+impl utoipa::ToSchema for Invalidation {}
 
 #[derive(Serialize, ToSchema)]
 pub struct Invalidated {

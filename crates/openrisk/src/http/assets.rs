@@ -34,7 +34,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 #[utoipa::path(
     get, path = "/api/v1/assets", tag = "assets",
-    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "Opaque: the `next_cursor` of the previous page")),
     responses((status = 200, body = Page<Asset>)),
     security(("bearer" = []))
 )]

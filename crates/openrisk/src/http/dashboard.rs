@@ -59,7 +59,7 @@ async fn matrix(
 
 #[utoipa::path(
     get, path = "/api/v1/dashboard/timeline", tag = "dashboard",
-    params(("days" = Option<i64>, Query, description = "1..365, default 30; the last day is today (UTC)")),
+    params(("days" = Option<i64>, Query, minimum = 1, maximum = 365, description = "Default 30; the last day is today (UTC)")),
     responses((status = 200, body = Timeline), (status = 400, body = Problem)),
     security(("bearer" = []))
 )]
@@ -77,7 +77,7 @@ async fn timeline(
 
 #[utoipa::path(
     get, path = "/api/v1/dashboard/top-risks", tag = "dashboard",
-    params(("limit" = Option<i64>, Query, description = "1..50, default 10")),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 50, description = "Default 10")),
     responses((status = 200, body = TopRisks), (status = 400, body = Problem)),
     security(("bearer" = []))
 )]

@@ -75,7 +75,7 @@ async fn get_connector(
 
 #[utoipa::path(
     get, path = "/api/v1/marketplace/installations", tag = "marketplace",
-    params(("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "Opaque: the `next_cursor` of the previous page")),
     responses((status = 200, body = Page<Installation>, description = "Secrets read `\"********\"`")),
     security(("bearer" = []))
 )]

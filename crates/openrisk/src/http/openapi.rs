@@ -21,7 +21,11 @@ pub const PROBLEM: &str = "application/problem+json";
         Errors are `application/problem+json` documents (RFC 9457) naming the failing fields."),
     modifiers(&BearerAuth),
     // Referenced by query parameters, which do not register their schemas.
-    components(schemas(crate::domain::report::ExportFormat, crate::domain::report::SummaryFormat)),
+    components(schemas(
+        crate::domain::report::ExportFormat,
+        crate::domain::report::SummaryFormat,
+        crate::domain::list::Sort
+    )),
     tags(
         (name = "risks", description = "The risk register"),
         (name = "mitigations", description = "Actions that reduce a risk"),

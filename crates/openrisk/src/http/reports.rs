@@ -43,13 +43,19 @@ const ROWS_PER_CHUNK: usize = 128;
         ("category" = Option<Vec<String>>, Query, explode = true),
         ("owner_id" = Option<Vec<uuid::Uuid>>, Query, explode = true),
         ("tag" = Option<Vec<String>>, Query, explode = true),
-        ("q" = Option<String>, Query),
-        ("sort" = Option<String>, Query, description = "As for the list; default -score"),
+        ("q" = Option<String>, Query, max_length = 200),
+        ("sort" = Option<crate::domain::list::Sort>, Query, description = "As for the list; default -score"),
     ),
     responses(
         (status = 200, description = "Every matching risk, streamed, as an attachment (`risk-register-<date>.<format>`). \
             CSV: RFC 4180 with a header row; cells that a spreadsheet would run as formulas are prefixed with `'`. \
-            JSON: an array of risks."),
+            JSON: an array of risks.",
+            content(
+                (String = "text/csv"),
+                (Vec<crate::domain::risk::Risk> = "application/json"),
+                (Vec<u8> = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+            ),
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"risk-register-<date>.<format>\"`"))),
         (status = 400, body = Problem)
     ),
     security(("bearer" = []))
@@ -218,7 +224,11 @@ async fn xlsx_file(mut risks: RiskStream, cancelled: Arc<AtomicBool>) -> std::io
 #[utoipa::path(
     get, path = "/api/v1/reports/summary", tag = "reports",
     params(("format" = Option<SummaryFormat>, Query, description = "json (default) or html: one self-contained, printable page")),
-    responses((status = 200, body = Summary), (status = 400, body = Problem)),
+    responses(
+        (status = 200, description = "The summary: JSON, or with `format=html` one self-contained page",
+            content((Summary = "application/json"), (String = "text/html"))),
+        (status = 400, body = Problem)
+    ),
     security(("bearer" = []))
 )]
 async fn summary(

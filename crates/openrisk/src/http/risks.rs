@@ -42,10 +42,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         ("category" = Option<Vec<String>>, Query, description = "Any of these categories", explode = true),
         ("owner_id" = Option<Vec<uuid::Uuid>>, Query, description = "Any of these owners", explode = true),
         ("tag" = Option<Vec<String>>, Query, description = "Carries any of these tags", explode = true),
-        ("q" = Option<String>, Query, description = "Case-insensitive substring of title, description or a tag"),
-        ("sort" = Option<String>, Query, description = "score, -score (default), created_at, -created_at, updated_at, -updated_at, title, -title; ties broken by id"),
-        ("limit" = Option<i64>, Query, description = "1..200, default 50"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("q" = Option<String>, Query, max_length = 200, description = "Case-insensitive substring of title, description or a tag"),
+        ("sort" = Option<crate::domain::list::Sort>, Query, description = "Default -score"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Default 50"),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "Opaque: the `next_cursor` of the previous page"),
         ("include_total" = Option<bool>, Query, description = "Also count every matching risk"),
     ),
     responses((status = 200, body = Page<Risk>), (status = 400, body = Problem), (status = 401, body = Problem)),
@@ -143,7 +143,7 @@ async fn delete_risk(
 
 #[utoipa::path(
     get, path = "/api/v1/risks/{id}/history", tag = "risks",
-    params(("id" = uuid::Uuid, Path), ("limit" = Option<i64>, Query), ("cursor" = Option<String>, Query)),
+    params(("id" = uuid::Uuid, Path), ("limit" = Option<i64>, Query, minimum = 1, maximum = 200, description = "Default 50"), ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]+$", description = "Opaque: the `next_cursor` of the previous page")),
     responses((status = 200, body = Page<HistoryEntry>, description = "Newest first; admins also see deleted risks' history"),
         (status = 404, body = Problem)),
     security(("bearer" = []))
