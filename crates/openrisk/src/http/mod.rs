@@ -41,6 +41,10 @@ use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, SIZE_BUCKETS};
 
+/// Where the OpenAPI document and its reference page are served.
+pub const OPENAPI: &str = "/api/openapi.json";
+pub const DOCS: &str = "/api/docs";
+
 /// Request bodies above this answer 413.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
@@ -93,12 +97,14 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .route(
-            "/api/openapi.json",
+            OPENAPI,
             get(move || {
                 let openapi = openapi.clone();
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
+        // The reference page for people, from the bundled Swagger UI: no CDN.
+        .merge(utoipa_swagger_ui::SwaggerUi::new(DOCS).config(utoipa_swagger_ui::Config::new([OPENAPI])))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state.clone())

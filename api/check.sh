@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# Fuzzes the served OpenAPI document with Schemathesis: every check, every phase (examples,
-# coverage, fuzzing, stateful), once as a system admin and once as a viewer, against the service on
-# a fresh PostgreSQL database with Redis. Any finding fails the run.
+# Checks the served OpenAPI document against the service on a fresh PostgreSQL database with Redis:
+#  1. Schemathesis, every check and every phase (examples, coverage, fuzzing, stateful), once as a
+#     system admin and once as a viewer; any finding fails the run;
+#  2. the reference page /api/docs in headless Chromium, with every host but 127.0.0.1 unreachable
+#     (nothing may come from a CDN): it must list exactly the document's operations.
 #
-#   api/fuzz.sh [--bin PATH] [--seconds N]     (defaults: target/release/openrisk, 60 per role)
+#   api/check.sh [--bin PATH] [--seconds N]     (defaults: target/release/openrisk, 60 per role)
 #
 # Environment: FUZZ_PG_URL (an existing database used to create and drop the run's own, default
 # postgres://postgres@127.0.0.1:5432/test), FUZZ_REDIS_URL (default redis://127.0.0.1:6379/12,
-# flushed first). Installs Schemathesis (PyPI, pinned with hashes) into target/api/venv. Reports
-# (JUnit XML) go to target/api/. Targets 127.0.0.1 only.
+# flushed first). Installs Schemathesis (PyPI, pinned with hashes) into target/api/venv, and
+# Chromium (Debian) if missing. Reports (JUnit XML) go to target/api/. Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/require.sh
+source scripts/require.sh
+require chromium
 
 BIN=target/release/openrisk
 SECONDS_PER_ROLE=60
@@ -18,7 +23,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --bin) BIN=$2; shift 2 ;;
     --seconds) SECONDS_PER_ROLE=$2; shift 2 ;;
-    *) echo "usage: api/fuzz.sh [--bin PATH] [--seconds N]" >&2; exit 2 ;;
+    *) echo "usage: api/check.sh [--bin PATH] [--seconds N]" >&2; exit 2 ;;
   esac
 done
 [ -x "$BIN" ] || cargo build --release --quiet --bin openrisk
@@ -50,7 +55,7 @@ BASE=http://127.0.0.1:$PORT
 ADMIN=ort_fuzz-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DATABASE_URL=${PG_ADMIN%/*}/$DB OPENRISK_DATA_DIR=$WORK OPENRISK_LISTEN=127.0.0.1:$PORT \
   REDIS_URL=$REDIS OPENRISK_BOOTSTRAP_TOKEN=$ADMIN RUST_LOG=warn
-"$BIN" serve 2>"$OUT/fuzz-server.log" &
+"$BIN" serve 2>"$OUT/server.log" &
 SERVER=$!
 for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
 
@@ -70,4 +75,21 @@ for role in admin viewer; do
     -H "Authorization: Bearer $token" --checks all --max-time "$SECONDS_PER_ROLE" \
     --report junit --report-junit-path "$OUT/fuzz-$role.xml" --no-color || status=1
 done
+
+echo "== /api/docs in headless Chromium"
+chromium --headless --no-sandbox --disable-gpu --host-resolver-rules="MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" \
+  --virtual-time-budget=20000 --dump-dom "$BASE/api/docs/" 2>/dev/null >"$OUT/docs-page.html"
+curl -fsS "$BASE/api/openapi.json" | python3 -c '
+import html, json, re, sys
+document = json.load(sys.stdin)
+expected = {(method.upper(), path) for path, item in document["paths"].items() for method in item}
+page = open(sys.argv[1], encoding="utf-8").read()
+# Each operation: <div class="opblock opblock-get …"> … data-path="/api/v1/risks" …
+shown = {(m.upper(), html.unescape(p)) for m, p in
+         re.findall(r"class=\"opblock opblock-(\w+)[^\"]*\".*?data-path=\"([^\"]+)\"", page, re.S)}
+if shown != expected:
+    sys.exit(f"/api/docs lists {len(shown)} operations, the document {len(expected)}: "
+             f"missing {sorted(expected - shown)[:5]}, unexpected {sorted(shown - expected)[:5]}")
+print(f"/api/docs lists all {len(expected)} operations of the document")
+' "$OUT/docs-page.html" || status=1
 exit $status
