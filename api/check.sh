@@ -2,15 +2,18 @@
 # Checks the served OpenAPI document against the service on a fresh PostgreSQL database with Redis:
 #  1. Schemathesis, every check and every phase (examples, coverage, fuzzing, stateful), once as a
 #     system admin and once as a viewer; any finding fails the run;
-#  2. the reference page /api/docs in headless Chromium, with every host but 127.0.0.1 unreachable
+#  2. the README walkthrough through a Python client generated from the served document
+#     (openapi-python-client): create, list, filter, update with If-Match, history, mitigations,
+#     dashboard, export;
+#  3. the reference page /api/docs in headless Chromium, with every host but 127.0.0.1 unreachable
 #     (nothing may come from a CDN): it must list exactly the document's operations.
 #
 #   api/check.sh [--bin PATH] [--seconds N]     (defaults: target/release/openrisk, 60 per role)
 #
 # Environment: FUZZ_PG_URL (an existing database used to create and drop the run's own, default
 # postgres://postgres@127.0.0.1:5432/test), FUZZ_REDIS_URL (default redis://127.0.0.1:6379/12,
-# flushed first). Installs Schemathesis (PyPI, pinned with hashes) into target/api/venv, and
-# Chromium (Debian) if missing. Reports (JUnit XML) go to target/api/. Targets 127.0.0.1 only.
+# flushed first). Installs Schemathesis and openapi-python-client (PyPI, pinned with hashes) into
+# venvs under target/api/, and Chromium (Debian) if missing. Reports (JUnit XML) go to target/api/. Targets 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/require.sh
@@ -31,12 +34,17 @@ done
 PG_ADMIN=${FUZZ_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS=${FUZZ_REDIS_URL:-redis://127.0.0.1:6379/12}
 OUT=target/api
-VENV=$OUT/venv
 mkdir -p "$OUT"
-if ! "$VENV/bin/st" --version >/dev/null 2>&1; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --require-hashes -r api/requirements.txt
-fi
+venv() { # directory requirements command: a virtualenv holding the pinned requirements
+  if ! "$1/bin/$3" --version >/dev/null 2>&1; then
+    python3 -m venv "$1"
+    "$1/bin/pip" install --quiet --require-hashes -r "$2"
+  fi
+}
+FUZZER=$OUT/schemathesis
+GENERATOR=$OUT/client-generator
+venv "$FUZZER" api/requirements-schemathesis.txt st
+venv "$GENERATOR" api/requirements-client.txt openapi-python-client
 
 WORK=$(mktemp -d)
 DB=openrisk_fuzz_$$
@@ -68,10 +76,21 @@ VIEWER=$(api "$BASE/api/v1/tokens" -d "{\"user_id\": \"$viewer_id\", \"name\": \
   python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])')
 
 status=0
+echo "== The README walkthrough through a generated client"
+curl -fsS "$BASE/api/openapi.json" >"$OUT/openapi.json"
+rm -rf "$OUT/client"
+# Warnings mean parts of the document the generator had to skip.
+if PATH="$GENERATOR/bin:$PATH" openapi-python-client generate --path "$OUT/openapi.json" --meta none \
+    --output-path "$OUT/client/openrisk_client" 2>&1 | tee "$OUT/client-generation.log" | grep -qi warning; then
+  cat "$OUT/client-generation.log" >&2
+  status=1
+fi
+PYTHONPATH=$OUT/client "$GENERATOR/bin/python" api/walkthrough.py "$BASE" "$ADMIN" || status=1
+
 for role in admin viewer; do
   token=$ADMIN; [ $role = viewer ] && token=$VIEWER
   echo "== Schemathesis as $role, $SECONDS_PER_ROLE s"
-  "$VENV/bin/st" --config-file api/schemathesis.toml run "$BASE/api/openapi.json" \
+  "$FUZZER/bin/st" --config-file api/schemathesis.toml run "$BASE/api/openapi.json" \
     -H "Authorization: Bearer $token" --checks all --max-time "$SECONDS_PER_ROLE" \
     --report junit --report-junit-path "$OUT/fuzz-$role.xml" --no-color || status=1
 done
