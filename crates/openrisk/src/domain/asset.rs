@@ -55,6 +55,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &["id", "version", "created_at", "updated_
 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "File servers", "kind": "server", "criticality": "high", "tags": ["finance"]}))]
 pub struct NewAsset {
     #[schema(schema_with = name_schema, required = true, nullable = false)]
     pub name: Option<String>,
@@ -72,6 +73,7 @@ pub struct NewAsset {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"criticality": "critical"}))]
 pub struct AssetPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = name_schema, nullable = false)]

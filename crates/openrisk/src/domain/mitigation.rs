@@ -59,6 +59,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Offline, immutable backups", "status": "planned", "due_date": "2027-01-31", "progress": 0, "cost": 12000.0}))]
 pub struct NewMitigation {
     #[schema(schema_with = title_schema, required = true, nullable = false)]
     pub title: Option<String>,
@@ -78,6 +79,7 @@ pub struct NewMitigation {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "in_progress", "progress": 40}))]
 pub struct MitigationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = title_schema, nullable = false)]

@@ -49,6 +49,7 @@ pub struct CreatedToken {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"slug": "acme", "name": "Acme Corporation", "admin_email": "it@acme.example"}))]
 pub struct NewOrganization {
     #[schema(required = true, nullable = false, pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
     pub slug: Option<String>,
@@ -62,6 +63,7 @@ pub struct NewOrganization {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "analyst@acme.example", "name": "Ada Analyst", "role": "analyst"}))]
 pub struct NewUser {
     #[schema(required = true, nullable = false, format = Email)]
     pub email: Option<String>,
@@ -73,6 +75,7 @@ pub struct NewUser {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "CI export job", "role": "viewer"}))]
 pub struct NewToken {
     /// Defaults to the caller's user.
     pub user_id: Option<Uuid>,

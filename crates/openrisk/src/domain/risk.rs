@@ -101,6 +101,7 @@ pub const READ_ONLY_FIELDS: &[&str] = &[
 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Ransomware encrypts the file servers", "description": "Backups share the domain.", "category": "security", "likelihood": 4, "impact": 5, "treatment": "mitigate", "tags": ["ransomware", "backups"], "review_date": "2027-03-31"}))]
 pub struct NewRisk {
     #[schema(schema_with = title_schema, required = true, nullable = false)]
     pub title: Option<String>,
@@ -136,6 +137,7 @@ pub struct NewRisk {
 /// A partial update: an absent field is left alone, `null` clears a nullable field.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"status": "in_progress", "likelihood": 2}))]
 pub struct RiskPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(schema_with = title_schema, nullable = false)]
