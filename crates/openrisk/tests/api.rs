@@ -408,6 +408,37 @@ both_backends! {
         }
         assert!(doc["components"]["schemas"]["Risk"].is_object());
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+        // Every reference resolves.
+        let text = doc.to_string();
+        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "unresolved reference {name}");
+        }
+        // Enumerations by their wire names.
+        assert!(doc["components"]["schemas"]["RiskStatus"]["enum"].as_array().unwrap().contains(&json!("in_progress")));
+        for (path, item) in paths {
+            for (method, operation) in item.as_object().unwrap() {
+                let responses = operation["responses"].as_object().unwrap();
+                // Errors are problem documents, and the shared ones are listed everywhere.
+                for (code, response) in responses.iter().filter(|(code, _)| code.as_str() >= "400") {
+                    assert!(response["content"]["application/problem+json"].is_object(), "{method} {path} {code}");
+                }
+                for code in ["500", "503"] {
+                    assert!(responses.contains_key(code), "{method} {path} lacks {code}");
+                }
+                if path.contains('{') {
+                    assert!(responses.contains_key("404"), "{method} {path} lacks 404");
+                }
+                assert!(responses.values().all(|r| r["description"].as_str().is_some_and(|d| !d.is_empty())));
+            }
+        }
+        let created = &paths["/api/v1/risks"]["post"]["responses"]["201"]["headers"];
+        assert!(created["Location"].is_object() && created["ETag"].is_object(), "{created}");
+        let listed = &paths["/api/v1/risks"]["get"]["responses"];
+        assert!(listed["200"]["headers"]["X-Cache"].is_object() && listed["304"].is_object(), "{listed}");
+        let summary = &paths["/api/v1/reports/summary"]["get"]["responses"]["200"]["content"];
+        assert!(summary["text/html"].is_object() && summary["application/json"].is_object(), "{summary}");
     }
 
     async fn request_ids(app: TestApp) {

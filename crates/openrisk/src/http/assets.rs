@@ -52,7 +52,7 @@ async fn list_assets(
 
 #[utoipa::path(
     post, path = "/api/v1/assets", tag = "assets", request_body = NewAsset,
-    responses((status = 201, body = Asset), (status = 422, body = Problem)),
+    responses((status = 201, body = Asset, description = "Created", headers(("Location" = String, description = "The new asset's URL"))), (status = 422, body = Problem)),
     security(("bearer" = []))
 )]
 async fn create_asset(
@@ -85,7 +85,7 @@ async fn get_asset(
 
 #[utoipa::path(
     patch, path = "/api/v1/assets/{id}", tag = "assets", request_body = AssetPatch,
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 200, body = Asset), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = []))
@@ -107,7 +107,7 @@ async fn update_asset(
 
 #[utoipa::path(
     delete, path = "/api/v1/assets/{id}", tag = "assets",
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 204, description = "Deleted and unlinked from every risk"), (status = 404, body = Problem),
         (status = 412, body = Problem)),
     security(("bearer" = []))

@@ -56,7 +56,7 @@ async fn list_mitigations(
 #[utoipa::path(
     post, path = "/api/v1/risks/{id}/mitigations", tag = "mitigations", request_body = NewMitigation,
     params(("id" = uuid::Uuid, Path, description = "The risk")),
-    responses((status = 201, body = Mitigation), (status = 404, body = Problem), (status = 422, body = Problem)),
+    responses((status = 201, body = Mitigation, description = "Created", headers(("Location" = String, description = "The new mitigation's URL"))), (status = 404, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = []))
 )]
 async fn create_mitigation(
@@ -94,7 +94,7 @@ async fn get_mitigation(
 
 #[utoipa::path(
     patch, path = "/api/v1/mitigations/{id}", tag = "mitigations", request_body = MitigationPatch,
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 200, body = Mitigation), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = []))
@@ -119,7 +119,7 @@ async fn update_mitigation(
 
 #[utoipa::path(
     delete, path = "/api/v1/mitigations/{id}", tag = "mitigations",
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 204, description = "Deleted"), (status = 404, body = Problem), (status = 412, body = Problem)),
     security(("bearer" = []))
 )]

@@ -5,7 +5,7 @@
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayItems, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::{Modify, OpenApi as _};
@@ -75,6 +75,14 @@ pub fn complete(openapi: &mut OpenApi) {
 }
 
 fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && parameter.parameter_in == ParameterIn::Query
+            && let Some(schema) = &mut parameter.schema
+        {
+            forbid_nul(schema);
+        }
+    }
     let parameters = operation.parameters.as_deref().unwrap_or_default();
     let has_in = |place: ParameterIn| {
         parameters
@@ -174,6 +182,27 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
         responses
             .entry("304".into())
             .or_insert_with(|| RefOr::T(Response::new("`If-None-Match` names the current entity tag")));
+    }
+}
+
+/// Free text in a query parameter (or in each value of a repeated one) may hold anything but NUL,
+/// which every query is refused for (PostgreSQL cannot store it).
+fn forbid_nul(schema: &mut RefOr<Schema>) {
+    match schema {
+        RefOr::T(Schema::Object(text))
+            if text.schema_type == SchemaType::Type(Type::String)
+                && text.enum_values.is_none()
+                && text.format.is_none()
+                && text.pattern.is_none() =>
+        {
+            text.pattern = Some(r"^[^\u0000]*$".to_owned());
+        }
+        RefOr::T(Schema::Array(list)) => {
+            if let ArrayItems::RefOrSchema(items) = &mut list.items {
+                forbid_nul(items);
+            }
+        }
+        _ => {}
     }
 }
 

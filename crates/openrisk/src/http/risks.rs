@@ -63,7 +63,7 @@ async fn list_risks(
 
 #[utoipa::path(
     post, path = "/api/v1/risks", tag = "risks", request_body = NewRisk,
-    responses((status = 201, body = Risk, description = "Created; `Location` and `ETag` set"),
+    responses((status = 201, body = Risk, description = "Created", headers(("Location" = String, description = "The new risk's URL"))),
         (status = 403, body = Problem), (status = 422, body = Problem)),
     security(("bearer" = []))
 )]
@@ -98,7 +98,7 @@ async fn get_risk(
 
 #[utoipa::path(
     patch, path = "/api/v1/risks/{id}", tag = "risks", request_body = RiskPatch,
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 200, body = Risk), (status = 404, body = Problem), (status = 412, body = Problem),
         (status = 422, body = Problem)),
     security(("bearer" = []))
@@ -123,7 +123,7 @@ async fn update_risk(
 
 #[utoipa::path(
     delete, path = "/api/v1/risks/{id}", tag = "risks",
-    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header)),
+    params(("id" = uuid::Uuid, Path), ("If-Match" = Option<String>, Header, description = "Entity tags from `ETag` (`\"…\"`, comma-separated), or `*`: the write happens only if one names the current version")),
     responses((status = 204, description = "Deleted with its mitigations"), (status = 404, body = Problem),
         (status = 412, body = Problem)),
     security(("bearer" = []))
