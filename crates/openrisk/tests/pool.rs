@@ -431,6 +431,10 @@ mod readiness_follows_the_database {
             .unwrap();
         app.wait_for_metric("openrisk_ready", 0.0).await;
         assert_eq!(ready().await, StatusCode::SERVICE_UNAVAILABLE);
+        // The answer still shows the pool, as the README says.
+        let (_, body) = common::read(app.client.get(app.url("/health/ready")).send().await.unwrap()).await;
+        assert_eq!(body["database"]["status"], "down", "{body}");
+        assert!(body["database"]["pool"]["max_open"].is_number(), "{body}");
 
         sqlx::query(sqlx::AssertSqlSafe(allow(true)))
             .execute(&mut admin)

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use crate::domain::asset::{self, Asset, AssetPatch, NewAsset};
 use crate::domain::list::{Page, PageRequest};
@@ -76,6 +76,7 @@ async fn create_asset(
 async fn get_asset(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    _: NoQuery,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> ApiResult<Response> {

@@ -238,6 +238,20 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
+/// For routes that take no query parameters: any parameter answers 400 naming it, rather than
+/// being ignored (and, on a cached read, becoming an entry of its own).
+pub struct NoQuery;
+
+impl<S: Send + Sync> FromRequestParts<S> for NoQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let QueryParams(params) = QueryParams::from_request_parts(parts, state).await?;
+        params.only(&[])?;
+        Ok(NoQuery)
+    }
+}
+
 /// `If-Match` as a precondition for a write.
 pub struct IfMatch(pub Precondition);
 

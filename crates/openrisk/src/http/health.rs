@@ -40,31 +40,34 @@ async fn ready(State(state): State<AppState>) -> Response {
     let started = std::time::Instant::now();
     let ping = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let pool = state.store.pool_status();
+    let warnings = pool.warnings(state.replicas);
     let (status, code, database) = match ping {
-        Ok(Ok(())) => ("ok", StatusCode::OK, {
-            let pool = state.store.pool_status();
-            serde_json::json!({
-                "status": "up",
-                "backend": state.store.backend(),
-                "latency_ms": elapsed_ms,
-                "warnings": pool.warnings(state.replicas),
-                "pool": pool,
-            })
-        }),
+        Ok(Ok(())) => (
+            "ok",
+            StatusCode::OK,
+            serde_json::json!({"status": "up", "latency_ms": elapsed_ms}),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "readiness check: database down");
             (
                 "down",
                 StatusCode::SERVICE_UNAVAILABLE,
-                serde_json::json!({"status": "down", "backend": state.store.backend(), "error": "query failed"}),
+                serde_json::json!({"status": "down", "error": "query failed"}),
             )
         }
         Err(_) => (
             "down",
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "backend": state.store.backend(), "error": "timed out"}),
+            serde_json::json!({"status": "down", "error": "timed out"}),
         ),
     };
+    // The pool's state goes with every answer: when the database is away, it shows what the
+    // pool is left with (broken connections closed, waiters queued).
+    let mut database = database;
+    database["backend"] = state.store.backend().into();
+    database["warnings"] = serde_json::to_value(&warnings).unwrap_or_default();
+    database["pool"] = serde_json::to_value(&pool).unwrap_or_default();
     let redis = state.cache.redis_state().await;
     // Redis down, or the invalidation channel not followed: still serving, without the cache.
     let degraded = redis == "down" || !state.cache.trusted();

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{Admin, Auth, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::extract::{Admin, Auth, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::marketplace::{
@@ -67,6 +67,7 @@ async fn list_connectors(
 async fn get_connector(
     State(state): State<AppState>,
     _auth: Auth<Viewer>,
+    _: NoQuery,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
     let connector = state.catalog.connector(&slug).ok_or(ApiError::NotFound)?;
@@ -123,6 +124,7 @@ async fn create_installation(
 async fn get_installation(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    _: NoQuery,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     let installation = state.store.installation(auth.organization_id, id).await?;

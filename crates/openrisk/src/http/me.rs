@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, Viewer};
+use super::extract::{Auth, NoQuery, Viewer};
 use super::respond;
 use crate::domain::auth::Role;
 use crate::domain::org::{Organization, User};
@@ -31,7 +31,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Me), (status = 401, body = Problem)),
     security(("bearer" = []))
 )]
-async fn me(State(state): State<AppState>, auth: Auth<Viewer>) -> ApiResult<Response> {
+async fn me(State(state): State<AppState>, auth: Auth<Viewer>, _: NoQuery) -> ApiResult<Response> {
     let user = state.store.user(auth.organization_id, auth.user_id).await?;
     let organization = state.store.organization(auth.organization_id).await?;
     Ok(respond::json(&Me {

@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::mitigation::{self, Mitigation, MitigationPatch, NewMitigation};
@@ -85,6 +85,7 @@ async fn create_mitigation(
 async fn get_mitigation(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    _: NoQuery,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> ApiResult<Response> {

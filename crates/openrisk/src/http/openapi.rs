@@ -123,8 +123,9 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
     };
     add(
         "400",
-        "A malformed parameter, header or body",
-        by_path || by_query || has_body || if_match,
+        "A malformed or unknown parameter, or a malformed header or body",
+        // Every API route refuses query parameters it does not know.
+        path.starts_with("/api/") || by_path || by_query || has_body || if_match,
     );
     add("401", "No valid bearer token", secured);
     add("403", "The token's role does not allow this", secured);

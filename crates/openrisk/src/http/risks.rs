@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
-use super::extract::{Analyst, Auth, IfMatch, JsonBody, PathId, QueryParams, RequestBody, Viewer};
+use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use crate::domain::auth::Role;
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
@@ -89,6 +89,7 @@ async fn create_risk(
 async fn get_risk(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    _: NoQuery,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
