@@ -445,7 +445,34 @@ mod readiness_follows_the_database {
     }
 }
 
+/// A token nobody issued costs one lookup, not two: the cache layer's refusal stands, the handler
+/// does not ask again. (The fewest over a few tries: the monitor's ping may land in between.)
+async fn an_unknown_token_is_looked_up_once(backend: Backend) {
+    let app = common::spawn_app(backend).await;
+    let acquires = || async {
+        pool_report(&app).await["pool"]["acquires"]
+            .as_u64()
+            .expect("acquires")
+    };
+    acquires().await;
+    let mut fewest = u64::MAX;
+    for _ in 0..5 {
+        let before = acquires().await;
+        let response = app
+            .client
+            .get(app.url("/api/v1/risks"))
+            .bearer_auth("ort_nobody-issued-this-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        fewest = fewest.min(acquires().await - before);
+    }
+    assert_eq!(fewest, 1);
+}
+
 on_each_backend!(
+    an_unknown_token_is_looked_up_once,
     warnings_appear_when_provoked,
     exhaustion_answers_503_with_retry_after,
     warm_up_opens_the_idle_connections_before_serving,

@@ -61,10 +61,11 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         return next.run(request).await;
     }
     // Who asks decides the key (organization, role) and what a write invalidates. A request that
-    // cannot be attributed to an organization goes to the handler, which refuses it.
+    // cannot be attributed to an organization is refused here, as its handler would refuse it
+    // first (every handler authenticates before anything else), without a second token lookup.
     let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
-        Err(_) => return next.run(request).await,
+        Err(refused) => return refused.into_response(),
     };
     request.extensions_mut().insert(principal.clone());
     match (reads, writes) {
