@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::{Cache, Entry, Lookup, Mutation, Namespace, Scope, Tier};
 use crate::domain::auth::Principal;
 use crate::http::AppState;
+use crate::http::error::ApiError;
 use crate::http::extract::authenticate;
 
 /// What the cache does for a route (by its template): the namespace its GET is cached in, and
@@ -60,12 +61,15 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
     if !relevant {
         return next.run(request).await;
     }
-    // Who asks decides the key (organization, role) and what a write invalidates. A request that
-    // cannot be attributed to an organization is refused here, as its handler would refuse it
-    // first (every handler authenticates before anything else), without a second token lookup.
+    // Who asks decides the key (organization, role) and what a write invalidates. A token that
+    // names no one is refused here, as its handler would refuse it first (every handler
+    // authenticates before anything else), without a second lookup. A lookup that failed (the
+    // database away, a connection lost) goes to the handler, which looks again inside the retry of
+    // reads.
     let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
-        Err(refused) => return refused.into_response(),
+        Err(ApiError::Unauthorized) => return ApiError::Unauthorized.into_response(),
+        Err(_) => return next.run(request).await,
     };
     request.extensions_mut().insert(principal.clone());
     match (reads, writes) {
