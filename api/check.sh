@@ -35,16 +35,10 @@ PG_ADMIN=${FUZZ_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 REDIS=${FUZZ_REDIS_URL:-redis://127.0.0.1:6379/12}
 OUT=target/api
 mkdir -p "$OUT"
-venv() { # directory requirements command: a virtualenv holding the pinned requirements
-  if ! "$1/bin/$3" --version >/dev/null 2>&1; then
-    python3 -m venv "$1"
-    "$1/bin/pip" install --quiet --require-hashes -r "$2"
-  fi
-}
 FUZZER=$OUT/schemathesis
 GENERATOR=$OUT/client-generator
-venv "$FUZZER" api/requirements-schemathesis.txt st
-venv "$GENERATOR" api/requirements-client.txt openapi-python-client
+pinned_venv "$FUZZER" api/requirements-schemathesis.txt st
+pinned_venv "$GENERATOR" api/requirements-client.txt openapi-python-client
 
 WORK=$(mktemp -d)
 DB=openrisk_fuzz_$$

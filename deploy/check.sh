@@ -37,9 +37,5 @@ python3 deploy/live_check.py --bin "$BIN"
 
 echo "deploy: Compose and Kubernetes"
 docker-compose -f deploy/docker-compose.yml config -q
-VENV=target/deploy/venv
-if ! "$VENV/bin/kubernetes-validate" --version >/dev/null 2>&1; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --require-hashes -r deploy/requirements.txt
-fi
-"$VENV/bin/kubernetes-validate" --strict -k 1.34.0 deploy/kubernetes/*.yaml
+pinned_venv target/deploy/venv deploy/requirements.txt kubernetes-validate
+target/deploy/venv/bin/kubernetes-validate --strict -k 1.34.0 deploy/kubernetes/*.yaml

