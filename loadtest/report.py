@@ -57,8 +57,9 @@ def metric(summary, name):
     return summary["metrics"].get(name, {}).get("values", {})
 
 
-def thresholds(summary, scenario):
-    """Every plan and own threshold of the scenario with its observed value and outcome."""
+def thresholds(summary, scenario, latency_advisory=False):
+    """Every plan and own threshold of the scenario with its observed value and outcome. With
+    `latency_advisory`, latency thresholds are reported but do not decide the verdict."""
     rows = []
     for source in ("plan", "ours"):
         for name, rules in SCENARIOS[scenario]["thresholds"][source].items():
@@ -66,7 +67,8 @@ def thresholds(summary, scenario):
                 stat = RULE.match(rule).group(1)
                 outcome = summary["metrics"].get(name, {}).get("thresholds", {}).get(rule, {})
                 value = metric(summary, name).get(stat)
-                rows.append({"source": source, "metric": name, "rule": rule, "value": value, "ok": outcome.get("ok", False)})
+                rows.append({"source": source, "metric": name, "rule": rule, "value": value, "ok": outcome.get("ok", False),
+                             "binding": not (latency_advisory and name == "http_req_duration")})
     return rows
 
 
@@ -331,7 +333,7 @@ def analyse(directory):
     step_rows = steps(summary, scenario, meta, timing)
     result = {
         "meta": meta,
-        "thresholds": thresholds(summary, scenario),
+        "thresholds": thresholds(summary, scenario, meta.get("latency_advisory", False)),
         "routes": routes(summary),
         "steps": step_rows,
         "step_verdict": step_verdict(scenario, step_rows),
@@ -347,7 +349,7 @@ def analyse(directory):
     }
     # A run that sent nothing, or whose writes were never read back, proves nothing.
     exercised = result["requests"] > 0 and (result["read_backs"] > 0 or not result["settings"].get("write_share"))
-    result["passed"] = exercised and all(t["ok"] for t in result["thresholds"]) and (
+    result["passed"] = exercised and all(t["ok"] or not t["binding"] for t in result["thresholds"]) and (
         scenario != "capacity" or (result["step_verdict"] or {}).get("held") is not None)
     return result, per_second
 
@@ -355,7 +357,8 @@ def analyse(directory):
 def setup_line(meta, settings):
     return (f"{meta['backend']}, {meta['replicas']} replica(s), cache {'on' if meta['cache'] else 'off'}, "
             f"{meta['orgs']} organizations × {meta['risks_per_org']} risks, writes {pct(settings.get('write_share'))} of sessions, "
-            f"think time {settings.get('think_time')} s{', quick' if meta['quick'] else ''}. Commit {meta['commit']}, {meta['k6']}, "
+            f"think time {settings.get('think_time')} s{', quick' if meta['quick'] else ''}"
+            f"{', latency thresholds advisory' if meta.get('latency_advisory') else ''}. Commit {meta['commit']}, {meta['k6']}, "
             f"{meta['cores']} cores ({meta['cpu']}) shared by k6 and the service. Started {meta['started']}.")
 
 
@@ -390,6 +393,12 @@ def route_table(routes_):
                    pct(ratio(r["hits"], r["lookups"]))] for route, r in sorted(routes_.items())])
 
 
+def verdict(threshold):
+    if threshold["ok"]:
+        return "pass"
+    return "FAIL" if threshold["binding"] else "over (advisory)"
+
+
 def report(directory):
     result, per_second = analyse(directory)
     meta, latency = result["meta"], result["latency"]
@@ -401,7 +410,7 @@ def report(directory):
              f"{result['dropped']} dropped iterations.", ""]
     if result["thresholds"]:
         lines += ["## Thresholds", "", table(["source", "metric", "threshold", "observed", "result"],
-                  [[t["source"], t["metric"], t["rule"], fmt(t["value"], 3), "pass" if t["ok"] else "FAIL"] for t in result["thresholds"]]), ""]
+                  [[t["source"], t["metric"], t["rule"], fmt(t["value"], 3), verdict(t)] for t in result["thresholds"]]), ""]
     if result["steps"]:
         unit = "VUs" if SCENARIOS[meta["scenario"]]["executor"] == "ramping-vus" else "visits/s"
         lines += ["## Steps", "", result["step_verdict"]["text"], "", table(

@@ -16,9 +16,10 @@ START_MS = 1_800_000_000_000
 HEADER = ["metric_name", "timestamp", "metric_value", "extra_tags"]
 
 
-def write_run(directory, scenario, samples, metrics_log, summary_metrics, quick=True, step_seconds=None):
+def write_run(directory, scenario, samples, metrics_log, summary_metrics, quick=True, step_seconds=None,
+              latency_advisory=False):
     (directory / "meta.json").write_text(json.dumps({
-        "scenario": scenario, "quick": quick, "backend": "postgres", "replicas": 2, "cache": True, "orgs": 1,
+        "scenario": scenario, "quick": quick, "latency_advisory": latency_advisory, "backend": "postgres", "replicas": 2, "cache": True, "orgs": 1,
         "risks_per_org": 10, "commit": "test", "cpu": "cpu", "cores": 2, "k6": "k6", "started": "now"}))
     (directory / "summary.json").write_text(json.dumps({
         "openrisk": {"step_seconds": step_seconds, "write_share": 0.05, "think_time": 1.5},
@@ -118,14 +119,17 @@ class Steps(unittest.TestCase):
 
 
 class Verdict(unittest.TestCase):
-    def baseline(self, directory, p95, read_backs):
+    def baseline(self, directory, p95, read_backs, error_rate=0.0, latency_advisory=False):
         metrics = {
             "http_req_duration": {"values": {"count": 10, "p(50)": 1.0, "p(95)": p95, "p(99)": p95, "max": p95},
                                   "thresholds": {"p(95)<50": {"ok": p95 < 50}}},
             "http_reqs": {"values": {"count": 10}},
             "read_backs": {"values": {"count": read_backs}},
+            "errors": {"values": {"rate": error_rate},
+                       "thresholds": {"rate==0": {"ok": error_rate == 0}, "rate<0.10": {"ok": error_rate < 0.10}}},
         }
-        write_run(directory, "baseline", [("http_req_duration", 0, p95, "route=me")], None, metrics)
+        write_run(directory, "baseline", [("http_req_duration", 0, p95, "route=me")], None, metrics,
+                  latency_advisory=latency_advisory)
 
     def test_a_failed_threshold_fails_the_run(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -134,6 +138,21 @@ class Verdict(unittest.TestCase):
         self.assertEqual(status, 1)
         failed = [t["rule"] for t in result["thresholds"] if not t["ok"]]
         self.assertIn("p(95)<50", failed)
+
+    def test_advisory_latency_is_reported_without_failing_the_run(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.baseline(Path(tmp), p95=60.0, read_backs=3, latency_advisory=True)
+            status, result = run_report(Path(tmp))
+            summary = (Path(tmp) / "summary.md").read_text()
+        self.assertEqual(status, 0)
+        self.assertIn("over (advisory)", summary)
+        self.assertIn("p(95)<50", [t["rule"] for t in result["thresholds"] if not t["ok"]])
+
+    def test_advisory_latency_still_fails_on_errors(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            self.baseline(Path(tmp), p95=5.0, read_backs=3, error_rate=0.01, latency_advisory=True)
+            status, _ = run_report(Path(tmp))
+        self.assertEqual(status, 1)
 
     def test_a_run_whose_writes_were_never_read_back_fails(self):
         with tempfile.TemporaryDirectory() as tmp:
