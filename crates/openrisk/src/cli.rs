@@ -80,14 +80,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Application::build(&config).await?.run_until(stop).await?
         }
         Command::Migrate => {
-            store::connect(&config).await?;
+            store::connect(&config.database_url, &config.pool).await?;
             eprintln!("migrations applied");
         }
         Command::Config => println!("{config}"),
         Command::Org {
             command: OrgCommand::Create { slug, name },
         } => {
-            let store = store::connect(&config).await?;
+            let store = store::connect(&config.database_url, &config.pool).await?;
             let draft = NewOrganization {
                 slug: Some(slug),
                 name,
@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { org, role, name },
         } => {
-            let store = store::connect(&config).await?;
+            let store = store::connect(&config.database_url, &config.pool).await?;
             let org = store
                 .organization_by_slug(&org)
                 .await
@@ -128,7 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
         }
         Command::Seed { org, risks, seed } => {
-            let store = store::connect(&config).await?;
+            let store = store::connect(&config.database_url, &config.pool).await?;
             let org = store
                 .organization_by_slug(&org)
                 .await

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::{CacheSettings, Namespace};
+use crate::store::{PoolMode, PoolSettings};
+use crate::telemetry::LogFormat;
 
 /// A variable with a value the service cannot run with.
 #[derive(Debug, thiserror::Error)]
@@ -20,78 +22,6 @@ fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
         variable,
         message: message.into(),
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolMode {
-    Default,
-    HighThroughput,
-    LowLatency,
-}
-
-impl PoolMode {
-    fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "default" => Some(PoolMode::Default),
-            "high-throughput" => Some(PoolMode::HighThroughput),
-            "low-latency" => Some(PoolMode::LowLatency),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PoolMode::Default => "default",
-            PoolMode::HighThroughput => "high-throughput",
-            PoolMode::LowLatency => "low-latency",
-        }
-    }
-
-    /// The preset every limit starts from.
-    pub fn preset(self) -> PoolSettings {
-        let (max_open, max_idle, lifetime, idle_time, acquire) = match self {
-            PoolMode::Default => (50, 10, 900, 300, 5),
-            PoolMode::HighThroughput => (200, 50, 900, 300, 10),
-            PoolMode::LowLatency => (100, 25, 600, 120, 1),
-        };
-        PoolSettings {
-            mode: self,
-            max_open,
-            max_idle,
-            max_lifetime: Duration::from_secs(lifetime),
-            max_idle_time: Duration::from_secs(idle_time),
-            acquire_timeout: Duration::from_secs(acquire),
-            overridden: Vec::new(),
-        }
-    }
-}
-
-/// Connection pool limits. For SQLite they size the reader pool; the writer is one connection.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PoolSettings {
-    pub mode: PoolMode,
-    pub max_open: u32,
-    /// Connections kept open (and opened at start-up) even when idle.
-    pub max_idle: u32,
-    /// 0 disables the limit.
-    pub max_lifetime: Duration,
-    /// 0 disables the limit.
-    pub max_idle_time: Duration,
-    pub acquire_timeout: Duration,
-    /// Variables that overrode the mode's preset.
-    pub overridden: Vec<&'static str>,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        PoolMode::Default.preset()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Clone, Debug)]
@@ -233,11 +163,7 @@ impl Config {
             .transpose()?;
         let mut ttl = Vec::new();
         for (namespace, variable) in Namespace::ALL.iter().zip(CACHE_TTL_VARIABLES) {
-            let default = match namespace {
-                Namespace::Dashboard => Duration::from_secs(600),
-                Namespace::Marketplace => Duration::from_secs(900),
-                _ => Duration::from_secs(300),
-            };
+            let default = namespace.default_ttl();
             ttl.push(match get(variable) {
                 Some(raw) => parse_seconds(variable, &raw)?,
                 None => cache_ttl.unwrap_or(default),
@@ -410,5 +336,141 @@ impl fmt::Display for Config {
                 LogFormat::Json => "json",
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        })
+    }
+
+    fn refused(vars: &[(&str, &str)]) -> &'static str {
+        match parse(vars) {
+            Ok(_) => panic!("{vars:?} was accepted"),
+            Err(error) => error.variable,
+        }
+    }
+
+    #[test]
+    fn nothing_set_gives_the_documented_defaults() {
+        let config = parse(&[]).expect("defaults");
+        assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
+        assert_eq!(config.database_url, "sqlite://./data/openrisk.db");
+        assert_eq!(config.pool, PoolMode::Default.preset());
+        assert!(config.pool.overridden.is_empty());
+        assert_eq!(config.expected_replicas, 1);
+        assert!(config.cache.enabled);
+        assert_eq!(config.cache.redis_url, None);
+        assert_eq!(config.cache.ttl(Namespace::Risks), Duration::from_secs(300));
+        assert_eq!(config.cache.ttl(Namespace::Dashboard), Duration::from_secs(600));
+        assert_eq!(config.cache.ttl(Namespace::Marketplace), Duration::from_secs(900));
+        assert_eq!(config.cache.redis_timeout, Duration::from_millis(50));
+        assert_eq!(config.log_format, LogFormat::Text);
+        assert!(config.request_metrics);
+    }
+
+    #[test]
+    fn the_data_directory_places_the_default_database() {
+        let config = parse(&[("OPENRISK_DATA_DIR", "/var/lib/openrisk")]).expect("valid");
+        assert_eq!(config.database_url, "sqlite:///var/lib/openrisk/openrisk.db");
+    }
+
+    #[test]
+    fn a_mode_sets_the_preset_and_single_variables_override_it() {
+        let config = parse(&[
+            ("DB_POOL_MODE", "high-throughput"),
+            ("DB_MAX_IDLE_CONNECTIONS", "7"),
+            ("DB_ACQUIRE_TIMEOUT", "3"),
+        ])
+        .expect("valid");
+        let preset = PoolMode::HighThroughput.preset();
+        assert_eq!(config.pool.mode, PoolMode::HighThroughput);
+        assert_eq!(config.pool.max_open, preset.max_open);
+        assert_eq!(config.pool.max_idle, 7);
+        assert_eq!(config.pool.acquire_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config.pool.overridden,
+            ["DB_MAX_IDLE_CONNECTIONS", "DB_ACQUIRE_TIMEOUT"]
+        );
+        let shown = config.to_string();
+        assert!(shown.contains("DB_MAX_IDLE_CONNECTIONS=7 (set)"), "{shown}");
+        assert!(
+            shown.contains("DB_MAX_OPEN_CONNECTIONS=200 (mode high-throughput)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn the_namespace_ttl_wins_over_the_common_one() {
+        let config = parse(&[("CACHE_TTL", "60"), ("CACHE_TTL_REPORTS", "5")]).expect("valid");
+        assert_eq!(config.cache.ttl(Namespace::Reports), Duration::from_secs(5));
+        assert_eq!(config.cache.ttl(Namespace::Dashboard), Duration::from_secs(60));
+        assert_eq!(config.cache.ttl(Namespace::Auth), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn each_bad_value_is_refused_naming_its_variable() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("OPENRISK_LISTEN", "localhost")], "OPENRISK_LISTEN"),
+            (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL"),
+            (&[("DB_POOL_MODE", "fast")], "DB_POOL_MODE"),
+            (&[("DB_MAX_OPEN_CONNECTIONS", "0")], "DB_MAX_OPEN_CONNECTIONS"),
+            (&[("DB_MAX_IDLE_CONNECTIONS", "-1")], "DB_MAX_IDLE_CONNECTIONS"),
+            (&[("DB_MAX_IDLE_CONNECTIONS", "60")], "DB_MAX_IDLE_CONNECTIONS"),
+            (&[("DB_MAX_OPEN_CONNECTIONS", "5")], "DB_MAX_OPEN_CONNECTIONS"),
+            (&[("DB_ACQUIRE_TIMEOUT", "0")], "DB_ACQUIRE_TIMEOUT"),
+            (&[("DB_CONN_MAX_LIFETIME", "1.5")], "DB_CONN_MAX_LIFETIME"),
+            (
+                &[("OPENRISK_EXPECTED_REPLICAS", "0")],
+                "OPENRISK_EXPECTED_REPLICAS",
+            ),
+            (&[("REDIS_URL", "http://cache")], "REDIS_URL"),
+            (&[("CACHE_ENABLED", "yes")], "CACHE_ENABLED"),
+            (&[("CACHE_TTL", "5m")], "CACHE_TTL"),
+            (&[("CACHE_TTL_AUTH", "-3")], "CACHE_TTL_AUTH"),
+            (&[("CACHE_L1_MAX_BYTES", "64MB")], "CACHE_L1_MAX_BYTES"),
+            (&[("CACHE_REDIS_TIMEOUT_MS", "0")], "CACHE_REDIS_TIMEOUT_MS"),
+            (
+                &[("OPENRISK_BOOTSTRAP_TOKEN", "short")],
+                "OPENRISK_BOOTSTRAP_TOKEN",
+            ),
+            (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
+            (&[("METRICS_REQUESTS", "maybe")], "METRICS_REQUESTS"),
+        ];
+        for (vars, variable) in cases {
+            assert_eq!(refused(vars), *variable, "{vars:?}");
+        }
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let config = parse(&[("DB_POOL_MODE", "  "), ("REDIS_URL", "")]).expect("valid");
+        assert_eq!(config.pool.mode, PoolMode::Default);
+        assert_eq!(config.cache.redis_url, None);
+    }
+
+    #[test]
+    fn secrets_are_masked_when_shown() {
+        let config = parse(&[
+            ("DATABASE_URL", "postgres://app:hunter2@db/openrisk"),
+            ("REDIS_URL", "redis://:s3cret@cache:6379"),
+            ("OPENRISK_BOOTSTRAP_TOKEN", "a-long-bootstrap-token"),
+        ])
+        .expect("valid");
+        let shown = config.to_string();
+        for secret in ["hunter2", "s3cret", "a-long-bootstrap-token"] {
+            assert!(!shown.contains(secret), "{secret} shown in {shown}");
+        }
+        assert!(
+            shown.contains("DATABASE_URL=postgres://app:********@db/openrisk"),
+            "{shown}"
+        );
     }
 }

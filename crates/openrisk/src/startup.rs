@@ -37,7 +37,7 @@ impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         // Before the store: its pools take their metric handles when they open.
         let metrics = telemetry::metrics::install().context("cannot set up metrics")?;
-        let store = store::connect(config)
+        let store = store::connect(&config.database_url, &config.pool)
             .await
             .context("cannot open the database (DATABASE_URL)")?;
         bootstrap(store.as_ref(), config).await?;

@@ -51,6 +51,16 @@ impl Namespace {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// How long an entry lives unless configured otherwise: aggregates and the catalogue change
+    /// least often.
+    pub fn default_ttl(self) -> Duration {
+        match self {
+            Namespace::Dashboard => Duration::from_secs(600),
+            Namespace::Marketplace => Duration::from_secs(900),
+            _ => Duration::from_secs(300),
+        }
+    }
 }
 
 /// Settings from the environment (see `docs/cache.md`).

@@ -34,9 +34,8 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::cache::{self, Cache};
-use crate::config::PoolSettings;
 use crate::domain::marketplace::Catalog;
-use crate::store::Store;
+use crate::store::{PoolSettings, Store};
 use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, SIZE_BUCKETS};

@@ -3,6 +3,7 @@
 pub mod pool;
 mod postgres;
 mod rows;
+mod settings;
 mod sql;
 mod sqlite;
 
@@ -12,7 +13,6 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-use crate::config::Config;
 use crate::domain::Precondition;
 use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::{Principal, Role};
@@ -27,6 +27,7 @@ use crate::domain::validation::Violations;
 
 pub use pool::{ACQUIRE_WAIT_BUCKETS, PoolStatus, PoolWarning};
 pub use postgres::PgStore;
+pub use settings::{PoolMode, PoolSettings};
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -280,9 +281,8 @@ pub trait Store: Send + Sync {
     async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()>;
 }
 
-/// Opens the store `config.database_url` names and applies its migrations.
-pub async fn connect(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let (url, pool) = (config.database_url.as_str(), &config.pool);
+/// Opens the store `url` names and applies its migrations.
+pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PgStore::connect(url, pool).await?))
     } else if url.starts_with("sqlite:") {

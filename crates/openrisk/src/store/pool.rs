@@ -14,8 +14,8 @@ use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::{Connection, Database, Pool};
 use utoipa::ToSchema;
 
+use super::PoolSettings;
 use super::sql::non_zero;
-use crate::config::PoolSettings;
 
 /// Upper bounds (seconds) of the acquire-wait histogram's buckets, here and on `/metrics`.
 pub const ACQUIRE_WAIT_BUCKETS: [f64; 16] = [

@@ -7,10 +7,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
+use super::PoolSettings;
 use super::pool::MeteredPool;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use super::{PoolStatus, StoreResult};
-use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
 pub struct PgStore {

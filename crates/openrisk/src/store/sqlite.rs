@@ -9,10 +9,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
+use super::PoolSettings;
 use super::pool::MeteredPool;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
 use super::{PoolStatus, StoreResult};
-use crate::config::PoolSettings;
 use crate::domain::list::{RiskFilter, SortKey};
 
 pub struct SqliteStore {

@@ -4,4 +4,4 @@ mod logging;
 pub mod metrics;
 pub mod monitor;
 
-pub use logging::init;
+pub use logging::{LogFormat, init};
