@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use crate::cache::{Cache, Mutation};
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::list::PageRequest;
@@ -125,6 +126,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store
                 .create_token(org.id, admin.id, &draft, hash_token(&token))
                 .await?;
+            after_write(&config, &org, &[Mutation::Token]).await?;
             println!("{token}");
         }
         Command::Seed { org, risks, seed } => {
@@ -134,7 +136,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .context("no such organization")?;
             seed_register(store.as_ref(), &org, risks, seed).await?;
+            after_write(&config, &org, &[Mutation::User, Mutation::Asset, Mutation::Risk]).await?;
         }
+    }
+    Ok(())
+}
+
+/// Tells the replicas' caches what a command changed, the way a write over HTTP does: through
+/// Redis, which every replica follows. Without Redis, a running server's in-process cache cannot be
+/// reached; its entries expire within their TTL.
+async fn after_write(config: &Config, org: &Organization, mutations: &[Mutation]) -> anyhow::Result<()> {
+    if config.cache.redis_url.is_none() {
+        eprintln!(
+            "REDIS_URL is not set: a running server keeps what it cached of {} until it expires (CACHE_TTL)",
+            org.slug
+        );
+        return Ok(());
+    }
+    let cache = Cache::new(config.cache.clone()).context("invalid cache settings (REDIS_URL)")?;
+    for &mutation in mutations {
+        cache.after_write(org.id, mutation).await;
     }
     Ok(())
 }

@@ -2,6 +2,9 @@
 
 mod common;
 
+use common::redis::RedisServer;
+use common::{Backend, spawn_app_with};
+
 use std::process::{Command, Output};
 
 use reqwest::StatusCode;
@@ -178,4 +181,33 @@ fn serve_stops_cleanly_on_sigterm() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "{exit:?}");
+}
+
+on_each_backend!(seeding_reaches_what_a_running_server_cached);
+
+/// A seed writes from another process; the server's cached answers must not outlive it.
+async fn seeding_reaches_what_a_running_server_cached(backend: Backend) {
+    let redis = RedisServer::start();
+    let app = spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
+    let admin = app.create_org("initech").await;
+    let reads = ["/api/v1/risks?include_total=true", "/api/v1/dashboard/stats", "/api/v1/assets"];
+    for path in reads {
+        for expected in ["MISS", "HIT"] {
+            let response = app.request(reqwest::Method::GET, path, &admin).send().await.unwrap();
+            assert_eq!(response.headers()["x-cache"], expected, "{path}");
+        }
+    }
+    let env = [
+        ("DATABASE_URL", app.db.url.as_str()),
+        ("OPENRISK_DATA_DIR", app.db.data_dir().to_str().unwrap()),
+        ("REDIS_URL", &redis.url()),
+    ];
+    let out = openrisk(&["seed", "--org", "initech", "--risks", "50"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, risks) = app.get("/api/v1/risks?include_total=true", &admin).await;
+    assert_eq!(risks["total"], 50);
+    let (_, stats) = app.get("/api/v1/dashboard/stats", &admin).await;
+    assert_eq!(stats["total"], 50, "{stats}");
+    let (_, assets) = app.get("/api/v1/assets", &admin).await;
+    assert!(!assets["items"].as_array().unwrap().is_empty());
 }

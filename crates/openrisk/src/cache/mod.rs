@@ -11,7 +11,7 @@
 mod acks;
 mod entry;
 mod invalidation;
-pub mod middleware;
+pub mod policy;
 mod redis;
 mod replication;
 
@@ -276,6 +276,12 @@ impl Cache {
             self.count(scope.namespace, Tier::L2, Outcome::Error);
         }
         generation
+    }
+
+    /// What every successful write does, from HTTP or elsewhere (the command line): makes what
+    /// `mutation` changed unreachable.
+    pub async fn after_write(&self, org: Uuid, mutation: Mutation) {
+        self.invalidate(org, mutation.affects()).await;
     }
 
     /// Makes every cached value of the organization's `namespaces` unreachable, here and, through

@@ -4,13 +4,14 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::{uncached, writes_nothing_cached};
 use crate::cache::{CacheReport, Namespace};
 use crate::domain::validation::Violations;
 use crate::store::{PoolStatus, PoolWarning};
@@ -26,11 +27,11 @@ pub struct PoolReport {
     warnings: Vec<PoolWarning>,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(pool))
-        .routes(routes!(cache))
-        .routes(routes!(invalidate_cache))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(pool), uncached())
+        .add(routes!(cache), uncached())
+        .add(routes!(invalidate_cache), writes_nothing_cached())
 }
 
 #[utoipa::path(

@@ -3,13 +3,15 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::cached;
+use crate::cache::{Mutation, Namespace};
 use crate::domain::asset::{self, Asset, AssetPatch, NewAsset};
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::validation::Violations;
@@ -26,10 +28,16 @@ impl RequestBody for AssetPatch {
     const READ_ONLY: &'static [&'static str] = asset::READ_ONLY_FIELDS;
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_assets, create_asset))
-        .routes(routes!(get_asset, update_asset, delete_asset))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            routes!(list_assets, create_asset),
+            cached(Namespace::Assets).and_invalidates(Mutation::Asset),
+        )
+        .add(
+            routes!(get_asset, update_asset, delete_asset),
+            cached(Namespace::Assets).and_invalidates(Mutation::Asset),
+        )
 }
 
 #[utoipa::path(

@@ -3,21 +3,23 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::Utc;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, QueryParams, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::Namespace;
+use crate::cache::policy::cached_per_day;
 use crate::domain::dashboard::{self, Matrix, Stats, Timeline, TopRisks};
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(stats))
-        .routes(routes!(matrix))
-        .routes(routes!(timeline))
-        .routes(routes!(top_risks))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(stats), cached_per_day(Namespace::Dashboard))
+        .add(routes!(matrix), cached_per_day(Namespace::Dashboard))
+        .add(routes!(timeline), cached_per_day(Namespace::Dashboard))
+        .add(routes!(top_risks), cached_per_day(Namespace::Dashboard))
 }
 
 #[utoipa::path(

@@ -5,10 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::routes::Routes;
+use crate::cache::policy::uncached;
 
 #[derive(Serialize, ToSchema)]
 pub struct Readiness {
@@ -23,8 +24,10 @@ pub struct Readiness {
 /// How long the database may take to answer the readiness check.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(live)).routes(routes!(ready))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(live), uncached())
+        .add(routes!(ready), uncached())
 }
 
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process runs")))]

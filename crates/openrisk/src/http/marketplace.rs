@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
@@ -13,6 +12,9 @@ use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::cached;
+use crate::cache::{Mutation, Namespace};
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::marketplace::{
     self, Catalog, Connector, Installation, InstallationPatch, NewInstallation,
@@ -30,16 +32,18 @@ pub struct Connectors {
     items: Vec<Connector>,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_connectors))
-        .routes(routes!(get_connector))
-        .routes(routes!(list_installations, create_installation))
-        .routes(routes!(
-            get_installation,
-            update_installation,
-            delete_installation
-        ))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(list_connectors), cached(Namespace::Marketplace))
+        .add(routes!(get_connector), cached(Namespace::Marketplace))
+        .add(
+            routes!(list_installations, create_installation),
+            cached(Namespace::Marketplace).and_invalidates(Mutation::Installation),
+        )
+        .add(
+            routes!(get_installation, update_installation, delete_installation),
+            cached(Namespace::Marketplace).and_invalidates(Mutation::Installation),
+        )
 }
 
 #[utoipa::path(

@@ -4,13 +4,14 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, NoQuery, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::uncached;
 use crate::domain::auth::Role;
 use crate::domain::org::{Organization, User};
 
@@ -22,8 +23,8 @@ pub struct Me {
     role: Role,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me))
+pub fn routes() -> Routes {
+    Routes::new().add(routes!(me), uncached())
 }
 
 #[utoipa::path(

@@ -3,13 +3,14 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+use super::routes::Routes;
+use crate::cache::policy::uncached;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(metrics))
+pub fn routes() -> Routes {
+    Routes::new().add(routes!(metrics), uncached())
 }
 
 #[utoipa::path(

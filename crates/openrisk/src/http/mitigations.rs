@@ -3,13 +3,15 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::cached;
+use crate::cache::{Mutation, Namespace};
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::mitigation::{self, Mitigation, MitigationPatch, NewMitigation};
 use crate::domain::validation::Violations;
@@ -26,10 +28,16 @@ impl RequestBody for MitigationPatch {
     const READ_ONLY: &'static [&'static str] = mitigation::READ_ONLY_FIELDS;
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_mitigations, create_mitigation))
-        .routes(routes!(get_mitigation, update_mitigation, delete_mitigation))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            routes!(list_mitigations, create_mitigation),
+            cached(Namespace::Mitigations).and_invalidates(Mutation::Mitigation),
+        )
+        .add(
+            routes!(get_mitigation, update_mitigation, delete_mitigation),
+            cached(Namespace::Mitigations).and_invalidates(Mutation::Mitigation),
+        )
 }
 
 #[utoipa::path(

@@ -2,6 +2,7 @@
 
 mod admin;
 mod assets;
+mod cache_layer;
 mod dashboard;
 pub mod error;
 pub mod extract;
@@ -16,6 +17,7 @@ mod reports;
 mod request_metrics;
 mod respond;
 mod risks;
+mod routes;
 mod summary_page;
 mod tokens;
 mod users;
@@ -31,14 +33,15 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use utoipa_axum::router::OpenApiRouter;
 
-use crate::cache::{self, Cache};
+use crate::cache::Cache;
 use crate::domain::marketplace::Catalog;
 use crate::store::{PoolSettings, Store};
 use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, SIZE_BUCKETS};
+pub use routes::Policies;
+use routes::Routes;
 
 /// Where the OpenAPI document and its reference page are served.
 pub const OPENAPI: &str = "/api/openapi.json";
@@ -62,10 +65,10 @@ pub struct AppState {
     pub cache: Arc<Cache>,
 }
 
-/// Every route, documented: a route exists only through the OpenAPI router, so the document
-/// cannot drift from the code.
-fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    let (router, mut document) = OpenApiRouter::with_openapi(openapi::base())
+/// Every route, documented, with its cache policy: a route exists only through the OpenAPI router,
+/// so the document cannot drift from the code.
+fn api() -> (Router<AppState>, utoipa::openapi::OpenApi, Arc<Policies>) {
+    let (router, policies) = Routes::new()
         .merge(health::routes())
         .merge(metrics::routes())
         .merge(admin::routes())
@@ -79,9 +82,12 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(dashboard::routes())
         .merge(marketplace::routes())
         .merge(reports::routes())
+        .into_parts();
+    let (router, mut document) = utoipa_axum::router::OpenApiRouter::with_openapi(openapi::base())
+        .merge(router)
         .split_for_parts();
-    openapi::complete(&mut document);
-    (router, document)
+    openapi::complete(&mut document, &policies);
+    (router, document, policies)
 }
 
 /// The OpenAPI document served at `/api/openapi.json`.
@@ -89,9 +95,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().1
 }
 
+/// Every documented route's cache policy, by route template.
+pub fn cache_policies() -> Arc<Policies> {
+    api().2
+}
+
 /// The service's router; `request_metrics` times every request (see `request_metrics`).
 pub fn router(state: AppState, request_metrics: bool) -> Router {
-    let (routes, openapi) = api();
+    let (routes, openapi, policies) = api();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
     routes
@@ -124,8 +135,8 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
                 .layer(axum::middleware::from_fn_with_state(
-                    state,
-                    cache::middleware::layer,
+                    (state, policies),
+                    cache_layer::layer,
                 ))
                 .layer(axum::middleware::from_fn(retry_reads)),
         )

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::{Modify, OpenApi as _};
 
-use crate::cache::middleware::policy;
+use super::Policies;
 
 /// The media type of every error answer (RFC 9457).
 pub const PROBLEM: &str = "application/problem+json";
@@ -57,7 +57,7 @@ pub fn base() -> OpenApi {
 }
 
 /// Completes every operation of `openapi` (see the module's comment).
-pub fn complete(openapi: &mut OpenApi) {
+pub fn complete(openapi: &mut OpenApi, policies: &Policies) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         let operations = [
             ("GET", &mut item.get),
@@ -68,13 +68,13 @@ pub fn complete(openapi: &mut OpenApi) {
         ];
         for (method, operation) in operations {
             if let Some(operation) = operation {
-                complete_operation(path, method, operation);
+                complete_operation(policies, path, method, operation);
             }
         }
     }
 }
 
-fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
+fn complete_operation(policies: &Policies, path: &str, method: &str, operation: &mut Operation) {
     for parameter in operation.parameters.iter_mut().flatten() {
         if let RefOr::T(parameter) = parameter
             && parameter.parameter_in == ParameterIn::Query
@@ -95,7 +95,7 @@ fn complete_operation(path: &str, method: &str, operation: &mut Operation) {
         .any(|p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("if-match")));
     let has_body = operation.request_body.is_some();
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
-    let cached = method == "GET" && policy(path).0.is_some();
+    let cached = method == "GET" && policies.get(path).is_some_and(|p| p.cached_namespace().is_some());
 
     let responses = &mut operation.responses.responses;
     for (status, response) in responses.iter_mut() {

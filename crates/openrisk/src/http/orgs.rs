@@ -4,13 +4,14 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, JsonBody, RequestBody, System};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::writes_nothing_cached;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::org::{NewOrganization, Organization};
 use crate::store::TokenGrant;
@@ -26,8 +27,8 @@ pub struct CreatedOrganization {
     admin_token: String,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(create_organization))
+pub fn routes() -> Routes {
+    Routes::new().add(routes!(create_organization), writes_nothing_cached())
 }
 
 #[utoipa::path(

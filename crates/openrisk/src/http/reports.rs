@@ -10,13 +10,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::{Stream, StreamExt, stream};
 use rust_xlsxwriter::Workbook;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Auth, QueryParams, Viewer};
+use super::routes::Routes;
 use super::{respond, summary_page};
+use crate::cache::Namespace;
+use crate::cache::policy::{cached_per_day, uncached};
 use crate::domain::dashboard::{Matrix, Stats};
 use crate::domain::report::{
     COLUMNS, Cell, ExportFormat, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS, Summary,
@@ -25,10 +27,10 @@ use crate::domain::report::{
 use crate::domain::risk::RiskStatus;
 use crate::store::{RiskStream, StoreError};
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(risk_register))
-        .routes(routes!(summary))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(routes!(risk_register), uncached())
+        .add(routes!(summary), cached_per_day(Namespace::Reports))
 }
 
 /// Risks per body chunk: large enough to keep chunks efficient, small enough to stream.

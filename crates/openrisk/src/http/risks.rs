@@ -3,13 +3,15 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::policy::cached;
+use crate::cache::{Mutation, Namespace};
 use crate::domain::auth::Role;
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
 use crate::domain::risk::{self, HistoryEntry, NewRisk, Risk, RiskPatch};
@@ -27,11 +29,17 @@ impl RequestBody for RiskPatch {
     const READ_ONLY: &'static [&'static str] = risk::READ_ONLY_FIELDS;
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_risks, create_risk))
-        .routes(routes!(get_risk, update_risk, delete_risk))
-        .routes(routes!(risk_history))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            routes!(list_risks, create_risk),
+            cached(Namespace::Risks).and_invalidates(Mutation::Risk),
+        )
+        .add(
+            routes!(get_risk, update_risk, delete_risk),
+            cached(Namespace::Risks).and_invalidates(Mutation::Risk),
+        )
+        .add(routes!(risk_history), cached(Namespace::Risks))
 }
 
 #[utoipa::path(

@@ -3,13 +3,15 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, PathId, QueryParams, RequestBody};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::Mutation;
+use crate::cache::policy::{invalidates, uncached};
 use crate::domain::auth::{generate_token, hash_token};
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::org::{ApiToken, CreatedToken, NewToken};
@@ -18,10 +20,13 @@ impl RequestBody for NewToken {
     const READ_ONLY: &'static [&'static str] = &["id", "token", "system", "created_at"];
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(list_tokens, create_token))
-        .routes(routes!(revoke_token))
+pub fn routes() -> Routes {
+    Routes::new()
+        .add(
+            routes!(list_tokens, create_token),
+            uncached().and_invalidates(Mutation::Token),
+        )
+        .add(routes!(revoke_token), invalidates(Mutation::Token))
 }
 
 #[utoipa::path(

@@ -2,13 +2,15 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
 use super::respond;
+use super::routes::Routes;
+use crate::cache::Mutation;
+use crate::cache::policy::uncached;
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::org::{NewUser, User};
 
@@ -16,8 +18,11 @@ impl RequestBody for NewUser {
     const READ_ONLY: &'static [&'static str] = &["id", "created_at"];
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_users, create_user))
+pub fn routes() -> Routes {
+    Routes::new().add(
+        routes!(list_users, create_user),
+        uncached().and_invalidates(Mutation::User),
+    )
 }
 
 #[utoipa::path(

@@ -1,4 +1,4 @@
-//! The response cache in front of the cacheable GETs, and the generation bumps behind writes.
+//! The response cache in front of the cacheable GETs, and the invalidation behind writes.
 
 use std::sync::Arc;
 
@@ -9,58 +9,42 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::{Cache, Entry, Lookup, Mutation, Namespace, Scope, Tier};
+use super::AppState;
+use super::error::ApiError;
+use super::extract::authenticate;
+use super::routes::Policies;
+use crate::cache::policy::{Read, Write};
+use crate::cache::{Cache, Entry, Lookup, Mutation, Namespace, Scope, Tier};
 use crate::domain::auth::Principal;
-use crate::http::AppState;
-use crate::http::error::ApiError;
-use crate::http::extract::authenticate;
 
-/// What the cache does for a route (by its template): the namespace its GET is cached in, and
-/// the mutation its writes make. Routes not listed are never cached; the register export streams
-/// and is never cached.
-pub fn policy(route: &str) -> (Option<Namespace>, Option<Mutation>) {
-    use Namespace::*;
-    match route {
-        "/api/v1/risks" | "/api/v1/risks/{id}" | "/api/v1/risks/{id}/history" => {
-            (Some(Risks), Some(Mutation::Risk))
-        }
-        "/api/v1/risks/{id}/mitigations" | "/api/v1/mitigations/{id}" => {
-            (Some(Mitigations), Some(Mutation::Mitigation))
-        }
-        "/api/v1/assets" | "/api/v1/assets/{id}" => (Some(Assets), Some(Mutation::Asset)),
-        "/api/v1/dashboard/stats"
-        | "/api/v1/dashboard/matrix"
-        | "/api/v1/dashboard/timeline"
-        | "/api/v1/dashboard/top-risks" => (Some(Dashboard), None),
-        "/api/v1/marketplace/connectors" | "/api/v1/marketplace/connectors/{slug}" => {
-            (Some(Marketplace), None)
-        }
-        "/api/v1/marketplace/installations" | "/api/v1/marketplace/installations/{id}" => {
-            (Some(Marketplace), Some(Mutation::Installation))
-        }
-        "/api/v1/reports/summary" => (Some(Reports), None),
-        "/api/v1/users" => (None, Some(Mutation::User)),
-        "/api/v1/tokens" | "/api/v1/tokens/{id}" => (None, Some(Mutation::Token)),
-        _ => (None, None),
-    }
-}
-
-/// The layer: serves cacheable GETs through the cache and, after a successful write, bumps the
-/// generations the write affects, before the response leaves.
-pub async fn layer(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let Some(route) = request.extensions().get::<MatchedPath>() else {
+/// The layer: serves cacheable GETs through the cache and, after a successful write, invalidates
+/// what the write changed, before the response leaves. Both follow the policy the route declares.
+pub async fn layer(
+    State((state, policies)): State<(AppState, Arc<Policies>)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(policy) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|route| policies.get(route.as_str()))
+    else {
         return next.run(request).await;
     };
-    let (reads, writes) = policy(route.as_str());
-    let is_read = request.method() == Method::GET;
-    let relevant = if is_read {
-        reads.is_some()
+    let method = request.method();
+    let action = if method == Method::GET {
+        match policy.read {
+            Some(Read::Cached { namespace, per_day }) => Action::Read { namespace, per_day },
+            _ => return next.run(request).await,
+        }
+    } else if method.is_safe() {
+        return next.run(request).await;
     } else {
-        writes.is_some()
+        match policy.write {
+            Some(Write::Invalidates(mutation)) => Action::Write(mutation),
+            _ => return next.run(request).await,
+        }
     };
-    if !relevant {
-        return next.run(request).await;
-    }
     // Who asks decides the key (organization, role) and what a write invalidates. A token that
     // names no one is refused here, as its handler would refuse it first (every handler
     // authenticates before anything else), without a second lookup. A lookup that failed (the
@@ -72,25 +56,29 @@ pub async fn layer(State(state): State<AppState>, mut request: Request, next: Ne
         Err(_) => return next.run(request).await,
     };
     request.extensions_mut().insert(principal.clone());
-    match (reads, writes) {
-        (Some(namespace), _) if is_read => read(&state.cache, namespace, &principal, request, next).await,
-        (_, Some(mutation)) => {
+    match action {
+        Action::Read { namespace, per_day } => {
+            read(&state.cache, namespace, per_day, &principal, request, next).await
+        }
+        Action::Write(mutation) => {
             let response = next.run(request).await;
             if response.status().is_success() {
-                state
-                    .cache
-                    .invalidate(principal.organization_id, mutation.affects())
-                    .await;
+                state.cache.after_write(principal.organization_id, mutation).await;
             }
             response
         }
-        _ => next.run(request).await,
     }
+}
+
+enum Action {
+    Read { namespace: Namespace, per_day: bool },
+    Write(Mutation),
 }
 
 async fn read(
     cache: &Arc<Cache>,
     namespace: Namespace,
+    per_day: bool,
     principal: &Principal,
     mut request: Request,
     next: Next,
@@ -117,9 +105,7 @@ async fn read(
         query.as_bytes(),
         principal.role.as_str().as_bytes(),
     ];
-    // Figures relative to today (overdue, timelines) change at midnight.
-    let today = matches!(namespace, Namespace::Dashboard | Namespace::Reports)
-        .then(|| chrono::Utc::now().date_naive().to_string());
+    let today = per_day.then(|| chrono::Utc::now().date_naive().to_string());
     if let Some(today) = &today {
         parts.push(today.as_bytes());
     }
@@ -350,39 +336,5 @@ mod tests {
         );
         assert_ne!(normalized_query(Some("a=1")), normalized_query(Some("a=2")));
         assert_eq!(normalized_query(None), "");
-    }
-
-    #[test]
-    fn every_cached_read_route_exists() {
-        let openapi = crate::http::openapi();
-        for (path, item) in &openapi.paths.paths {
-            let (reads, _) = policy(path);
-            if reads.is_some() {
-                assert!(item.get.is_some(), "{path} is cached but has no GET");
-            }
-        }
-        let cached = [
-            "/api/v1/risks",
-            "/api/v1/risks/{id}",
-            "/api/v1/risks/{id}/history",
-            "/api/v1/risks/{id}/mitigations",
-            "/api/v1/mitigations/{id}",
-            "/api/v1/assets",
-            "/api/v1/assets/{id}",
-            "/api/v1/dashboard/stats",
-            "/api/v1/dashboard/matrix",
-            "/api/v1/dashboard/timeline",
-            "/api/v1/dashboard/top-risks",
-            "/api/v1/marketplace/connectors",
-            "/api/v1/marketplace/connectors/{slug}",
-            "/api/v1/marketplace/installations",
-            "/api/v1/marketplace/installations/{id}",
-            "/api/v1/reports/summary",
-        ];
-        for path in cached {
-            assert!(openapi.paths.paths.contains_key(path), "{path} is not a route");
-            assert!(policy(path).0.is_some(), "{path} is not cached");
-        }
-        assert_eq!(policy("/api/v1/reports/risk-register"), (None, None));
     }
 }
