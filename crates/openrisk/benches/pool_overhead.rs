@@ -17,7 +17,8 @@ const ROUNDS: usize = 15;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    openrisk::telemetry::metrics::install()?;
+    // Installed globally as the first in the process: the pools record into it.
+    openrisk::telemetry::metrics::Metrics::new()?;
     bookkeeping().await;
     let dir = tempfile::tempdir()?;
     let sqlite = sqlx::sqlite::SqliteConnectOptions::from_str(&format!(

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +17,7 @@ use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
 use crate::store::{self, Store, StoreError, TokenGrant};
 use crate::telemetry;
+use crate::telemetry::metrics::Metrics;
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -27,7 +27,7 @@ pub struct Application {
     router: axum::Router,
     store: Arc<dyn Store>,
     replicas: u32,
-    metrics: PrometheusHandle,
+    metrics: Metrics,
     cache: Arc<Cache>,
 }
 
@@ -35,13 +35,14 @@ impl Application {
     /// Connects the store, applies migrations, bootstraps an empty database and binds the
     /// listener (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        // Before the store: its pools take their metric handles when they open.
-        let metrics = telemetry::metrics::install().context("cannot set up metrics")?;
-        let store = store::connect(&config.database_url, &config.pool)
+        let metrics = Metrics::new().context("cannot set up metrics")?;
+        // In the metrics' scope: the pools take their metric handles when they open.
+        let store = metrics
+            .scope(store::connect(&config.database_url, &config.pool))
             .await
             .context("cannot open the database (DATABASE_URL)")?;
         bootstrap(store.as_ref(), config).await?;
-        telemetry::metrics::build_info(store.backend());
+        metrics.in_scope(|| telemetry::metrics::build_info(store.backend()));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
@@ -53,11 +54,12 @@ impl Application {
                 catalog: Arc::new(catalog),
                 pool: Arc::new(config.pool.clone()),
                 replicas: config.expected_replicas,
-                metrics: metrics.clone(),
+                metrics: metrics.handle().clone(),
                 cache: cache.clone(),
             },
             config.request_metrics,
-        );
+        )
+        .layer(metrics.layer());
         Ok(Application {
             listener,
             router,
@@ -90,15 +92,15 @@ impl Application {
         let replication = self.cache.clone().follow_invalidations(monitor_stop.clone())?;
         // With Redis answering, serve from the cache from the first request; without, degraded.
         self.cache.wait_until_trusted(Duration::from_secs(1)).await;
-        let monitor = tokio::spawn(telemetry::monitor::run(
+        let monitor = tokio::spawn(self.metrics.scope(telemetry::monitor::run(
             telemetry::monitor::Watched {
                 store: self.store.clone(),
                 replicas: self.replicas,
                 cache: self.cache.clone(),
-                metrics: self.metrics.clone(),
+                metrics: self.metrics.handle().clone(),
             },
             monitor_stop.clone(),
-        ));
+        )));
         let served = self.serve(stop).await;
         monitor_stop.cancel();
         let _ = monitor.await;

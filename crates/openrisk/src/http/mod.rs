@@ -121,7 +121,7 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
         .layer(
             ServiceBuilder::new()
                 // Outermost, so that time-outs, panics and cache hits are timed too.
-                .option_layer(request_metrics.then_some(request_metrics::RequestMetricsLayer))
+                .option_layer(request_metrics.then(request_metrics::RequestMetricsLayer::default))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

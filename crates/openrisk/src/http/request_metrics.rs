@@ -2,7 +2,7 @@
 //! `http_server_active_requests`, and body sizes where they are known without reading the body.
 
 use std::collections::HashMap;
-use std::sync::{LazyLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -44,11 +44,14 @@ struct Handles {
     response_size: Histogram,
 }
 
-/// Handles per label set: the registry lookup builds a key from the labels on every call, which
-/// would cost a cache hit more than the rest of its metrics together.
-static HANDLES: LazyLock<RwLock<HashMap<Labels<'static>, Handles>>> = LazyLock::new(Default::default);
-
-static ACTIVE: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_server_active_requests"));
+/// One router's handles, taken from the recorder in use when first needed (the application's own).
+#[derive(Default)]
+struct Registered {
+    /// Per label set: the registry lookup builds a key from the labels on every call, which would
+    /// cost a cache hit more than the rest of its metrics together.
+    handles: RwLock<HashMap<Labels<'static>, Handles>>,
+    active: OnceLock<Gauge>,
+}
 
 /// The layer. A plain service rather than `axum::middleware::from_fn`, which clones and boxes
 /// the whole inner stack on every request, and generic over the response body so that it joins
@@ -56,16 +59,22 @@ static ACTIVE: LazyLock<Gauge> = LazyLock::new(|| metrics::gauge!("http_server_a
 #[derive(Clone)]
 pub struct RequestMetrics<S> {
     inner: S,
+    registered: Arc<Registered>,
 }
 
-#[derive(Clone)]
-pub struct RequestMetricsLayer;
+#[derive(Clone, Default)]
+pub struct RequestMetricsLayer {
+    registered: Arc<Registered>,
+}
 
 impl<S> tower::Layer<S> for RequestMetricsLayer {
     type Service = RequestMetrics<S>;
 
     fn layer(&self, inner: S) -> RequestMetrics<S> {
-        RequestMetrics { inner }
+        RequestMetrics {
+            inner,
+            registered: self.registered.clone(),
+        }
     }
 }
 
@@ -88,7 +97,8 @@ where
         let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
         let request_size = request.body().size_hint().exact();
-        let active = Active::enter();
+        let registered = self.registered.clone();
+        let active = Active::enter(&registered);
         let response = self.inner.call(request);
         Box::pin(async move {
             let response = response.await?;
@@ -96,7 +106,7 @@ where
             let status = response.status().as_u16();
             let response_size = response.body().size_hint().exact();
             let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-            with_handles((method, route, status), |handles| {
+            registered.with_handles((method, route, status), |handles| {
                 handles.duration.record(started.elapsed().as_secs_f64());
                 if let Some(bytes) = request_size.filter(|&bytes| bytes > 0) {
                     handles.request_size.record(bytes as f64);
@@ -110,24 +120,37 @@ where
     }
 }
 
-fn with_handles(labels: Labels<'_>, record: impl FnOnce(&Handles)) {
-    {
-        let registered = HANDLES.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+impl Registered {
+    fn with_handles(&self, labels: Labels<'_>, record: impl FnOnce(&Handles)) {
+        {
+            let registered = self
+                .handles
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if let Some(handles) = registered.get(&labels) {
+                return record(handles);
+            }
+        }
+        let mut registered = self
+            .handles
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(handles) = registered.get(&labels) {
             return record(handles);
         }
+        let (method, route, status) = labels;
+        let route: &'static str = Box::leak(route.into());
+        record(
+            registered
+                .entry((method, route, status))
+                .or_insert(register(labels)),
+        );
     }
-    let mut registered = HANDLES.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some(handles) = registered.get(&labels) {
-        return record(handles);
+
+    fn active(&self) -> &Gauge {
+        self.active
+            .get_or_init(|| metrics::gauge!("http_server_active_requests"))
     }
-    let (method, route, status) = labels;
-    let route: &'static str = Box::leak(route.into());
-    record(
-        registered
-            .entry((method, route, status))
-            .or_insert(register(labels)),
-    );
 }
 
 /// Standard methods by name; any other shares one label value, so clients cannot mint series.
@@ -158,17 +181,18 @@ fn register((method, route, status): Labels<'_>) -> Handles {
 }
 
 /// Counts a request as active until dropped, also when the client goes away mid-request.
-struct Active;
+struct Active(Gauge);
 
 impl Active {
-    fn enter() -> Self {
-        ACTIVE.increment(1.0);
-        Active
+    fn enter(registered: &Registered) -> Self {
+        let gauge = registered.active().clone();
+        gauge.increment(1.0);
+        Active(gauge)
     }
 }
 
 impl Drop for Active {
     fn drop(&mut self) {
-        ACTIVE.decrement(1.0);
+        self.0.decrement(1.0);
     }
 }

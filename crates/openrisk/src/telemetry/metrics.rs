@@ -1,9 +1,18 @@
-//! Prometheus metrics: one recorder per process, rendered by `GET /metrics`.
+//! Prometheus metrics: each application records into a recorder of its own, rendered by its
+//! `GET /metrics`, so that several applications in one process (tests) do not mix their figures.
+//!
+//! The `metrics` macros record into the recorder in scope: the application's requests and tasks
+//! run inside `Metrics::scope`. The first application of a process also becomes the process's
+//! global recorder, for work that runs outside any scope (detached tasks).
 
-use std::sync::OnceLock;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::http::{DURATION_BUCKETS, SIZE_BUCKETS};
 use crate::store::ACQUIRE_WAIT_BUCKETS;
@@ -13,36 +22,143 @@ const QUERY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+/// One application's recorder and the handle that renders it.
+#[derive(Clone)]
+pub struct Metrics {
+    recorder: Arc<PrometheusRecorder>,
+    handle: PrometheusHandle,
+}
 
-/// Installs the process's metrics recorder (once; later calls return the same handle). Call it
-/// before metrics are first touched: handles taken earlier record nowhere.
-pub fn install() -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
+impl Metrics {
+    pub fn new() -> anyhow::Result<Self> {
+        let recorder = Arc::new(
+            PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("db_pool_acquire_duration_seconds".into()),
+                    &ACQUIRE_WAIT_BUCKETS,
+                )?
+                .set_buckets_for_metric(Matcher::Full("db_query_duration_seconds".into()), &QUERY_BUCKETS)?
+                .set_buckets_for_metric(
+                    Matcher::Full("http_server_request_duration_seconds".into()),
+                    &DURATION_BUCKETS,
+                )?
+                .set_buckets_for_metric(Matcher::Suffix("_body_size_bytes".into()), &SIZE_BUCKETS)?
+                .build_recorder(),
+        );
+        let metrics = Metrics {
+            handle: recorder.handle(),
+            recorder,
+        };
+        metrics.in_scope(describe);
+        static GLOBAL: OnceLock<()> = OnceLock::new();
+        GLOBAL.get_or_init(|| {
+            // Taken already (an embedding program's own): detached work records there instead.
+            let _ = metrics::set_global_recorder(Forward(metrics.recorder.clone()));
+        });
+        Ok(metrics)
     }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full("db_pool_acquire_duration_seconds".into()),
-            &ACQUIRE_WAIT_BUCKETS,
-        )?
-        .set_buckets_for_metric(Matcher::Full("db_query_duration_seconds".into()), &QUERY_BUCKETS)?
-        .set_buckets_for_metric(
-            Matcher::Full("http_server_request_duration_seconds".into()),
-            &DURATION_BUCKETS,
-        )?
-        .set_buckets_for_metric(Matcher::Suffix("_body_size_bytes".into()), &SIZE_BUCKETS)?
-        .build_recorder();
-    let handle = recorder.handle();
-    if metrics::set_global_recorder(recorder).is_err() {
-        // Lost a race with another caller: theirs is the recorder in use.
-        return HANDLE
-            .get()
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("another metrics recorder is installed"));
+
+    pub fn handle(&self) -> &PrometheusHandle {
+        &self.handle
     }
-    describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+
+    /// Runs `f` with this application's recorder in scope.
+    pub fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(self.recorder.as_ref(), f)
+    }
+
+    /// `future`, polled with this application's recorder in scope.
+    pub fn scope<F: Future>(&self, future: F) -> InScope<F> {
+        InScope {
+            recorder: self.recorder.clone(),
+            future,
+        }
+    }
+
+    /// A layer that serves each request with this application's recorder in scope.
+    pub fn layer(&self) -> ScopeLayer {
+        ScopeLayer(self.recorder.clone())
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct InScope<F> {
+        recorder: Arc<PrometheusRecorder>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        metrics::with_local_recorder(this.recorder.as_ref(), || this.future.poll(cx))
+    }
+}
+
+#[derive(Clone)]
+pub struct ScopeLayer(Arc<PrometheusRecorder>);
+
+impl<S> tower::Layer<S> for ScopeLayer {
+    type Service = Scoped<S>;
+
+    fn layer(&self, inner: S) -> Scoped<S> {
+        Scoped {
+            recorder: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Scoped<S> {
+    recorder: Arc<PrometheusRecorder>,
+    inner: S,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Scoped<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = InScope<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> InScope<S::Future> {
+        let inner = &mut self.inner;
+        let future = metrics::with_local_recorder(self.recorder.as_ref(), || inner.call(request));
+        InScope {
+            recorder: self.recorder.clone(),
+            future,
+        }
+    }
+}
+
+/// The process's global recorder: the first application's.
+struct Forward(Arc<PrometheusRecorder>);
+
+impl Recorder for Forward {
+    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_counter(key, unit, description);
+    }
+    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_gauge(key, unit, description);
+    }
+    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
+        self.0.describe_histogram(key, unit, description);
+    }
+    fn register_counter(&self, key: &Key, metadata: &Metadata<'_>) -> Counter {
+        self.0.register_counter(key, metadata)
+    }
+    fn register_gauge(&self, key: &Key, metadata: &Metadata<'_>) -> Gauge {
+        self.0.register_gauge(key, metadata)
+    }
+    fn register_histogram(&self, key: &Key, metadata: &Metadata<'_>) -> Histogram {
+        self.0.register_histogram(key, metadata)
+    }
 }
 
 /// `openrisk_build_info{version, backend}`, always 1: joins any series to the running version.

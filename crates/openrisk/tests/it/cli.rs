@@ -1,14 +1,13 @@
 //! The `openrisk` binary: configuration errors, organization and token commands, seeding.
 
-mod common;
-
 use common::redis::RedisServer;
-use common::{Backend, spawn_app_with};
 
 use std::process::{Command, Output};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+
+use crate::common::{self, Backend, spawn_app, spawn_app_with};
 
 fn openrisk(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_openrisk"));
@@ -103,43 +102,65 @@ fn migrate_and_org_create_work_on_a_fresh_data_dir() {
     assert!(String::from_utf8_lossy(&out.stdout).trim().starts_with("ort_"));
 }
 
-both_backends! {
-    async fn org_token_and_seed_commands(app: TestApp) {
-        let env = [("DATABASE_URL", app.db.url.as_str()), ("OPENRISK_DATA_DIR", app.db.data_dir().to_str().unwrap())];
-        let out = openrisk(&["org", "create", "globex"], &env);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let (_, me) = app.get("/api/v1/me", &admin).await;
-        assert_eq!(me["organization"]["slug"], "globex");
-        assert_eq!(me["role"], "admin");
-        let out = openrisk(&["org", "create", "globex"], &env);
-        assert!(!out.status.success());
+on_each_backend!(org_token_and_seed_commands);
 
-        let out = openrisk(&["token", "create", "--org", "globex", "--role", "viewer"], &env);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let viewer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        let (_, me) = app.get("/api/v1/me", &viewer).await;
-        assert_eq!(me["role"], "viewer");
+async fn org_token_and_seed_commands(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let env = [
+        ("DATABASE_URL", app.db.url.as_str()),
+        ("OPENRISK_DATA_DIR", app.db.data_dir().to_str().unwrap()),
+    ];
+    let out = openrisk(&["org", "create", "globex"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let admin = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (_, me) = app.get("/api/v1/me", &admin).await;
+    assert_eq!(me["organization"]["slug"], "globex");
+    assert_eq!(me["role"], "admin");
+    let out = openrisk(&["org", "create", "globex"], &env);
+    assert!(!out.status.success());
 
-        let out = openrisk(&["seed", "--org", "globex", "--risks", "400", "--seed", "7"], &env);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let (status, list) = app.get("/api/v1/risks?include_total=true&limit=200", &viewer).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(list["total"], 400);
-        for status in ["draft", "open", "in_progress", "mitigated", "accepted", "closed"] {
-            let (_, page) = app.get(&format!("/api/v1/risks?status={status}&include_total=true&limit=1"), &viewer).await;
-            assert!(page["total"].as_i64().unwrap() > 0, "no {status} risks");
-        }
-        let items = list["items"].as_array().unwrap();
-        assert!(items.iter().all(|r| (1..=3).contains(&r["mitigation_count"].as_i64().unwrap())));
-        assert!(items.iter().any(|r| !r["asset_ids"].as_array().unwrap().is_empty()));
-        assert!(items.iter().any(|r| r["owner_id"].is_string()));
-        let categories: std::collections::HashSet<&Value> = items.iter().map(|r| &r["category"]).collect();
-        assert!(categories.len() >= 10, "{categories:?}");
-        // References follow creation order.
-        let (_, oldest) = app.get("/api/v1/risks?sort=created_at&limit=1", &viewer).await;
-        assert_eq!(oldest["items"][0]["ref"], "RSK-1");
+    let out = openrisk(&["token", "create", "--org", "globex", "--role", "viewer"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let viewer = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let (_, me) = app.get("/api/v1/me", &viewer).await;
+    assert_eq!(me["role"], "viewer");
+
+    let out = openrisk(
+        &["seed", "--org", "globex", "--risks", "400", "--seed", "7"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (status, list) = app
+        .get("/api/v1/risks?include_total=true&limit=200", &viewer)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["total"], 400);
+    for status in ["draft", "open", "in_progress", "mitigated", "accepted", "closed"] {
+        let (_, page) = app
+            .get(
+                &format!("/api/v1/risks?status={status}&include_total=true&limit=1"),
+                &viewer,
+            )
+            .await;
+        assert!(page["total"].as_i64().unwrap() > 0, "no {status} risks");
     }
+    let items = list["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|r| (1..=3).contains(&r["mitigation_count"].as_i64().unwrap()))
+    );
+    assert!(
+        items
+            .iter()
+            .any(|r| !r["asset_ids"].as_array().unwrap().is_empty())
+    );
+    assert!(items.iter().any(|r| r["owner_id"].is_string()));
+    let categories: std::collections::HashSet<&Value> = items.iter().map(|r| &r["category"]).collect();
+    assert!(categories.len() >= 10, "{categories:?}");
+    // References follow creation order.
+    let (_, oldest) = app.get("/api/v1/risks?sort=created_at&limit=1", &viewer).await;
+    assert_eq!(oldest["items"][0]["ref"], "RSK-1");
 }
 
 #[test]
@@ -190,10 +211,18 @@ async fn seeding_reaches_what_a_running_server_cached(backend: Backend) {
     let redis = RedisServer::start();
     let app = spawn_app_with(backend, &[("REDIS_URL", &redis.url())]).await;
     let admin = app.create_org("initech").await;
-    let reads = ["/api/v1/risks?include_total=true", "/api/v1/dashboard/stats", "/api/v1/assets"];
+    let reads = [
+        "/api/v1/risks?include_total=true",
+        "/api/v1/dashboard/stats",
+        "/api/v1/assets",
+    ];
     for path in reads {
         for expected in ["MISS", "HIT"] {
-            let response = app.request(reqwest::Method::GET, path, &admin).send().await.unwrap();
+            let response = app
+                .request(reqwest::Method::GET, path, &admin)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.headers()["x-cache"], expected, "{path}");
         }
     }

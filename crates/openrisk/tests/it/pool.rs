@@ -1,10 +1,9 @@
 //! Pool modes and overrides are really applied: read back from the running pool.
 
-mod common;
-
-use common::{Backend, TestApp, assert_problem};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
+use crate::common::{self, Backend, TestApp, assert_problem};
 
 async fn pool_report(app: &TestApp) -> Value {
     let (status, report) = app.get("/api/v1/admin/pool", &app.token).await;

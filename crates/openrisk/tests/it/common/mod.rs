@@ -18,34 +18,35 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs one async test body against each backend: `<name>::sqlite` and `<name>::postgres`.
-#[macro_export]
-macro_rules! both_backends {
-    ($(async fn $name:ident($app:ident: TestApp) $body:block)+) => {
+/// `<name>::sqlite` and `<name>::postgres` for each `async fn name(backend: Backend)`.
+///
+/// With `redis:` first, each `async fn name(backend: Backend, redis: &str)` also gets a Redis URL:
+/// the machine's Redis on both backends, and on SQLite a three-master Redis Cluster of its own
+/// (`<name>::cluster`).
+macro_rules! on_each_backend {
+    (redis: $($name:ident),+ $(,)?) => {
         $(
             mod $name {
-                #[allow(unused_imports)]
-                use super::*;
-
-                async fn run($app: $crate::common::TestApp) $body
-
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn sqlite() {
-                    run($crate::common::spawn_app($crate::common::Backend::Sqlite).await).await
+                    let redis = $crate::common::redis::machine_redis_url();
+                    super::$name($crate::common::Backend::Sqlite, &redis).await;
                 }
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    run($crate::common::spawn_app($crate::common::Backend::Postgres).await).await
+                    let redis = $crate::common::redis::machine_redis_url();
+                    super::$name($crate::common::Backend::Postgres, &redis).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn cluster() {
+                    let cluster = $crate::common::redis::RedisCluster::start();
+                    super::$name($crate::common::Backend::Sqlite, &cluster.url()).await;
                 }
             }
         )+
     };
-}
-
-/// `<name>::sqlite` and `<name>::postgres` for each `async fn name(backend: Backend)`.
-#[macro_export]
-macro_rules! on_each_backend {
     ($($name:ident),+ $(,)?) => {
         $(
             mod $name {

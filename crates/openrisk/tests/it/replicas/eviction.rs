@@ -11,7 +11,6 @@ use rand::distr::Alphanumeric;
 
 use super::*;
 use crate::common::redis::{RedisCluster, TestRedis};
-use crate::on_each_backend;
 
 /// What Redis loses, as key patterns.
 const LOSSES: [(&str, &[&str]); 4] = [

@@ -1,8 +1,6 @@
 //! Dashboard figures against a straightforward computation over random registers, on both
 //! backends: every count, the matrix, the timeline (with status changes over time) and the top risks.
 
-mod common;
-
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
@@ -15,6 +13,8 @@ use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use crate::common::{self, Backend, spawn_app};
 
 #[derive(Clone, Debug)]
 struct RiskSpec {
@@ -339,46 +339,59 @@ async fn check(app: &common::TestApp, specs: Vec<RiskSpec>) -> Result<(), TestCa
     Ok(())
 }
 
-both_backends! {
-    async fn figures_match_a_direct_computation(app: TestApp) {
-        let mut runner = TestRunner::new(Config { cases: 16, failure_persistence: None, ..Config::default() });
-        let handle = tokio::runtime::Handle::current();
-        let strategy = proptest::collection::vec(risk_spec(), 0..40);
-        let result = tokio::task::block_in_place(|| runner.run(&strategy, |specs| handle.block_on(check(&app, specs))));
-        if let Err(e) = result {
-            panic!("{e}");
-        }
-    }
+on_each_backend!(
+    figures_match_a_direct_computation,
+    empty_organizations_show_every_key
+);
 
-    async fn empty_organizations_show_every_key(app: TestApp) {
-        let token = app.create_org("empty").await;
-        let (status, stats) = app.get("/api/v1/dashboard/stats", &token).await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(stats, json!({
+async fn figures_match_a_direct_computation(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut runner = TestRunner::new(Config {
+        cases: 16,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let strategy = proptest::collection::vec(risk_spec(), 0..40);
+    let result =
+        tokio::task::block_in_place(|| runner.run(&strategy, |specs| handle.block_on(check(&app, specs))));
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+async fn empty_organizations_show_every_key(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let token = app.create_org("empty").await;
+    let (status, stats) = app.get("/api/v1/dashboard/stats", &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        stats,
+        json!({
             "total": 0,
             "by_status": {"draft": 0, "open": 0, "in_progress": 0, "mitigated": 0, "accepted": 0, "closed": 0},
             "by_severity": {"low": 0, "medium": 0, "high": 0, "critical": 0},
             "average_score": 0.0, "open_critical": 0, "overdue_reviews": 0,
             "mitigations": {"by_status": {"planned": 0, "in_progress": 0, "done": 0, "cancelled": 0}, "overdue": 0}
-        }));
-        let (_, matrix) = app.get("/api/v1/dashboard/matrix", &token).await;
-        assert_eq!(matrix["cells"], json!([[0i64; 5]; 5].to_vec()));
-        let (_, timeline) = app.get("/api/v1/dashboard/timeline", &token).await;
-        assert_eq!(timeline["points"].as_array().unwrap().len(), 30);
-        let (_, top) = app.get("/api/v1/dashboard/top-risks", &token).await;
-        assert_eq!(top["items"], json!([]));
+        })
+    );
+    let (_, matrix) = app.get("/api/v1/dashboard/matrix", &token).await;
+    assert_eq!(matrix["cells"], json!([[0i64; 5]; 5].to_vec()));
+    let (_, timeline) = app.get("/api/v1/dashboard/timeline", &token).await;
+    assert_eq!(timeline["points"].as_array().unwrap().len(), 30);
+    let (_, top) = app.get("/api/v1/dashboard/top-risks", &token).await;
+    assert_eq!(top["items"], json!([]));
 
-        for (path, param) in [
-            ("/api/v1/dashboard/timeline?days=0", "days"),
-            ("/api/v1/dashboard/timeline?days=366", "days"),
-            ("/api/v1/dashboard/top-risks?limit=51", "limit"),
-            ("/api/v1/dashboard/matrix?status=gone", "status"),
-            ("/api/v1/dashboard/stats?x=1", "x"),
-        ] {
-            let (status, problem) = app.get(path, &token).await;
-            common::assert_problem(status, &problem, StatusCode::BAD_REQUEST, &[param]);
-        }
-        let (status, _) = app.get("/api/v1/dashboard/stats", "nope").await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    for (path, param) in [
+        ("/api/v1/dashboard/timeline?days=0", "days"),
+        ("/api/v1/dashboard/timeline?days=366", "days"),
+        ("/api/v1/dashboard/top-risks?limit=51", "limit"),
+        ("/api/v1/dashboard/matrix?status=gone", "status"),
+        ("/api/v1/dashboard/stats?x=1", "x"),
+    ] {
+        let (status, problem) = app.get(path, &token).await;
+        common::assert_problem(status, &problem, StatusCode::BAD_REQUEST, &[param]);
     }
+    let (status, _) = app.get("/api/v1/dashboard/stats", "nope").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

@@ -1,8 +1,6 @@
 //! Property: walking every page of the risk list yields each matching risk exactly once, in the
 //! requested order, for every sort order and random filters over random registers.
 
-mod common;
-
 use chrono::Utc;
 use openrisk::domain::list::{SORTS, Sort, SortKey};
 use openrisk::domain::risk::{Risk, RiskStatus};
@@ -13,6 +11,8 @@ use proptest::test_runner::{Config, TestRunner};
 use reqwest::StatusCode;
 use serde_json::Value;
 use uuid::Uuid;
+
+use crate::common::{self, Backend, spawn_app};
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -142,15 +142,19 @@ async fn check(app: &common::TestApp, case: Case) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-both_backends! {
-    async fn pages_yield_every_match_once_in_order(app: TestApp) {
-        let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::default() });
-        let handle = tokio::runtime::Handle::current();
-        let result = tokio::task::block_in_place(|| {
-            runner.run(&cases(), |case| handle.block_on(check(&app, case)))
-        });
-        if let Err(e) = result {
-            panic!("{e}");
-        }
+on_each_backend!(pages_yield_every_match_once_in_order);
+
+async fn pages_yield_every_match_once_in_order(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let handle = tokio::runtime::Handle::current();
+    let result =
+        tokio::task::block_in_place(|| runner.run(&cases(), |case| handle.block_on(check(&app, case))));
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -1,17 +1,16 @@
 //! The cache across replicas and through Redis failures. Each test starts its own `redis-server`
 //! on a free port (to kill, stop and restart it) and a second replica as a separate process.
 
-mod common;
-#[path = "replicas/eviction.rs"]
 mod eviction;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisServer, free_port};
-use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use crate::common::{self, Backend, TestApp};
 
 /// A second replica: the service binary as its own process, on the same database and Redis.
 struct Replica {

@@ -1,11 +1,11 @@
 //! Graceful shutdown: a request in flight when the stop signal arrives still completes.
 
-mod common;
-
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_flight_requests_finish_after_the_stop_signal() {

@@ -229,3 +229,8 @@ impl TestRedis for RedisCluster {
         self.nodes.iter().map(TestRedis::evicted_keys).sum()
     }
 }
+
+/// The machine's Redis (shared by every test): `TEST_REDIS_URL`, else the local default.
+pub fn machine_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}

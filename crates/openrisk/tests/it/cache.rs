@@ -1,46 +1,15 @@
 //! The response cache against real Redis: hits, freshness after every kind of write, isolation
 //! between organizations and roles, single flight, and token revocation.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::{Backend, TestApp};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-/// Runs each scenario on both backends with the machine's Redis, and on SQLite with a three-master
-/// Redis Cluster of its own.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(super::Backend::Sqlite, &super::redis_url()).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn postgres() {
-                    super::$name(super::Backend::Postgres, &super::redis_url()).await;
-                }
-
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn cluster() {
-                    let cluster = super::common::redis::RedisCluster::start();
-                    super::$name(super::Backend::Sqlite, &cluster.url()).await;
-                }
-            }
-        )+
-    };
-}
-
-fn redis_url() -> String {
-    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
+use crate::common::{self, Backend, TestApp};
 
 /// An app with both cache tiers (Redis at `redis`), plus `extra` settings.
 async fn cached_app(backend: Backend, redis: &str, extra: &[(&str, &str)]) -> TestApp {
@@ -646,7 +615,7 @@ async fn expired_entries_are_refreshed_in_the_background(backend: Backend, redis
     assert!(refreshed, "the stale entry was not refreshed");
 }
 
-on_both_backends!(
+on_each_backend!(redis:
     expired_entries_are_refreshed_in_the_background,
     cached_answers_match_the_database_under_random_traffic,
     entries_never_cross_organizations_or_roles,

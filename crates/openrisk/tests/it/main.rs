@@ -1,0 +1,18 @@
+//! The integration tests, in one binary: each module drives real servers over HTTP against real
+//! SQLite, PostgreSQL and Redis. `common` starts them.
+
+#[macro_use]
+mod common;
+
+mod api;
+mod bad_input;
+mod cache;
+mod cli;
+mod concurrency;
+mod dashboard;
+mod marketplace;
+mod pagination;
+mod pool;
+mod replicas;
+mod reports;
+mod shutdown;
