@@ -11,9 +11,14 @@
 mod acks;
 mod entry;
 mod invalidation;
+mod keys;
 pub mod policy;
 mod redis;
 mod replication;
+mod report;
+mod settings;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -28,60 +33,14 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::domain::auth::Principal;
-use crate::domain::string_enum;
 use crate::store::{Store, StoreError};
 
 pub use entry::Entry;
 pub use invalidation::Mutation;
+pub use report::{CacheReport, NamespaceReport, TierCounts, TierUsage};
+pub use settings::{CacheSettings, Namespace};
 
-string_enum! {
-    /// What a cached value belongs to; the unit of invalidation.
-    pub enum Namespace {
-        Risks => "risks",
-        Mitigations => "mitigations",
-        Assets => "assets",
-        Dashboard => "dashboard",
-        Marketplace => "marketplace",
-        Reports => "reports",
-        Auth => "auth",
-    }
-}
-
-impl Namespace {
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// How long an entry lives unless configured otherwise: aggregates and the catalogue change
-    /// least often.
-    pub fn default_ttl(self) -> Duration {
-        match self {
-            Namespace::Dashboard => Duration::from_secs(600),
-            Namespace::Marketplace => Duration::from_secs(900),
-            _ => Duration::from_secs(300),
-        }
-    }
-}
-
-/// Settings from the environment (see `docs/cache.md`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CacheSettings {
-    pub enabled: bool,
-    pub redis_url: Option<String>,
-    /// Time to live per namespace, in `Namespace::ALL` order.
-    pub ttl: Vec<Duration>,
-    pub l1_max_bytes: u64,
-    /// Larger responses are not cached.
-    pub max_body_bytes: usize,
-    /// The longest any Redis call may take.
-    pub redis_timeout: Duration,
-}
-
-impl CacheSettings {
-    pub fn ttl(&self, namespace: Namespace) -> Duration {
-        self.ttl[namespace.index()]
-    }
-}
+use keys::{entry_key, generation_key};
 
 /// Which cache answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,23 +365,6 @@ impl Cache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The key of a value in `scope` at `generation`, identified by `parts`.
-    pub fn key(&self, scope: Scope, generation: u64, parts: &[&[u8]]) -> u128 {
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&self.epoch.load(Relaxed).to_le_bytes());
-        hasher.update(scope.org.as_bytes());
-        hasher.update(scope.namespace.as_str().as_bytes());
-        hasher.update(&generation.to_le_bytes());
-        for part in parts {
-            // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
-            hasher.update(&(part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
-        u128::from_le_bytes(first)
-    }
-
     /// The value under `key`: from L1, else L2, else `fill` — run once however many callers miss
     /// the key at the same time (the others wait for its result). `fill`'s errors are not cached.
     pub async fn get_or_fill<E>(
@@ -629,55 +571,6 @@ impl Cache {
         self.l2.as_ref()?.memory().await.ok()
     }
 
-    /// What `GET /api/v1/admin/cache` shows, with `org`'s generations.
-    pub async fn report(&self, org: Uuid) -> CacheReport {
-        let l2 = match &self.l2 {
-            Some(l2) => Some(l2.usage().await.ok()),
-            None => None,
-        };
-        let mut namespaces = Vec::new();
-        for &namespace in Namespace::ALL {
-            let counts = &self.counts[namespace.index()];
-            let tier = |t: usize| {
-                let [hits, misses, bypasses, errors] = std::array::from_fn(|r| counts[t][r].load(Relaxed));
-                TierCounts {
-                    hits,
-                    misses,
-                    hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
-                    bypasses,
-                    errors,
-                }
-            };
-            namespaces.push(NamespaceReport {
-                namespace,
-                ttl_seconds: self.settings.ttl(namespace).as_secs(),
-                generation: self
-                    .read_generations()
-                    .get(&Scope { org, namespace })
-                    .and_then(|known| known.generation)
-                    .map(|generation| format!("{generation:016x}")),
-                l1: tier(0),
-                l2: tier(1),
-            });
-        }
-        self.l1.run_pending_tasks().await;
-        CacheReport {
-            enabled: self.enabled(),
-            redis: self.redis_state().await,
-            l1: TierUsage {
-                entries: Some(self.l1.entry_count()),
-                bytes: Some(self.l1.weighted_size()),
-                max_bytes: Some(self.settings.l1_max_bytes),
-            },
-            l2: l2.map(|usage| TierUsage {
-                entries: usage.map(|(keys, _)| keys),
-                bytes: usage.map(|(_, bytes)| bytes),
-                max_bytes: None,
-            }),
-            namespaces,
-        }
-    }
-
     /// The breaker in front of Redis (closed without Redis).
     pub fn breaker_state(&self) -> redis::BreakerState {
         self.l2
@@ -689,51 +582,4 @@ impl Cache {
     pub fn l1_usage(&self) -> (u64, u64) {
         (self.l1.entry_count(), self.l1.weighted_size())
     }
-}
-
-/// Redis keys carry the organization as a hash tag: one organization's keys share a cluster slot.
-fn entry_key(org: Uuid, key: u128) -> String {
-    format!("openrisk:{{{org}}}:c:{key:032x}")
-}
-
-fn generation_key(scope: Scope) -> String {
-    format!("openrisk:{{{}}}:g:{}", scope.org, scope.namespace)
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CacheReport {
-    pub enabled: bool,
-    /// `up`, `down` or `disabled`.
-    pub redis: &'static str,
-    pub l1: TierUsage,
-    /// Absent without Redis. Counts the whole Redis database.
-    pub l2: Option<TierUsage>,
-    pub namespaces: Vec<NamespaceReport>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TierUsage {
-    pub entries: Option<u64>,
-    pub bytes: Option<u64>,
-    pub max_bytes: Option<u64>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct NamespaceReport {
-    pub namespace: Namespace,
-    pub ttl_seconds: u64,
-    /// This organization's current generation, an opaque value (absent until first used, and
-    /// after each invalidation until the next read).
-    pub generation: Option<String>,
-    pub l1: TierCounts,
-    pub l2: TierCounts,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TierCounts {
-    pub hits: u64,
-    pub misses: u64,
-    pub hit_ratio: Option<f64>,
-    pub bypasses: u64,
-    pub errors: u64,
 }
