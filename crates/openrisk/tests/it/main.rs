@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod accounts;
 mod api;
 mod bad_input;
 mod cache;
@@ -11,6 +12,7 @@ mod cli;
 mod concurrency;
 mod dashboard;
 mod marketplace;
+mod operations;
 mod pagination;
 mod pool;
 mod replicas;

@@ -307,6 +307,11 @@ impl TestApp {
     }
 }
 
+/// The `id` of a created resource.
+pub fn id(v: &Value) -> &str {
+    v["id"].as_str().expect("id")
+}
+
 pub async fn read(response: Response) -> (StatusCode, Value) {
     let status = response.status();
     let bytes = response.bytes().await.expect("body read");

@@ -3,13 +3,13 @@
 
 use std::collections::HashMap;
 
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{self, Backend, TestApp};
+
+mod properties;
 
 /// An app with both cache tiers (Redis at `redis`), plus `extra` settings.
 async fn cached_app(backend: Backend, redis: &str, extra: &[(&str, &str)]) -> TestApp {
@@ -411,183 +411,6 @@ async fn admin_report_and_invalidation(backend: Backend, redis: &str) {
     assert_eq!(ready["cache"]["redis"], "up");
 }
 
-/// Random writes interleaved with reads of random cacheable routes, by two roles: every cached
-/// answer equals the answer computed with the cache bypassed.
-async fn cached_answers_match_the_database_under_random_traffic(backend: Backend, redis: &str) {
-    let app = cached_app(backend, redis, &[]).await;
-    let viewer = app.token_with_role(&app.token, "viewer").await;
-    let mut paths = populate(&app, &app.token).await;
-    for seed in 0..3u64 {
-        let mut rng = StdRng::seed_from_u64(seed);
-        for step in 0..60 {
-            if rng.random_bool(0.3) {
-                let (risks, mitigations, assets) = ids(&app).await;
-                let write = random_write(&mut rng, &risks, &mitigations, &assets);
-                let (method, path, body) = write.clone();
-                let (status, answer) = app.call(method, &path, &app.token, body).await;
-                assert!(
-                    status.is_success() || status == StatusCode::NOT_FOUND,
-                    "{write:?}: {status} {answer}"
-                );
-                if let Some(id) = answer["id"].as_str().filter(|_| path.ends_with("mitigations")) {
-                    paths.push(format!("/api/v1/mitigations/{id}"));
-                }
-            } else {
-                let path = paths[rng.random_range(0..paths.len())].clone();
-                let token = if rng.random_bool(0.5) { &app.token } else { &viewer };
-                assert_fresh(&app, token, &[path], &format!("seed {seed} step {step}")).await;
-            }
-        }
-    }
-}
-
-/// The organization's risk, mitigation and asset ids, read around the cache.
-async fn ids(app: &TestApp) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let list = |path: &'static str| async move {
-        let (_, _, body) = fetch(app, path, &app.token, true).await;
-        let page: Value = serde_json::from_slice(&body).unwrap();
-        page["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|item| item["id"].as_str().unwrap().to_owned())
-            .collect::<Vec<_>>()
-    };
-    let risks = list("/api/v1/risks?limit=200").await;
-    let mut mitigations = Vec::new();
-    for risk in &risks {
-        let (_, _, body) = fetch(
-            app,
-            &format!("/api/v1/risks/{risk}/mitigations"),
-            &app.token,
-            true,
-        )
-        .await;
-        let page: Value = serde_json::from_slice(&body).unwrap();
-        for item in page["items"].as_array().unwrap() {
-            mitigations.push(item["id"].as_str().unwrap().to_owned());
-        }
-    }
-    (risks, mitigations, list("/api/v1/assets?limit=200").await)
-}
-
-fn random_write(
-    rng: &mut StdRng,
-    risks: &[String],
-    mitigations: &[String],
-    assets: &[String],
-) -> (Method, String, Option<Value>) {
-    let pick = |rng: &mut StdRng, ids: &[String]| ids[rng.random_range(0..ids.len())].clone();
-    let statuses = ["draft", "open", "in_progress", "mitigated", "accepted", "closed"];
-    match rng.random_range(0..9) {
-        0 | 1 if !risks.is_empty() => {
-            let status = statuses[rng.random_range(0..statuses.len())];
-            let body = json!({"status": status, "likelihood": rng.random_range(1..=5), "title": format!("T{}", rng.random::<u16>())});
-            (
-                Method::PATCH,
-                format!("/api/v1/risks/{}", pick(rng, risks)),
-                Some(body),
-            )
-        }
-        2 if !risks.is_empty() => (
-            Method::DELETE,
-            format!("/api/v1/risks/{}", pick(rng, risks)),
-            None,
-        ),
-        3 if !risks.is_empty() => (
-            Method::POST,
-            format!("/api/v1/risks/{}/mitigations", pick(rng, risks)),
-            Some(json!({"title": "M", "due_date": "2021-06-01"})),
-        ),
-        4 if !mitigations.is_empty() => {
-            let status = ["planned", "in_progress", "done", "cancelled"][rng.random_range(0..4)];
-            (
-                Method::PATCH,
-                format!("/api/v1/mitigations/{}", pick(rng, mitigations)),
-                Some(json!({"status": status})),
-            )
-        }
-        5 if !mitigations.is_empty() => (
-            Method::DELETE,
-            format!("/api/v1/mitigations/{}", pick(rng, mitigations)),
-            None,
-        ),
-        6 if !assets.is_empty() && !risks.is_empty() => (
-            Method::PATCH,
-            format!("/api/v1/risks/{}", pick(rng, risks)),
-            Some(json!({"asset_ids": [pick(rng, assets)]})),
-        ),
-        7 if !assets.is_empty() => (
-            Method::DELETE,
-            format!("/api/v1/assets/{}", pick(rng, assets)),
-            None,
-        ),
-        8 => (
-            Method::POST,
-            "/api/v1/assets".into(),
-            Some(json!({"name": "A", "kind": "data"})),
-        ),
-        _ => (
-            Method::POST,
-            "/api/v1/risks".into(),
-            Some(
-                json!({"title": "New", "likelihood": rng.random_range(1..=5), "impact": rng.random_range(1..=5)}),
-            ),
-        ),
-    }
-}
-
-/// Many (organization, role, query) combinations: each one's first answer is computed for it (a
-/// MISS, never another combination's entry), and every answer is that principal's own.
-async fn entries_never_cross_organizations_or_roles(backend: Backend, redis: &str) {
-    let app = cached_app(backend, redis, &[]).await;
-    let mut principals = Vec::new();
-    for (n, org) in ["alpha", "beta", "gamma"].iter().enumerate() {
-        let admin = if n == 0 {
-            app.token.clone()
-        } else {
-            app.create_org(org).await
-        };
-        for i in 0..=n {
-            app.create_risk(
-                &admin,
-                json!({"title": format!("{org} risk {i}"), "likelihood": 1 + i, "impact": 2}),
-            )
-            .await;
-        }
-        for role in ["viewer", "analyst"] {
-            principals.push((org.to_string(), role, app.token_with_role(&admin, role).await));
-        }
-        principals.push((org.to_string(), "admin", admin));
-    }
-    let queries = [
-        "/api/v1/risks",
-        "/api/v1/risks?sort=title",
-        "/api/v1/risks?q=risk",
-        "/api/v1/risks?status=draft&include_total=true",
-        "/api/v1/dashboard/stats",
-        "/api/v1/dashboard/matrix",
-        "/api/v1/assets",
-        "/api/v1/reports/summary",
-    ];
-    let mut seen = std::collections::HashSet::new();
-    let mut rng = StdRng::seed_from_u64(7);
-    for _ in 0..150 {
-        let (org, role, token) = &principals[rng.random_range(0..principals.len())];
-        let query = queries[rng.random_range(0..queries.len())];
-        let (_, headers, cached) = fetch(&app, query, token, false).await;
-        if seen.insert((org.clone(), *role, query)) {
-            assert_eq!(
-                x_cache(&headers),
-                "MISS",
-                "{org}/{role} {query} served another's entry"
-            );
-        }
-        let (_, _, fresh) = fetch(&app, query, token, true).await;
-        assert_eq!(comparable(&cached), comparable(&fresh), "{org}/{role} {query}");
-    }
-}
-
 /// Past its TTL an entry is served once more, stale, while a background request refreshes it.
 async fn expired_entries_are_refreshed_in_the_background(backend: Backend, redis: &str) {
     let app = cached_app(backend, redis, &[("CACHE_TTL_RISKS", "1")]).await;
@@ -617,8 +440,6 @@ async fn expired_entries_are_refreshed_in_the_background(backend: Backend, redis
 
 on_each_backend!(redis:
     expired_entries_are_refreshed_in_the_background,
-    cached_answers_match_the_database_under_random_traffic,
-    entries_never_cross_organizations_or_roles,
     second_get_is_a_byte_identical_hit,
     l2_serves_when_l1_is_off,
     disabled_cache_bypasses,
