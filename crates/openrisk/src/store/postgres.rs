@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::PoolSettings;
 use super::pool::MeteredPool;
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, risk_select};
 use super::{PoolStatus, StoreResult};
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -20,13 +20,10 @@ pub struct PgStore {
     server_max_connections: Option<u32>,
 }
 
-const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.category, r.owner_id, \
-    r.status, r.likelihood, r.impact, r.score, r.severity, r.residual_likelihood, r.residual_impact, \
-    r.residual_score, r.treatment, r.tags, \
-    coalesce((SELECT jsonb_agg(a.asset_id ORDER BY a.asset_id) FROM risk_assets a WHERE a.risk_id = r.id), \
-        '[]'::jsonb) AS asset_ids, \
-    r.review_date, (SELECT count(*) FROM mitigations m WHERE m.risk_id = r.id) AS mitigation_count, \
-    r.version, r.created_at, r.updated_at, r.closed_at FROM risks r";
+const RISK_SELECT: &str = risk_select!(
+    "coalesce((SELECT jsonb_agg(a.asset_id ORDER BY a.asset_id) FROM risk_assets a \
+     WHERE a.risk_id = r.id), '[]'::jsonb)"
+);
 
 impl PgStore {
     pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
@@ -54,6 +51,16 @@ impl PgStore {
             settings: settings.clone(),
             server_max_connections,
         })
+    }
+
+    /// Where reads go.
+    fn reader(&self) -> &MeteredPool<Postgres> {
+        &self.pool
+    }
+
+    /// Where writes go.
+    fn writer(&self) -> &MeteredPool<Postgres> {
+        &self.pool
     }
 
     fn pool_status(&self) -> PoolStatus {
@@ -107,4 +114,13 @@ const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
 
-sql_store!(store: PgStore, db: Postgres, conn: PgConnection, read: pool, write: pool, name: "postgres");
+// The queries, written once for both backends (`queries/`), compiled here over this backend's
+// types and dialect.
+type Backend = PgStore;
+type Db = Postgres;
+type Conn = PgConnection;
+const NAME: &str = "postgres";
+
+#[path = "queries/mod.rs"]
+#[allow(clippy::duplicate_mod, reason = "the queries are compiled once per backend")]
+mod queries;

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::PoolSettings;
 use super::pool::MeteredPool;
-use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, sql_store};
+use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, risk_select};
 use super::{PoolStatus, StoreResult};
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -21,13 +21,10 @@ pub struct SqliteStore {
     settings: PoolSettings,
 }
 
-const RISK_SELECT: &str = "SELECT r.id, r.ref_number, r.title, r.description, r.category, r.owner_id, \
-    r.status, r.likelihood, r.impact, r.score, r.severity, r.residual_likelihood, r.residual_impact, \
-    r.residual_score, r.treatment, r.tags, \
-    (SELECT json_group_array(lower(hex(x.asset_id))) FROM \
-        (SELECT asset_id FROM risk_assets WHERE risk_id = r.id ORDER BY asset_id) x) AS asset_ids, \
-    r.review_date, (SELECT count(*) FROM mitigations m WHERE m.risk_id = r.id) AS mitigation_count, \
-    r.version, r.created_at, r.updated_at, r.closed_at FROM risks r";
+const RISK_SELECT: &str = risk_select!(
+    "(SELECT json_group_array(lower(hex(x.asset_id))) \
+     FROM (SELECT asset_id FROM risk_assets WHERE risk_id = r.id ORDER BY asset_id) x)"
+);
 
 impl SqliteStore {
     pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
@@ -75,6 +72,16 @@ impl SqliteStore {
             readers,
             settings: pool.clone(),
         })
+    }
+
+    /// Where reads go.
+    fn reader(&self) -> &MeteredPool<Sqlite> {
+        &self.readers
+    }
+
+    /// Where writes go.
+    fn writer(&self) -> &MeteredPool<Sqlite> {
+        &self.writer
     }
 
     fn pool_status(&self) -> PoolStatus {
@@ -135,4 +142,13 @@ const BEGIN_SNAPSHOT: &str = "BEGIN";
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
-sql_store!(store: SqliteStore, db: Sqlite, conn: SqliteConnection, read: readers, write: writer, name: "sqlite");
+// The queries, written once for both backends (`queries/`), compiled here over this backend's
+// types and dialect.
+type Backend = SqliteStore;
+type Db = Sqlite;
+type Conn = SqliteConnection;
+const NAME: &str = "sqlite";
+
+#[path = "queries/mod.rs"]
+#[allow(clippy::duplicate_mod, reason = "the queries are compiled once per backend")]
+mod queries;
