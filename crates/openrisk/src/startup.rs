@@ -57,9 +57,9 @@ impl Application {
                 metrics: metrics.handle().clone(),
                 cache: cache.clone(),
             },
+            metrics.shared(),
             config.request_metrics,
-        )
-        .layer(metrics.layer());
+        );
         Ok(Application {
             listener,
             router,

@@ -39,7 +39,7 @@ use crate::domain::marketplace::Catalog;
 use crate::store::{PoolSettings, Store};
 use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
-pub use request_metrics::{DURATION_BUCKETS, SIZE_BUCKETS};
+pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
 pub use routes::Policies;
 use routes::Routes;
 
@@ -100,8 +100,9 @@ pub fn cache_policies() -> Arc<Policies> {
     api().2
 }
 
-/// The service's router; `request_metrics` times every request (see `request_metrics`).
-pub fn router(state: AppState, request_metrics: bool) -> Router {
+/// The service's router. Every request records its metrics into `recorder`; `request_metrics`
+/// also times each one (see `request_metrics`).
+pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) -> Router {
     let (routes, openapi, policies) = api();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
@@ -120,7 +121,9 @@ pub fn router(state: AppState, request_metrics: bool) -> Router {
         .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
-                // Outermost, so that time-outs, panics and cache hits are timed too.
+                .layer(request_metrics::RecorderScopeLayer(recorder))
+                // Outermost but for the recorder, so that time-outs, panics and cache hits are
+                // timed too.
                 .option_layer(request_metrics.then(request_metrics::RequestMetricsLayer::default))
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(request_id))

@@ -2,6 +2,8 @@
 //! `http_server_active_requests`, and body sizes where they are known without reading the body.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -194,5 +196,69 @@ impl Active {
 impl Drop for Active {
     fn drop(&mut self) {
         self.0.decrement(1.0);
+    }
+}
+
+/// A recorder shared by everything an application runs (see `telemetry::metrics`).
+pub type SharedRecorder = Arc<dyn metrics::Recorder + Send + Sync>;
+
+pin_project_lite::pin_project! {
+    /// A future polled with `recorder` in scope: the `metrics` macros inside record into it.
+    pub struct InScope<F> {
+        recorder: SharedRecorder,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F> InScope<F> {
+    pub fn new(recorder: SharedRecorder, future: F) -> Self {
+        InScope { recorder, future }
+    }
+}
+
+impl<F: Future> Future for InScope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        metrics::with_local_recorder(this.recorder.as_ref(), || this.future.poll(cx))
+    }
+}
+
+/// Serves each request with the application's recorder in scope.
+#[derive(Clone)]
+pub struct RecorderScopeLayer(pub SharedRecorder);
+
+impl<S> tower::Layer<S> for RecorderScopeLayer {
+    type Service = RecorderScope<S>;
+
+    fn layer(&self, inner: S) -> RecorderScope<S> {
+        RecorderScope {
+            recorder: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct RecorderScope<S> {
+    recorder: SharedRecorder,
+    inner: S,
+}
+
+impl<S: Service<R>, R> Service<R> for RecorderScope<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = InScope<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> InScope<S::Future> {
+        let inner = &mut self.inner;
+        let future = metrics::with_local_recorder(self.recorder.as_ref(), || inner.call(request));
+        InScope::new(self.recorder.clone(), future)
     }
 }

@@ -6,15 +6,13 @@
 //! global recorder, for work that runs outside any scope (detached tasks).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::http::{DURATION_BUCKETS, SIZE_BUCKETS};
+use crate::http::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
 use crate::store::ACQUIRE_WAIT_BUCKETS;
 
 /// Buckets (seconds) for the time a request holds a database connection.
@@ -69,71 +67,12 @@ impl Metrics {
 
     /// `future`, polled with this application's recorder in scope.
     pub fn scope<F: Future>(&self, future: F) -> InScope<F> {
-        InScope {
-            recorder: self.recorder.clone(),
-            future,
-        }
+        InScope::new(self.shared(), future)
     }
 
-    /// A layer that serves each request with this application's recorder in scope.
-    pub fn layer(&self) -> ScopeLayer {
-        ScopeLayer(self.recorder.clone())
-    }
-}
-
-pin_project_lite::pin_project! {
-    pub struct InScope<F> {
-        recorder: Arc<PrometheusRecorder>,
-        #[pin]
-        future: F,
-    }
-}
-
-impl<F: Future> Future for InScope<F> {
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        metrics::with_local_recorder(this.recorder.as_ref(), || this.future.poll(cx))
-    }
-}
-
-#[derive(Clone)]
-pub struct ScopeLayer(Arc<PrometheusRecorder>);
-
-impl<S> tower::Layer<S> for ScopeLayer {
-    type Service = Scoped<S>;
-
-    fn layer(&self, inner: S) -> Scoped<S> {
-        Scoped {
-            recorder: self.0.clone(),
-            inner,
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Scoped<S> {
-    recorder: Arc<PrometheusRecorder>,
-    inner: S,
-}
-
-impl<S: tower::Service<R>, R> tower::Service<R> for Scoped<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = InScope<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> InScope<S::Future> {
-        let inner = &mut self.inner;
-        let future = metrics::with_local_recorder(self.recorder.as_ref(), || inner.call(request));
-        InScope {
-            recorder: self.recorder.clone(),
-            future,
-        }
+    /// The recorder, for the router to serve each request with it in scope.
+    pub fn shared(&self) -> SharedRecorder {
+        self.recorder.clone()
     }
 }
 
