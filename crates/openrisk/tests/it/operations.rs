@@ -245,3 +245,34 @@ async fn each_application_renders_only_its_own_metrics() {
     assert!(lookups(&a.metrics_text().await) >= 1.0);
     assert_eq!(lookups(&b.metrics_text().await), 0.0);
 }
+
+on_each_backend!(each_read_takes_one_connection);
+
+/// A list with its total, a risk's mitigations and its history each take one connection for all
+/// their statements: one acquire, one observation of the operation.
+async fn each_read_takes_one_connection(backend: Backend) {
+    let app = common::spawn_app_with(backend, &[("CACHE_ENABLED", "false")]).await;
+    let t = &app.token;
+    let risk = app
+        .create_risk(t, json!({"title": "Counted", "likelihood": 2, "impact": 2}))
+        .await;
+    let item = format!("/api/v1/risks/{}", id(&risk));
+    let reads = [
+        ("/api/v1/risks?include_total=true".to_owned(), "risks"),
+        (format!("{item}/mitigations"), "mitigations"),
+        (format!("{item}/history"), "risk_history"),
+    ];
+    for (path, operation) in reads {
+        let acquires = || async {
+            let text = app.metrics_text().await;
+            common::sample_sum(
+                &text,
+                "db_query_duration_seconds_count",
+                &[("operation", operation)],
+            )
+        };
+        let before = acquires().await;
+        assert_eq!(app.get(&path, t).await.0, StatusCode::OK, "{path}");
+        assert_eq!(acquires().await - before, 1.0, "{path}");
+    }
+}

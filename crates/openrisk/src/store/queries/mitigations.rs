@@ -83,14 +83,8 @@ impl MitigationStore for Backend {
         risk_id: Uuid,
         page: &PageRequest<Uuid>,
     ) -> StoreResult<Page<Mitigation>> {
-        if !exists(
-            &mut *self.reader().acquire("mitigations").await?,
-            "risks",
-            org,
-            risk_id,
-        )
-        .await?
-        {
+        let mut conn = self.reader().acquire("mitigations").await?;
+        if !exists(&mut *conn, "risks", org, risk_id).await? {
             return Err(StoreError::NotFound);
         }
         let sql = format!(
@@ -102,7 +96,7 @@ impl MitigationStore for Backend {
             .bind(risk_id)
             .bind(page.after.unwrap_or(Uuid::nil()))
             .bind(page.limit + 1)
-            .fetch_all(&mut *self.reader().acquire("mitigations").await?)
+            .fetch_all(&mut *conn)
             .await?;
         Ok(Page::from_rows(convert(rows)?, page.limit, |m: &Mitigation| m.id))
     }

@@ -213,21 +213,15 @@ impl RiskStore for Backend {
         }
         push_order(&mut qb, query.sort);
         qb.push(" LIMIT ").push_bind(query.page.limit + 1);
-        let rows: Vec<RiskRow> = qb
-            .build_query_as()
-            .fetch_all(&mut *self.reader().acquire("risks").await?)
-            .await?;
+        // One connection for the page and its total: a second acquire would cost a round trip.
+        let mut conn = self.reader().acquire("risks").await?;
+        let rows: Vec<RiskRow> = qb.build_query_as().fetch_all(&mut *conn).await?;
         let sort = query.sort;
         let mut page = Page::from_rows(convert(rows)?, query.page.limit, |r: &Risk| sort.cursor_for(r));
         if query.include_total {
             let mut count = QueryBuilder::<Db>::new("SELECT count(*) FROM risks r");
             push_filters(&mut count, org, &query.filter);
-            page.total = Some(
-                count
-                    .build_query_scalar()
-                    .fetch_one(&mut *self.reader().acquire("risks").await?)
-                    .await?,
-            );
+            page.total = Some(count.build_query_scalar().fetch_one(&mut *conn).await?);
         }
         Ok(page)
     }
@@ -278,22 +272,17 @@ impl RiskStore for Backend {
         include_deleted: bool,
         page: &PageRequest<i64>,
     ) -> StoreResult<Page<HistoryEntry>> {
+        let mut conn = self.reader().acquire("risk_history").await?;
         let found = if include_deleted {
             sqlx::query_scalar(
                 "SELECT EXISTS (SELECT 1 FROM risk_history WHERE org_id = $1 AND risk_id = $2)",
             )
             .bind(org)
             .bind(id)
-            .fetch_one(&mut *self.reader().acquire("risk_history").await?)
+            .fetch_one(&mut *conn)
             .await?
         } else {
-            exists(
-                &mut *self.reader().acquire("risk_history").await?,
-                "risks",
-                org,
-                id,
-            )
-            .await?
+            exists(&mut *conn, "risks", org, id).await?
         };
         if !found {
             return Err(StoreError::NotFound);
@@ -306,7 +295,7 @@ impl RiskStore for Backend {
         .bind(id)
         .bind(page.after.unwrap_or(i64::MAX))
         .bind(page.limit + 1)
-        .fetch_all(&mut *self.reader().acquire("risk_history").await?)
+        .fetch_all(&mut *conn)
         .await?;
         Ok(Page::from_rows(convert(rows)?, page.limit, |h: &HistoryEntry| {
             h.version
