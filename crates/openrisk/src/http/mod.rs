@@ -40,8 +40,8 @@ use crate::store::{PoolSettings, Store};
 use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
-pub use routes::Policies;
-use routes::Routes;
+
+use routes::{Policies, Routes};
 
 /// Where the OpenAPI document and its reference page are served.
 pub const OPENAPI: &str = "/api/openapi.json";
@@ -88,16 +88,6 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi, Arc<Policies>) {
         .split_for_parts();
     openapi::complete(&mut document, &policies);
     (router, document, policies)
-}
-
-/// The OpenAPI document served at `/api/openapi.json`.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().1
-}
-
-/// Every documented route's cache policy, by route template.
-pub fn cache_policies() -> Arc<Policies> {
-    api().2
 }
 
 /// The service's router. Every request records its metrics into `recorder`; `request_metrics`

@@ -54,8 +54,7 @@ mod tests {
     /// methods against its declared policy.
     #[test]
     fn every_route_declares_what_it_does_with_the_cache() {
-        let document = crate::http::openapi();
-        let policies = crate::http::cache_policies();
+        let (_, document, policies) = crate::http::api();
         assert_eq!(
             policies.len(),
             document.paths.paths.len(),
@@ -93,7 +92,7 @@ mod tests {
 
     #[test]
     fn answers_relative_to_today_are_keyed_by_day() {
-        let policies = crate::http::cache_policies();
+        let (_, _, policies) = crate::http::api();
         for path in [
             "/api/v1/dashboard/stats",
             "/api/v1/dashboard/matrix",
