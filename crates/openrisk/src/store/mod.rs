@@ -49,6 +49,16 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
+        let error = StoreError::classify(e);
+        if error.is_connection_lost() {
+            pool::note_connection_lost();
+        }
+        error
+    }
+}
+
+impl StoreError {
+    fn classify(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
             sqlx::Error::PoolTimedOut
@@ -67,9 +77,7 @@ impl From<sqlx::Error> for StoreError {
             e => StoreError::Database(e),
         }
     }
-}
 
-impl StoreError {
     /// The connection broke (killed by the server, network lost): another connection may well
     /// succeed at once.
     pub fn is_connection_lost(&self) -> bool {

@@ -27,6 +27,33 @@ const BUCKETS: usize = ACQUIRE_WAIT_BUCKETS.len() + 1;
 const WAIT_WINDOW: Duration = Duration::from_secs(60);
 /// How often the window moves on: the percentiles cover the last `WAIT_WINDOW`, give or take this.
 const WINDOW_STEP: Duration = Duration::from_secs(1);
+/// A connection given back within this long is handed out again without a liveness check: the
+/// pool library checked it as it came back.
+pub const RECENTLY_USED: Duration = Duration::from_millis(500);
+
+/// When a query last found its connection broken, in microseconds since `EPOCH` (0: never).
+/// A loss is rarely alone (the server restarted, or ended every session), so from then on every
+/// connection given back before it is checked before use, however recently it was used.
+static LAST_LOSS: AtomicU64 = AtomicU64::new(0);
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
+fn micros_since_epoch(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_micros() as u64
+}
+
+/// Notes that a query found its connection broken (see `LAST_LOSS`).
+pub fn note_connection_lost() {
+    LAST_LOSS.fetch_max(micros_since_epoch(Instant::now()).max(1), Relaxed);
+}
+
+/// Whether a connection idle for `idle_for` can skip the liveness check.
+fn fresh(idle_for: Duration) -> bool {
+    if idle_for >= RECENTLY_USED {
+        return false;
+    }
+    let given_back = Instant::now().checked_sub(idle_for).map_or(0, micros_since_epoch);
+    given_back > LAST_LOSS.load(Relaxed)
+}
 
 /// Counters shared by every pool of one store (SQLite's reader pool and its writer).
 pub struct PoolStats {
@@ -190,8 +217,9 @@ impl<DB: Database> MeteredPool<DB> {
                         stats.closed_lifetime.fetch_add(1, Relaxed);
                         return Ok(false);
                     }
-                    // An idle connection may have been dropped by the server: check before use.
-                    if conn.ping().await.is_err() {
+                    // An idle connection may have been dropped by the server: check before use,
+                    // unless it came back (checked) moments ago and no loss was seen since.
+                    if !fresh(meta.idle_for) && conn.ping().await.is_err() {
                         stats.closed_broken.fetch_add(1, Relaxed);
                         return Ok(false);
                     }
@@ -287,8 +315,8 @@ impl<DB: Database> Drop for Held<DB> {
 pub struct ClosedConnections {
     /// Older than the maximum lifetime.
     pub lifetime: u64,
-    /// Idle longer than the maximum idle time (and the rare connection found broken as it was
-    /// released, which the pool library closes without telling).
+    /// Closed by the pool library without telling: idle longer than the maximum idle time, or
+    /// found broken as it was given back after a query failed on it.
     pub idle: u64,
     /// Failed the liveness check before use.
     pub broken: u64,

@@ -331,8 +331,11 @@ async fn killed_connections_are_replaced_without_failed_reads() {
     assert!(killed >= 4, "only {killed} connections were killed");
     assert!(reads > 20, "only {reads} reads");
     let pool = &pool_report(&app).await["pool"];
+    // Each killed connection was closed: by the check before use (`broken`), or by the pool
+    // library as it came back from the query that failed on it (counted under `idle`).
+    let closed = &pool["connections_closed"];
     assert!(
-        pool["connections_closed"]["broken"].as_u64().unwrap() >= 1,
+        closed["broken"].as_u64().unwrap() + closed["idle"].as_u64().unwrap() >= 4,
         "{pool}"
     );
     assert!(pool["connections_opened"].as_u64().unwrap() >= 8, "{pool}");
