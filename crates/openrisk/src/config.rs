@@ -227,8 +227,9 @@ impl Config {
 }
 
 /// Per-namespace TTL overrides, in `Namespace::ALL` order.
-const CACHE_TTL_VARIABLES: [&str; 7] = [
+const CACHE_TTL_VARIABLES: [&str; 8] = [
     "CACHE_TTL_RISKS",
+    "CACHE_TTL_RISK_DETAILS",
     "CACHE_TTL_MITIGATIONS",
     "CACHE_TTL_ASSETS",
     "CACHE_TTL_DASHBOARD",

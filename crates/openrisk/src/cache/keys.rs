@@ -13,6 +13,9 @@ impl Cache {
         hasher.update(&self.epoch.load(Relaxed).to_le_bytes());
         hasher.update(scope.org.as_bytes());
         hasher.update(scope.namespace.as_str().as_bytes());
+        if let Some(item) = scope.item {
+            hasher.update(item.as_bytes());
+        }
         hasher.update(&generation.to_le_bytes());
         for part in parts {
             // Length-prefixed, so ("ab", "c") and ("a", "bc") differ.
@@ -31,5 +34,8 @@ pub(super) fn entry_key(org: Uuid, key: u128) -> String {
 }
 
 pub(super) fn generation_key(scope: Scope) -> String {
-    format!("openrisk:{{{}}}:g:{}", scope.org, scope.namespace)
+    match scope.item {
+        None => format!("openrisk:{{{}}}:g:{}", scope.org, scope.namespace),
+        Some(item) => format!("openrisk:{{{}}}:g:{}:{item}", scope.org, scope.namespace),
+    }
 }

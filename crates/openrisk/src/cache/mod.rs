@@ -57,12 +57,40 @@ pub enum Lookup {
     Miss,
 }
 
-/// An organization's namespace: where a value lives and what invalidates it.
+/// An organization's namespace, or one item of it: where a value lives and what invalidates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Scope {
     pub org: Uuid,
     pub namespace: Namespace,
+    /// An item's values carry the namespace's generation and the item's own.
+    pub item: Option<Uuid>,
 }
+
+impl Scope {
+    pub fn namespace(org: Uuid, namespace: Namespace) -> Self {
+        Scope {
+            org,
+            namespace,
+            item: None,
+        }
+    }
+
+    pub fn item(org: Uuid, namespace: Namespace, item: Uuid) -> Self {
+        Scope {
+            org,
+            namespace,
+            item: Some(item),
+        }
+    }
+
+    fn whole(self) -> Self {
+        Scope { item: None, ..self }
+    }
+}
+
+/// How many item generations this process keeps in mind before forgetting them all (the next
+/// reader of each asks Redis again): they are many, and each is cheap to look up again.
+const KNOWN_ITEMS: usize = 100_000;
 
 const RESULTS: [&str; 4] = ["hit", "miss", "bypass", "error"];
 
@@ -189,17 +217,31 @@ impl Cache {
         self.count(namespace, Tier::L1, Outcome::Bypass);
     }
 
-    /// The namespace's current generation; `None` when it cannot be known (Redis unavailable, or
-    /// invalidations possibly missed), in which case nothing may be cached or served from the cache.
+    /// The scope's current generation (an item's combines its namespace's and its own); `None`
+    /// when it cannot be known (Redis unavailable, or invalidations possibly missed), in which case
+    /// nothing may be cached or served from the cache.
     pub async fn generation(&self, scope: Scope) -> Option<u64> {
         if !self.trusted() {
             return None;
         }
+        let own = self.known_generation(scope).await?;
+        match scope.item {
+            None => Some(own),
+            // Both random: their combination changes whenever either does.
+            Some(_) => Some(self.known_generation(scope.whole()).await? ^ own.rotate_left(32)),
+        }
+    }
+
+    async fn known_generation(&self, scope: Scope) -> Option<u64> {
         if let Some(generation) = self.read_generations().get(&scope).and_then(|k| k.generation) {
             return Some(generation);
         }
         let (version, reading) = {
             let mut generations = self.write_generations();
+            if scope.item.is_some() && generations.len() >= KNOWN_ITEMS {
+                // Forgetting is always safe: a read of Redis under way then keeps nothing.
+                generations.retain(|scope, _| scope.item.is_none());
+            }
             let known = generations.entry(scope).or_insert_with(|| Known {
                 generation: None,
                 version: self.versions.fetch_add(1, Relaxed),
@@ -229,7 +271,13 @@ impl Cache {
         let Some(l2) = &self.l2 else {
             return Some(drawn);
         };
-        let held = l2.get_or_init(&generation_key(scope), &drawn.to_string()).await;
+        // An item's generation lives as long as its longest entry; the namespace's, until replaced.
+        let lifetime = scope
+            .item
+            .map(|_| self.settings.ttl(scope.namespace) + STALE_GRACE);
+        let held = l2
+            .get_or_init(&generation_key(scope), &drawn.to_string(), lifetime)
+            .await;
         let generation = held.ok().and_then(|held| held.parse().ok());
         if generation.is_none() {
             self.count(scope.namespace, Tier::L2, Outcome::Error);
@@ -238,19 +286,27 @@ impl Cache {
     }
 
     /// What every successful write does, from HTTP or elsewhere (the command line): makes what
-    /// `mutation` changed unreachable.
-    pub async fn after_write(&self, org: Uuid, mutation: Mutation) {
-        self.invalidate(org, mutation.affects()).await;
+    /// `mutation` changed unreachable. `risk` is the risk the write changed, when known.
+    pub async fn after_write(&self, org: Uuid, mutation: Mutation, risk: Option<Uuid>) {
+        let stale = mutation.affects(risk);
+        let items: Vec<Scope> = stale
+            .risk
+            .map(|risk| Scope::item(org, Namespace::RiskDetails, risk))
+            .into_iter()
+            .collect();
+        self.invalidate(org, &stale.namespaces, &items).await;
     }
 
-    /// Makes every cached value of the organization's `namespaces` unreachable, here and, through
-    /// the invalidation channel, on every replica: their generations are replaced in Redis by new
-    /// random values (or deleted, when Redis is too full to store them: the next reader then draws
-    /// new ones), and every replica is told to forget what it knows of them.
-    pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace]) {
+    /// Makes every cached value of the organization's `namespaces` and of the `items` unreachable,
+    /// here and, through the invalidation channel, on every replica: the namespaces' generations
+    /// are replaced in Redis by new random values (or deleted, when Redis is too full to store
+    /// them: the next reader then draws new ones), the items' are deleted, and every replica is
+    /// told to forget what it knows of them.
+    pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace], items: &[Scope]) {
         let scopes: Vec<Scope> = namespaces
             .iter()
-            .map(|&namespace| Scope { org, namespace })
+            .map(|&namespace| Scope::namespace(org, namespace))
+            .chain(items.iter().copied())
             .collect();
         // Forgotten first: a write that completes meanwhile here forgets again, so that this
         // write does not install its generations over the later one's below.
@@ -264,14 +320,22 @@ impl Cache {
                 let pairs: Vec<(String, String)> = scopes
                     .iter()
                     .zip(&replacements)
+                    .filter(|(scope, _)| scope.item.is_none())
                     .map(|(&scope, generation)| (generation_key(scope), generation.to_string()))
                     .collect();
-                let replaced = l2.set_values(&pairs).await.is_ok();
+                let replaced = pairs.is_empty() || l2.set_values(&pairs).await.is_ok();
                 let keys: Vec<String> = pairs.into_iter().map(|(key, _)| key).collect();
-                let stored = replaced || l2.delete(&keys).await.is_ok();
+                // An item's generation is deleted, not replaced: it must keep its time to live.
+                let item_keys: Vec<String> = items.iter().map(|&item| generation_key(item)).collect();
+                let stored = (item_keys.is_empty() || l2.delete(&item_keys).await.is_ok())
+                    && (replaced || l2.delete(&keys).await.is_ok());
                 let message = replication::Message::Forget {
                     org,
                     namespaces: namespaces.to_vec(),
+                    items: items
+                        .iter()
+                        .filter_map(|scope| Some((scope.namespace, scope.item?)))
+                        .collect(),
                     from: self.replica_id,
                     token,
                 };
@@ -290,7 +354,8 @@ impl Cache {
             // This replica's next read needs no trip to Redis, unless a later write came in.
             let mut generations = self.write_generations();
             for ((scope, version), generation) in scopes.iter().zip(versions).zip(replacements) {
-                if let Some(known) = generations.get_mut(scope)
+                if scope.item.is_none()
+                    && let Some(known) = generations.get_mut(scope)
                     && known.version == version
                 {
                     known.generation = Some(generation);
@@ -544,10 +609,7 @@ impl Cache {
                 None => return Ok(None),
             },
         };
-        let scope = Scope {
-            org,
-            namespace: Namespace::Auth,
-        };
+        let scope = Scope::namespace(org, Namespace::Auth);
         let principal: Option<Principal> = self
             .get_or_set(scope, &[b"token", token_hash], || {
                 store.authenticate(token_hash, now)

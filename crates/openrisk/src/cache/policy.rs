@@ -83,6 +83,12 @@ impl RoutePolicy {
         }
     }
 
+    /// Whether the route's `{id}` is a risk whose details it reads or writes: its writes then make
+    /// that risk's details stale and no other's.
+    pub fn names_a_risk(&self) -> bool {
+        self.cached_namespace() == Some(Namespace::RiskDetails)
+    }
+
     /// The namespace the route's GET is cached in, if it is.
     pub fn cached_namespace(&self) -> Option<Namespace> {
         match self.read {

@@ -264,14 +264,23 @@ impl Redis {
             .map(|_| ())
     }
 
-    /// The value of `key`; if it has none, `value` is stored unless another caller stored one
-    /// first. Returns the value `key` holds.
-    pub async fn get_or_init(&self, key: &str, value: &str) -> Result<String, Unavailable> {
+    /// The value of `key`; if it has none, `value` is stored (for `lifetime`, if given) unless
+    /// another caller stored one first. Returns the value `key` holds.
+    pub async fn get_or_init(
+        &self,
+        key: &str,
+        value: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<String, Unavailable> {
         if let Some(held) = self.run::<Option<String>>(redis::cmd("GET").arg(key)).await? {
             return Ok(held);
         }
-        self.run::<()>(redis::cmd("SET").arg(key).arg(value).arg("NX"))
-            .await?;
+        let mut set = redis::cmd("SET");
+        set.arg(key).arg(value).arg("NX");
+        if let Some(lifetime) = lifetime {
+            set.arg("PX").arg(millis(lifetime));
+        }
+        self.run::<()>(&set).await?;
         // `None` here: deleted again meanwhile.
         self.run::<Option<String>>(redis::cmd("GET").arg(key))
             .await?
@@ -297,8 +306,7 @@ impl Redis {
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
-        let millis = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis))
+        self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)))
             .await
     }
 
@@ -371,4 +379,9 @@ fn info_field(text: &str, field: &str) -> Option<String> {
             .and_then(|rest| rest.strip_prefix(':'))
             .map(|value| value.trim().to_owned())
     })
+}
+
+/// A duration in whole milliseconds, at least one, as Redis takes it.
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).max(1)
 }

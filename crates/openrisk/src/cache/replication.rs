@@ -48,6 +48,8 @@ pub enum Message {
     Forget {
         org: Uuid,
         namespaces: Vec<Namespace>,
+        /// Items whose own generations were replaced.
+        items: Vec<(Namespace, Uuid)>,
         from: u64,
         token: u64,
     },
@@ -65,11 +67,18 @@ impl Message {
             Message::Forget {
                 org,
                 namespaces,
+                items,
                 from,
                 token,
             } => {
                 let names: Vec<&str> = namespaces.iter().map(|n| n.as_str()).collect();
-                format!("forget {org} {} {from} {token}", names.join(","))
+                let items: Vec<String> = items.iter().map(|(n, id)| format!("{n}/{id}")).collect();
+                let items = if items.is_empty() {
+                    "-".into()
+                } else {
+                    items.join(",")
+                };
+                format!("forget {org} {} {from} {token} {items}", names.join(","))
             }
             Message::Ack { to, token, from } => format!("ack {to} {token} {from}"),
             Message::Hello { from } => format!("hello {from}"),
@@ -81,11 +90,20 @@ impl Message {
         let words: Vec<&str> = text.split(' ').collect();
         let number = |word: &str| word.parse::<u64>().ok();
         match words.as_slice() {
-            ["forget", org, namespaces, from, token] => Some(Message::Forget {
+            ["forget", org, namespaces, from, token, items] => Some(Message::Forget {
                 org: Uuid::parse_str(org).ok()?,
                 namespaces: namespaces
                     .split(',')
+                    .filter(|name| !name.is_empty())
                     .map(|name| name.parse::<Namespace>().ok())
+                    .collect::<Option<_>>()?,
+                items: items
+                    .split(',')
+                    .filter(|item| *item != "-")
+                    .map(|item| {
+                        let (namespace, id) = item.split_once('/')?;
+                        Some((namespace.parse().ok()?, Uuid::parse_str(id).ok()?))
+                    })
                     .collect::<Option<_>>()?,
                 from: number(from)?,
                 token: number(token)?,
@@ -217,7 +235,9 @@ impl Cache {
         let lost = self.lost_invalidations.swap(false, Relaxed);
         let settled = async {
             let drawn = rand::random::<u64>();
-            let held = l2.get_or_init(EPOCH_KEY, &format!("{drawn} {identity}")).await?;
+            let held = l2
+                .get_or_init(EPOCH_KEY, &format!("{drawn} {identity}"), None)
+                .await?;
             let current = held
                 .split_once(' ')
                 .filter(|(_, set_on)| *set_on == identity)
@@ -274,12 +294,18 @@ impl Cache {
             Message::Forget {
                 org,
                 namespaces,
+                items,
                 from,
                 token,
             } => {
                 let scopes: Vec<Scope> = namespaces
                     .into_iter()
-                    .map(|namespace| Scope { org, namespace })
+                    .map(|namespace| Scope::namespace(org, namespace))
+                    .chain(
+                        items
+                            .into_iter()
+                            .map(|(namespace, id)| Scope::item(org, namespace, id)),
+                    )
                     .collect();
                 self.forget(&scopes);
                 self.acks.heard(from);
@@ -329,21 +355,40 @@ mod tests {
         let forget = Message::Forget {
             org: Uuid::now_v7(),
             namespaces: vec![Namespace::Risks, Namespace::Dashboard],
+            items: vec![(Namespace::RiskDetails, Uuid::now_v7())],
             from: 7,
             token: u64::MAX,
+        };
+        let forget_namespaces = Message::Forget {
+            org: Uuid::now_v7(),
+            namespaces: vec![Namespace::Assets],
+            items: vec![],
+            from: 7,
+            token: 1,
         };
         let ack = Message::Ack {
             to: 7,
             token: 8,
             from: 9,
         };
-        for message in [forget, ack, Message::Hello { from: 3 }, Message::Epoch(u64::MAX)] {
+        for message in [
+            forget,
+            forget_namespaces,
+            ack,
+            Message::Hello { from: 3 },
+            Message::Epoch(u64::MAX),
+        ] {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }
         let org = Uuid::now_v7();
-        assert_eq!(Message::decode("forget nope risks 1 2"), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1 2")), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks 1")), None);
+        assert_eq!(Message::decode("forget nope risks 1 2 -"), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1 2 -")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 -")), None);
+        assert_eq!(
+            Message::decode(&format!("forget {org} risks 1 2 risks/nope")),
+            None
+        );
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 2 {org}")), None);
         assert_eq!(Message::decode("ack 1 2"), None);
         assert_eq!(Message::decode("hello -1"), None);
         assert_eq!(Message::decode("epoch 1 2"), None);

@@ -32,7 +32,7 @@ impl Cache {
                 ttl_seconds: self.settings.ttl(namespace).as_secs(),
                 generation: self
                     .read_generations()
-                    .get(&Scope { org, namespace })
+                    .get(&Scope::namespace(org, namespace))
                     .and_then(|known| known.generation)
                     .map(|generation| format!("{generation:016x}")),
                 l1: tier(0),

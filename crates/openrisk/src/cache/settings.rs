@@ -8,6 +8,10 @@ string_enum! {
     /// What a cached value belongs to; the unit of invalidation.
     pub enum Namespace {
         Risks => "risks",
+        // What one risk's page reads: the risk, its history, its mitigations. Each risk's
+        // entries also carry a generation of their own, so a write to one risk leaves the
+        // others' valid.
+        RiskDetails => "risk_details",
         Mitigations => "mitigations",
         Assets => "assets",
         Dashboard => "dashboard",
@@ -20,6 +24,11 @@ string_enum! {
 impl Namespace {
     pub(super) fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether each item's entries also carry the item's own generation.
+    pub fn per_item(self) -> bool {
+        self == Namespace::RiskDetails
     }
 
     /// How long an entry lives unless configured otherwise: aggregates and the catalogue change

@@ -22,7 +22,7 @@ fn cache() -> Cache {
 }
 
 fn scope(org: Uuid, namespace: Namespace) -> Scope {
-    Scope { org, namespace }
+    Scope::namespace(org, namespace)
 }
 
 #[test]
@@ -64,6 +64,9 @@ fn redis_keys_keep_an_organization_in_one_cluster_slot() {
     let risks = generation_key(scope(org, Namespace::Risks));
     assert!(risks.contains(&tag));
     assert_ne!(risks, generation_key(scope(org, Namespace::Assets)));
+    let item = Scope::item(org, Namespace::RiskDetails, Uuid::new_v4());
+    assert!(generation_key(item).contains(&tag));
+    assert_ne!(generation_key(item), generation_key(item.whole()));
     assert_ne!(entry_key(org, 1), entry_key(org, 2));
 }
 
@@ -81,7 +84,7 @@ async fn a_generation_holds_until_a_write_replaces_it_and_only_where_the_write_r
     assert!(before.iter().all(Option::is_some));
     assert_eq!(generation(Namespace::Risks, org).await, before[0]);
 
-    cache.after_write(org, Mutation::Asset).await;
+    cache.after_write(org, Mutation::Asset, None).await;
     let after = [
         generation(Namespace::Risks, org).await,
         generation(Namespace::Dashboard, org).await,
@@ -106,13 +109,56 @@ async fn a_value_is_computed_once_per_generation() {
     };
     assert_eq!(read().await, Ok(0));
     assert_eq!(read().await, Ok(0));
-    cache.after_write(org, Mutation::Mitigation).await;
+    cache.after_write(org, Mutation::Mitigation, None).await;
     assert_eq!(read().await, Ok(1));
-    cache.after_write(org, Mutation::Installation).await;
+    cache.after_write(org, Mutation::Installation, None).await;
     assert_eq!(
         read().await,
         Ok(1),
         "an installation does not change the dashboard"
     );
     assert_eq!(computed.load(SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_write_to_one_risk_leaves_the_other_risks_details_valid() {
+    let cache = cache();
+    let org = Uuid::new_v4();
+    let (risk, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let details = |risk| cache.generation(Scope::item(org, Namespace::RiskDetails, risk));
+    let before = [details(risk).await, details(other).await];
+    assert!(before.iter().all(Option::is_some));
+    assert_ne!(before[0], before[1], "two risks share a generation");
+
+    for mutation in [Mutation::Risk, Mutation::Mitigation] {
+        let lists = cache.generation(scope(org, Namespace::Risks)).await;
+        let (changed, kept) = (details(risk).await, details(other).await);
+        cache.after_write(org, mutation, Some(risk)).await;
+        assert_ne!(
+            details(risk).await,
+            changed,
+            "{mutation:?}: the risk written kept its entries"
+        );
+        assert_eq!(
+            details(other).await,
+            kept,
+            "{mutation:?}: another risk lost its entries"
+        );
+        assert_ne!(
+            cache.generation(scope(org, Namespace::Risks)).await,
+            lists,
+            "{mutation:?}: lists kept"
+        );
+    }
+    let kept = details(other).await;
+    cache.after_write(org, Mutation::NewRisk, None).await;
+    assert_eq!(details(other).await, kept, "a new risk changes no other risk");
+
+    // When the write cannot say which risk it changed, every risk's details are stale.
+    for mutation in [Mutation::Mitigation, Mutation::Asset] {
+        let before = [details(risk).await, details(other).await];
+        cache.after_write(org, mutation, None).await;
+        assert_ne!(details(risk).await, before[0], "{mutation:?}");
+        assert_ne!(details(other).await, before[1], "{mutation:?}");
+    }
 }

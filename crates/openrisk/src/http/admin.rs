@@ -127,6 +127,9 @@ async fn invalidate_cache(
         }
     };
     // This organization's entries only: its generations move, no one else's.
-    state.cache.invalidate(auth.organization_id, &namespaces).await;
+    state
+        .cache
+        .invalidate(auth.organization_id, &namespaces, &[])
+        .await;
     Ok(respond::json(&Invalidated { namespaces }))
 }

@@ -24,16 +24,25 @@ pub async fn layer(
     mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(policy) = request
+    let Some((route, policy)) = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|route| policies.get(route.as_str()))
+        .and_then(|route| Some((route.as_str(), policies.get(route.as_str())?)))
     else {
         return next.run(request).await;
     };
+    // On a route whose answers are one risk's details, that risk is the path's `{id}`.
+    let risk = policy
+        .names_a_risk()
+        .then(|| path_id(route, request.uri().path()))
+        .flatten();
     let method = request.method();
     let action = if method == Method::GET {
         match policy.read {
+            // A malformed id: the handler refuses it.
+            Some(Read::Cached { namespace, .. }) if namespace.per_item() && risk.is_none() => {
+                return next.run(request).await;
+            }
             Some(Read::Cached { namespace, per_day }) => Action::Read { namespace, per_day },
             _ => return next.run(request).await,
         }
@@ -58,12 +67,19 @@ pub async fn layer(
     request.extensions_mut().insert(principal.clone());
     match action {
         Action::Read { namespace, per_day } => {
-            read(&state.cache, namespace, per_day, &principal, request, next).await
+            let scope = match risk {
+                Some(risk) => Scope::item(principal.organization_id, namespace, risk),
+                None => Scope::namespace(principal.organization_id, namespace),
+            };
+            read(&state.cache, scope, per_day, &principal, request, next).await
         }
         Action::Write(mutation) => {
             let response = next.run(request).await;
             if response.status().is_success() {
-                state.cache.after_write(principal.organization_id, mutation).await;
+                state
+                    .cache
+                    .after_write(principal.organization_id, mutation, risk)
+                    .await;
             }
             response
         }
@@ -77,20 +93,17 @@ enum Action {
 
 async fn read(
     cache: &Arc<Cache>,
-    namespace: Namespace,
+    scope: Scope,
     per_day: bool,
     principal: &Principal,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let namespace = scope.namespace;
     if !cache.enabled() {
         cache.count_bypass(namespace);
         return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
     }
-    let scope = Scope {
-        org: principal.organization_id,
-        namespace,
-    };
     let Some(generation) = cache.generation(scope).await else {
         cache.count_bypass(namespace);
         return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
@@ -183,6 +196,12 @@ async fn read(
             "OpenRisk; fwd=miss",
         ),
     }
+}
+
+/// The value of the `{id}` segment of the route `template` in `path`, if it is a UUID.
+fn path_id(template: &str, path: &str) -> Option<uuid::Uuid> {
+    let position = template.split('/').position(|segment| segment == "{id}")?;
+    path.split('/').nth(position)?.parse().ok()
 }
 
 /// `Cache-Control: no-cache` (or `Pragma: no-cache`) from the client: skip the cache, refresh it.
@@ -323,6 +342,15 @@ fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &'s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_id_is_read_from_its_place_in_the_route() {
+        let id = uuid::Uuid::now_v7();
+        let route = "/api/v1/risks/{id}/history";
+        assert_eq!(path_id(route, &format!("/api/v1/risks/{id}/history")), Some(id));
+        assert_eq!(path_id(route, "/api/v1/risks/nope/history"), None);
+        assert_eq!(path_id("/api/v1/risks", "/api/v1/risks"), None);
+    }
 
     #[test]
     fn queries_differing_only_in_order_share_a_key() {

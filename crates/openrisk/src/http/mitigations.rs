@@ -32,7 +32,7 @@ pub fn routes() -> Routes {
     Routes::new()
         .add(
             routes!(list_mitigations, create_mitigation),
-            cached(Namespace::Mitigations).and_invalidates(Mutation::Mitigation),
+            cached(Namespace::RiskDetails).and_invalidates(Mutation::Mitigation),
         )
         .add(
             routes!(get_mitigation, update_mitigation, delete_mitigation),

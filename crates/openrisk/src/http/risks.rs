@@ -33,13 +33,13 @@ pub fn routes() -> Routes {
     Routes::new()
         .add(
             routes!(list_risks, create_risk),
-            cached(Namespace::Risks).and_invalidates(Mutation::Risk),
+            cached(Namespace::Risks).and_invalidates(Mutation::NewRisk),
         )
         .add(
             routes!(get_risk, update_risk, delete_risk),
-            cached(Namespace::Risks).and_invalidates(Mutation::Risk),
+            cached(Namespace::RiskDetails).and_invalidates(Mutation::Risk),
         )
-        .add(routes!(risk_history), cached(Namespace::Risks))
+        .add(routes!(risk_history), cached(Namespace::RiskDetails))
 }
 
 #[utoipa::path(

@@ -77,13 +77,22 @@ mod tests {
                 policy.write.is_some(),
                 "{path}: its writes and its write policy disagree: {policy:?}"
             );
+            // One risk's details are keyed by the risk's id, found in the path.
+            if policy.names_a_risk() {
+                assert!(
+                    path.starts_with("/api/v1/risks/{id}"),
+                    "{path}: its id is not a risk"
+                );
+            }
             // A write to a path must make the path's own cached answers stale.
             if let (Some(Read::Cached { namespace, .. }), Some(write)) = (policy.read, policy.write) {
                 let Write::Invalidates(mutation) = write else {
                     panic!("{path}: writes to a cached path must invalidate");
                 };
+                let risk = policy.names_a_risk().then(uuid::Uuid::now_v7);
+                let stale = mutation.affects(risk);
                 assert!(
-                    mutation.affects().contains(&namespace),
+                    stale.namespaces.contains(&namespace) || (risk.is_some() && stale.risk == risk),
                     "{path}: {mutation:?} leaves {namespace} stale"
                 );
             }

@@ -29,8 +29,15 @@ async fn cached_answers_match_the_database_under_random_traffic(backend: Backend
                     status.is_success() || status == StatusCode::NOT_FOUND,
                     "{write:?}: {status} {answer}"
                 );
-                if let Some(id) = answer["id"].as_str().filter(|_| path.ends_with("mitigations")) {
-                    paths.push(format!("/api/v1/mitigations/{id}"));
+                match answer["id"].as_str() {
+                    Some(id) if path.ends_with("mitigations") => {
+                        paths.push(format!("/api/v1/mitigations/{id}"));
+                    }
+                    // Each risk's details have their own generation: read several risks'.
+                    Some(id) if path == "/api/v1/risks" => paths.extend(
+                        ["", "/history", "/mitigations"].map(|page| format!("/api/v1/risks/{id}{page}")),
+                    ),
+                    _ => {}
                 }
             } else {
                 let path = paths[rng.random_range(0..paths.len())].clone();
