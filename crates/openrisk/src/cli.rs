@@ -47,6 +47,12 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Compare the dashboard aggregates with a recount of the register; exits 1 on any drift.
+    Verify {
+        /// Rebuild drifted aggregates from the register (writes wait meanwhile).
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -129,6 +135,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             after_write(&config, &org, &[Mutation::Token]).await?;
             println!("{token}");
         }
+        Command::Verify { repair } => {
+            let store = store::connect(&config.database_url, &config.pool).await?;
+            verify(store.as_ref(), repair).await?;
+        }
         Command::Seed { org, risks, seed } => {
             let store = store::connect(&config.database_url, &config.pool).await?;
             let org = store
@@ -139,6 +149,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             after_write(&config, &org, &[Mutation::User, Mutation::Asset, Mutation::Risk]).await?;
         }
     }
+    Ok(())
+}
+
+/// Reports each aggregate table's drift from a recount; with `repair`, rebuilds them when any
+/// drifted and checks again.
+async fn verify(store: &dyn Store, repair: bool) -> anyhow::Result<()> {
+    let report = |drift: &[store::AggregateDrift]| {
+        for table in drift {
+            println!(
+                "{}: {} rows missing or different, {} rows extra",
+                table.table, table.missing, table.extra
+            );
+        }
+        drift.iter().all(store::AggregateDrift::is_clean)
+    };
+    if report(&store.aggregate_drift().await?) {
+        println!("the aggregates match the register");
+        return Ok(());
+    }
+    if !repair {
+        bail!("the aggregates differ from the register: run `openrisk verify --repair`");
+    }
+    store.recount_aggregates().await?;
+    println!("recounted");
+    if !report(&store.aggregate_drift().await?) {
+        bail!("the aggregates still differ from the register after the recount");
+    }
+    eprintln!(
+        "cached dashboards and summaries expire within CACHE_TTL_DASHBOARD and CACHE_TTL_REPORTS; \
+         POST /api/v1/admin/cache/invalidate clears an organization's at once"
+    );
     Ok(())
 }
 

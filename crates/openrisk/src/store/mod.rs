@@ -25,7 +25,8 @@ pub use postgres::PgStore;
 pub use settings::{PoolMode, PoolSettings};
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AssetStore, InstallationStore, MitigationStore, OrgStore, ReportStore, RiskStore, SeedStore,
+    AggregateDrift, AssetStore, InstallationStore, MitigationStore, OrgStore, ReportStore, RiskStore,
+    SeedStore,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -98,9 +99,10 @@ impl StoreError {
 /// connections, or (SQLite) the database is busy.
 fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     let code = db.code().unwrap_or_default();
-    // PostgreSQL SQLSTATEs: connection exceptions, too many connections, admin/crash shutdown,
-    // cannot connect now.
-    let postgres = code.starts_with("08") || matches!(code.as_ref(), "53300" | "57P01" | "57P02" | "57P03");
+    // PostgreSQL SQLSTATEs: connection exceptions, serialization failure, deadlock (writers
+    // meeting on an aggregate row), too many connections, admin/crash shutdown, cannot connect now.
+    let postgres = code.starts_with("08")
+        || matches!(code.as_ref(), "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03");
     // SQLite result codes (extended codes keep the primary code in the low byte): BUSY, LOCKED.
     let sqlite = code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
     postgres || sqlite

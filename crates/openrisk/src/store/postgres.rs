@@ -100,11 +100,6 @@ async fn lock_row(conn: &mut PgConnection, table: &str, org: Uuid, id: Uuid) -> 
     Ok(())
 }
 
-/// The UTC day of a timestamp column. Timestamps are `timestamptz`: the day is taken in UTC.
-fn day_of(column: &str) -> String {
-    format!("({column} AT TIME ZONE 'UTC')::date")
-}
-
 /// After bulk loads: planner statistics, and a visibility map so covering indexes answer alone.
 const ANALYZE: &str = "VACUUM ANALYZE";
 
@@ -113,6 +108,9 @@ const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
+
+/// Holds off every write to what the aggregates count (and lets reads through) until commit.
+const LOCK_REGISTER: Option<&str> = Some("LOCK TABLE risks, mitigations, risk_history IN SHARE MODE");
 
 // The queries, written once for both backends (`queries/`), compiled here over this backend's
 // types and dialect.

@@ -15,6 +15,16 @@ pub const USER_COLUMNS: &str = "id, email, name, role, created_at";
 pub const INSTALLATION_COLUMNS: &str = "id, connector, enabled, config, created_at, updated_at";
 pub const TOKEN_COLUMNS: &str = "id, name, user_id, role, is_system, expires_at, created_at";
 
+/// The aggregate tables the triggers keep, each with its `<table>_expected` view (a recount from
+/// the register), and which of its rows count: a count that fell back to zero stays as a row.
+pub const AGGREGATES: [(&str, &str); 5] = [
+    ("risk_counts", "count <> 0 OR score_sum <> 0"),
+    ("risk_review_days", "count <> 0"),
+    ("mitigation_counts", "count <> 0"),
+    ("mitigation_due_days", "count <> 0"),
+    ("risk_activity_days", "true"),
+];
+
 /// A pool time limit where 0 means "none".
 pub fn non_zero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)

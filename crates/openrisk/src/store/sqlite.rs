@@ -128,11 +128,6 @@ async fn lock_row(_: &mut SqliteConnection, _table: &str, _org: Uuid, _id: Uuid)
     Ok(())
 }
 
-/// The UTC day of a timestamp column. `date()` reads the stored RFC 3339 UTC text.
-fn day_of(column: &str) -> String {
-    format!("date({column})")
-}
-
 /// Refreshes the planner's statistics after bulk loads.
 const ANALYZE: &str = "ANALYZE";
 
@@ -141,6 +136,9 @@ const BEGIN_SNAPSHOT: &str = "BEGIN";
 
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// A write transaction holds off every other write already.
+const LOCK_REGISTER: Option<&str> = None;
 
 // The queries, written once for both backends (`queries/`), compiled here over this backend's
 // types and dialect.

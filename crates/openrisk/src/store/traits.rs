@@ -163,6 +163,28 @@ pub trait ReportStore: Send + Sync {
 
     /// Open risks by score, then residual score (highest first).
     async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>>;
+
+    /// How far each aggregate table (every organization's rows) is from a recount of the register.
+    async fn aggregate_drift(&self) -> StoreResult<Vec<AggregateDrift>>;
+
+    /// Rebuilds every aggregate table from the register, holding writes off meanwhile.
+    async fn recount_aggregates(&self) -> StoreResult<()>;
+}
+
+/// One aggregate table against a recount of the register.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AggregateDrift {
+    pub table: &'static str,
+    /// Rows the recount has that the table lacks or holds with other figures.
+    pub missing: i64,
+    /// Rows the table holds that the recount does not.
+    pub extra: i64,
+}
+
+impl AggregateDrift {
+    pub fn is_clean(&self) -> bool {
+        self.missing == 0 && self.extra == 0
+    }
 }
 
 /// Bulk loading of generated data (`openrisk seed`).

@@ -1,4 +1,5 @@
-//! The `openrisk` binary: configuration errors, organization and token commands, seeding.
+//! The `openrisk` binary: configuration errors, organization and token commands, seeding, the
+//! aggregate check.
 
 use common::redis::RedisServer;
 
@@ -239,4 +240,118 @@ async fn seeding_reaches_what_a_running_server_cached(backend: Backend) {
     assert_eq!(stats["total"], 50, "{stats}");
     let (_, assets) = app.get("/api/v1/assets", &admin).await;
     assert!(!assets["items"].as_array().unwrap().is_empty());
+}
+
+on_each_backend!(verify_finds_and_repairs_drifted_aggregates);
+
+/// `openrisk verify` compares the aggregates with a recount; `--repair` rebuilds them.
+async fn verify_finds_and_repairs_drifted_aggregates(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for (n, status) in ["open", "closed", "draft"].iter().enumerate() {
+        let risk = app
+            .create_risk(
+                &app.token,
+                serde_json::json!({"title": format!("R{n}"), "likelihood": 2, "impact": 3, "status": status, "review_date": "2020-01-01"}),
+            )
+            .await;
+        let (status, _) = app
+            .post(
+                &format!("/api/v1/risks/{}/mitigations", risk["id"].as_str().unwrap()),
+                &app.token,
+                serde_json::json!({"title": "M", "due_date": "2020-01-01"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let env = [
+        ("DATABASE_URL", app.db.url.as_str()),
+        ("OPENRISK_DATA_DIR", app.db.data_dir().to_str().unwrap()),
+    ];
+    let out = openrisk(&["verify"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the aggregates match the register"), "{stdout}");
+
+    // Drift in every table: a figure changed, a row lost, a row that should not be there.
+    let stats_before = fresh_stats(&app).await;
+    execute(
+        &app,
+        &[
+            "UPDATE risk_counts SET count = count + 1 WHERE status = 'open'",
+            "DELETE FROM risk_review_days",
+            "UPDATE mitigation_counts SET count = 7",
+            "DELETE FROM mitigation_due_days",
+            "UPDATE risk_activity_days SET created = created + 2",
+        ],
+    )
+    .await;
+    let out = openrisk(&["verify"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "drift not reported: {stdout}");
+    for table in [
+        "risk_counts",
+        "risk_review_days",
+        "mitigation_counts",
+        "mitigation_due_days",
+        "risk_activity_days",
+    ] {
+        let line = stdout.lines().find(|l| l.starts_with(table)).unwrap_or_default();
+        assert!(
+            !line.contains(": 0 rows missing or different, 0 rows extra"),
+            "{table}: {stdout}"
+        );
+    }
+
+    let out = openrisk(&["verify", "--repair"], &env);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(openrisk(&["verify"], &env).status.success());
+    assert_eq!(fresh_stats(&app).await, stats_before);
+}
+
+/// The dashboard's figures, computed for this request.
+async fn fresh_stats(app: &common::TestApp) -> Value {
+    let response = app
+        .client
+        .get(app.url("/api/v1/dashboard/stats"))
+        .bearer_auth(&app.token)
+        .header("cache-control", "no-cache")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Statements run on the app's database from outside the service.
+async fn execute(app: &common::TestApp, statements: &[&str]) {
+    use sqlx::Connection;
+    match app.backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+            for sql in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(&app.db.url).await.unwrap();
+            for sql in statements {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
 }

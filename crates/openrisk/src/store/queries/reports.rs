@@ -1,18 +1,19 @@
-//! Aggregates for the dashboard and the reports, computed by the database.
+//! Aggregates for the dashboard and the reports: read from the tables the database's triggers
+//! keep (see the `dashboard_aggregates` migration), which a recount can check and rebuild.
 
 use async_trait::async_trait;
 use chrono::NaiveDate;
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
 use uuid::Uuid;
 
-use super::{BEGIN_SNAPSHOT, Backend, Db, RISK_SELECT, day_of};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, Db, LOCK_REGISTER, RISK_SELECT};
 use crate::domain::dashboard::{DailyActivity, DayActivity, MitigationGroup, RiskGroup};
 use crate::domain::mitigation::{Mitigation, MitigationStatus};
 use crate::domain::report::OverdueMitigation;
 use crate::domain::risk::{Risk, RiskStatus};
 use crate::store::rows::{self, OverdueRow, RiskRow, convert};
-use crate::store::sql::{push_any, sql_list};
-use crate::store::{ReportStore, StoreResult};
+use crate::store::sql::{AGGREGATES, push_any, sql_list};
+use crate::store::{AggregateDrift, ReportStore, StoreResult};
 
 #[async_trait]
 impl ReportStore for Backend {
@@ -61,9 +62,15 @@ impl ReportStore for Backend {
 
     async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>> {
         let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT status, severity, count(*), COALESCE(SUM(score), 0), \
-             count(*) FILTER (WHERE review_date < $2) \
-             FROM risks WHERE org_id = $1 GROUP BY status, severity",
+            "SELECT status, severity, CAST(SUM(count) AS BIGINT), CAST(SUM(score_sum) AS BIGINT), \
+               CAST(SUM(review_overdue) AS BIGINT) \
+             FROM ( \
+               SELECT status, severity, count, score_sum, 0 AS review_overdue \
+               FROM risk_counts WHERE org_id = $1 \
+               UNION ALL \
+               SELECT status, severity, 0, 0, count \
+               FROM risk_review_days WHERE org_id = $1 AND review_date < $2 \
+             ) AS g GROUP BY status, severity HAVING SUM(count) > 0",
         )
         .bind(org)
         .bind(today)
@@ -84,8 +91,12 @@ impl ReportStore for Backend {
 
     async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>> {
         let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT status, count(*), count(*) FILTER (WHERE due_date < $2) \
-             FROM mitigations WHERE org_id = $1 GROUP BY status",
+            "SELECT status, CAST(SUM(count) AS BIGINT), CAST(SUM(due_passed) AS BIGINT) \
+             FROM ( \
+               SELECT status, count, 0 AS due_passed FROM mitigation_counts WHERE org_id = $1 \
+               UNION ALL \
+               SELECT status, 0, count FROM mitigation_due_days WHERE org_id = $1 AND due_date < $2 \
+             ) AS g GROUP BY status HAVING SUM(count) > 0",
         )
         .bind(org)
         .bind(today)
@@ -103,15 +114,16 @@ impl ReportStore for Backend {
     }
 
     async fn risk_matrix(&self, org: Uuid, statuses: &[RiskStatus]) -> StoreResult<Vec<(i32, i32, i64)>> {
-        let mut qb =
-            QueryBuilder::<Db>::new("SELECT likelihood, impact, count(*) FROM risks WHERE org_id = ");
+        let mut qb = QueryBuilder::<Db>::new(
+            "SELECT likelihood, impact, CAST(SUM(count) AS BIGINT) FROM risk_counts WHERE org_id = ",
+        );
         qb.push_bind(org);
         push_any(
             &mut qb,
             (" AND status IN (", ")"),
             statuses.iter().map(|s| s.as_str().to_owned()),
         );
-        qb.push(" GROUP BY likelihood, impact");
+        qb.push(" GROUP BY likelihood, impact HAVING SUM(count) > 0");
         Ok(qb
             .build_query_as()
             .fetch_all(&mut *self.reader().acquire("risk_matrix").await?)
@@ -119,31 +131,22 @@ impl ReportStore for Backend {
     }
 
     async fn daily_activity(&self, org: Uuid, since: NaiveDate) -> StoreResult<DailyActivity> {
-        // Each history entry is compared with the risk's entry before it (versions are
-        // consecutive): a creation, a move into `closed`, a move into or out of "open".
         let open = sql_list(RiskStatus::OPEN);
-        let closed = sql_list(&[RiskStatus::Closed]);
-        let per_day = format!(
-            "SELECT {day} AS day, \
-               SUM(CASE WHEN h.change_type = 'create' THEN 1 ELSE 0 END), \
-               SUM(CASE WHEN h.status IN ({closed}) AND (p.status IS NULL OR p.status NOT IN ({closed})) \
-                   THEN 1 ELSE 0 END), \
-               SUM(CASE WHEN h.status IN ({open}) THEN 1 ELSE 0 END \
-                 - CASE WHEN p.status IN ({open}) THEN 1 ELSE 0 END) \
-             FROM risk_history h \
-             LEFT JOIN risk_history p ON p.risk_id = h.risk_id AND p.version = h.version - 1 \
-             WHERE h.org_id = $1 AND h.changed_at >= $2 GROUP BY 1",
-            day = day_of("h.changed_at"),
+        let open_now = format!(
+            "SELECT CAST(COALESCE(SUM(count), 0) AS BIGINT) FROM risk_counts \
+             WHERE org_id = $1 AND status IN ({open})"
         );
-        let open_now = format!("SELECT count(*) FROM risks WHERE org_id = $1 AND status IN ({open})");
         // One snapshot: a write between the two reads must not shift every day's count.
         let mut held = self.reader().acquire("daily_activity").await?;
         let mut tx = held.begin_with(BEGIN_SNAPSHOT).await?;
-        let days: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(AssertSqlSafe(per_day))
-            .bind(org)
-            .bind(since.and_time(chrono::NaiveTime::MIN).and_utc())
-            .fetch_all(&mut *tx)
-            .await?;
+        let days: Vec<(NaiveDate, i64, i64, i64)> = sqlx::query_as(
+            "SELECT day, created, closed, open_change FROM risk_activity_days \
+             WHERE org_id = $1 AND day >= $2",
+        )
+        .bind(org)
+        .bind(since)
+        .fetch_all(&mut *tx)
+        .await?;
         let open_now = sqlx::query_scalar(AssertSqlSafe(open_now))
             .bind(org)
             .fetch_one(&mut *tx)
@@ -159,6 +162,50 @@ impl ReportStore for Backend {
             })
             .collect();
         Ok(DailyActivity { days, open_now })
+    }
+
+    async fn aggregate_drift(&self) -> StoreResult<Vec<AggregateDrift>> {
+        let mut conn = self.reader().acquire("aggregate_drift").await?;
+        let mut drift = Vec::new();
+        for (table, live) in AGGREGATES {
+            // Rows a recount would add or change, and rows it would remove.
+            let sql = format!(
+                "SELECT \
+                   (SELECT count(*) FROM (SELECT * FROM {table}_expected \
+                      EXCEPT SELECT * FROM {table} WHERE {live}) AS missing), \
+                   (SELECT count(*) FROM (SELECT * FROM {table} WHERE {live} \
+                      EXCEPT SELECT * FROM {table}_expected) AS extra)"
+            );
+            let (missing, extra): (i64, i64) =
+                sqlx::query_as(AssertSqlSafe(sql)).fetch_one(&mut *conn).await?;
+            drift.push(AggregateDrift {
+                table,
+                missing,
+                extra,
+            });
+        }
+        Ok(drift)
+    }
+
+    async fn recount_aggregates(&self) -> StoreResult<()> {
+        let mut held = self.writer().acquire("recount_aggregates").await?;
+        let mut tx = held.begin_with(BEGIN_WRITE).await?;
+        // No write may change the register between the recount and the commit.
+        if let Some(lock) = LOCK_REGISTER {
+            sqlx::query(lock).execute(&mut *tx).await?;
+        }
+        for (table, _) in AGGREGATES {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO {table} SELECT * FROM {table}_expected"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
