@@ -1,7 +1,8 @@
 # Shared by the benchmark scripts (source it after setting BENCH_NAME): a release build, a work
 # directory and a PostgreSQL database of the run's own, both removed at exit, and starting and
 # stopping the server. Environment: BENCH_PG_URL, an existing database used to create and drop the
-# run's own (default postgres://postgres@127.0.0.1:5432/test).
+# run's own (default postgres://postgres@127.0.0.1:5432/test); BENCH_BIN, a server binary to measure
+# instead of this tree's release build.
 
 # shellcheck source=scripts/require.sh
 source scripts/require.sh
@@ -9,8 +10,9 @@ source scripts/require.sh
 PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 OUT=target/bench
 mkdir -p "$OUT"
-cargo build --release --quiet
-BIN=$PWD/target/release/openrisk
+# BENCH_BIN measures another build of the server (an earlier version, for before/after figures).
+if [ -z "${BENCH_BIN:-}" ]; then cargo build --release --quiet; fi
+BIN=${BENCH_BIN:-$PWD/target/release/openrisk}
 WORK=$(mktemp -d)
 PG_DB=openrisk_${BENCH_NAME}_$$
 SERVER=

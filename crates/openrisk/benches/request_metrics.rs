@@ -9,31 +9,23 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use openrisk::config::Config;
-use openrisk::startup::Application;
 use tower::ServiceExt;
 
-const TOKEN: &str = "ort_benchmark-bootstrap-token";
+mod support;
+
 const ROUTE: &str = "/api/v1/dashboard/stats";
 const BATCH: u32 = 20_000;
 const ROUNDS: usize = 30;
 
 async fn app(data_dir: &str, metrics: &str) -> anyhow::Result<axum::Router> {
-    let config = Config::from_lookup(|variable| match variable {
-        "OPENRISK_DATA_DIR" => Some(data_dir.to_owned()),
-        "OPENRISK_LISTEN" => Some("127.0.0.1:0".into()),
-        "OPENRISK_BOOTSTRAP_TOKEN" => Some(TOKEN.into()),
-        "METRICS_REQUESTS" => Some(metrics.into()),
-        "RUST_LOG" => Some("error".into()),
-        _ => None,
-    })?;
-    Ok(Application::build(&config).await?.router())
+    let settings = [("OPENRISK_DATA_DIR", data_dir), ("METRICS_REQUESTS", metrics)];
+    Ok(support::application(&settings).await?.router())
 }
 
 /// One GET of the route; the answer's `X-Cache` and its body read to the end.
 async fn get(router: &axum::Router) -> anyhow::Result<String> {
     let request = Request::get(ROUTE)
-        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::AUTHORIZATION, format!("Bearer {}", support::TOKEN))
         .body(Body::empty())?;
     let response = router.clone().oneshot(request).await?;
     anyhow::ensure!(response.status() == StatusCode::OK, "{}", response.status());

@@ -215,7 +215,12 @@ async fn first_admin(store: &dyn Store, org: &Organization) -> anyhow::Result<Us
 }
 
 /// Seeds in transactions of `BATCH` risks so memory stays flat whatever the size.
-async fn seed_register(store: &dyn Store, org: &Organization, risks: usize, seed: u64) -> anyhow::Result<()> {
+pub async fn seed_register(
+    store: &dyn Store,
+    org: &Organization,
+    risks: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
     const BATCH: usize = 5_000;
     const OWNERS: usize = 25;
     let started = std::time::Instant::now();

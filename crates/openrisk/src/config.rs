@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cache::{CacheSettings, Namespace};
+use crate::http::CompressionSettings;
 use crate::store::{PoolMode, PoolSettings};
 use crate::telemetry::LogFormat;
 
@@ -38,6 +39,7 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Whether every request is timed into `http_server_request_duration_seconds`.
     pub request_metrics: bool,
+    pub compression: CompressionSettings,
 }
 
 impl Config {
@@ -222,6 +224,10 @@ impl Config {
             log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
             request_metrics: switch("METRICS_REQUESTS")?,
+            compression: CompressionSettings {
+                enabled: switch("COMPRESSION_ENABLED")?,
+                min_bytes: usize::try_from(bytes("COMPRESSION_MIN_BYTES", 1024)?).unwrap_or(usize::MAX),
+            },
         })
     }
 }
@@ -328,6 +334,8 @@ impl fmt::Display for Config {
             }
         )?;
         writeln!(f, "METRICS_REQUESTS={}", self.request_metrics)?;
+        writeln!(f, "COMPRESSION_ENABLED={}", self.compression.enabled)?;
+        writeln!(f, "COMPRESSION_MIN_BYTES={}", self.compression.min_bytes)?;
         writeln!(f, "RUST_LOG={}", self.log_filter)?;
         write!(
             f,

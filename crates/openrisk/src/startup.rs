@@ -56,6 +56,7 @@ impl Application {
                 replicas: config.expected_replicas,
                 metrics: metrics.handle().clone(),
                 cache: cache.clone(),
+                compression: config.compression,
             },
             metrics.shared(),
             config.request_metrics,

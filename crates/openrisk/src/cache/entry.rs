@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::Coding;
+
 /// Bodies above this are compressed in Redis.
 const COMPRESS_ABOVE: usize = 4096;
 const FORMAT: u8 = 1;
@@ -25,6 +27,8 @@ pub struct Entry {
     pub fresh_until: Option<Instant>,
     /// A typed value's decoded form, kept next to its bytes in L1 so that hits do not decode.
     pub decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
+    /// The body in each content coding a client asked for (`Coding::index` order), made once.
+    pub encoded: [OnceLock<Option<Bytes>>; 3],
 }
 
 impl PartialEq for Entry {
@@ -56,9 +60,29 @@ impl Entry {
         self.fresh_until.is_some_and(|until| Instant::now() > until)
     }
 
+    /// The body in `coding` (`None` if it could not be encoded), and whether this call made it.
+    pub fn encoded(&self, coding: Coding) -> (Option<Bytes>, bool) {
+        let slot = &self.encoded[coding.index()];
+        if let Some(encoded) = slot.get() {
+            return (encoded.clone(), false);
+        }
+        let mut made = false;
+        let encoded = slot.get_or_init(|| {
+            made = true;
+            coding.compress(&self.body)
+        });
+        (encoded.clone(), made)
+    }
+
     /// Bytes it occupies in L1, roughly.
     pub fn weight(&self) -> u32 {
+        let encoded: usize = self
+            .encoded
+            .iter()
+            .filter_map(|slot| slot.get().and_then(Option::as_ref).map(Bytes::len))
+            .sum();
         let size = self.body.len()
+            + encoded
             + self.content_type.len()
             + self.etag.len()
             + self.content_disposition.as_ref().map_or(0, String::len)
@@ -123,8 +147,7 @@ impl Entry {
                 content_disposition: (!disposition.is_empty()).then_some(disposition),
                 body,
                 ttl,
-                fresh_until: None,
-                decoded: OnceLock::new(),
+                ..Entry::default()
             }
             .fresh_from_now(),
         )

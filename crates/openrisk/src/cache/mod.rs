@@ -9,6 +9,7 @@
 //! comes back, so no loss can make an older entry reachable again.
 
 mod acks;
+mod coding;
 mod entry;
 mod invalidation;
 mod keys;
@@ -26,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::Expiry;
 use serde::Serialize;
@@ -35,6 +37,7 @@ use uuid::Uuid;
 use crate::domain::auth::Principal;
 use crate::store::{Store, StoreError};
 
+pub use coding::Coding;
 pub use entry::Entry;
 pub use invalidation::Mutation;
 pub use report::{CacheReport, NamespaceReport, TierCounts, TierUsage};
@@ -147,10 +150,27 @@ pub const STALE_GRACE: Duration = Duration::from_secs(15);
 
 struct EntryTtl;
 
+/// An entry leaves L1 a grace period after it goes stale, however often it was put back (a
+/// refresh puts a new entry, a new content coding the same one, weighed again).
 impl Expiry<u128, Arc<Entry>> for EntryTtl {
-    fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, _: std::time::Instant) -> Option<Duration> {
-        Some(entry.ttl + STALE_GRACE)
+    fn expire_after_create(&self, _: &u128, entry: &Arc<Entry>, now: std::time::Instant) -> Option<Duration> {
+        Some(lifetime(entry, now))
     }
+
+    fn expire_after_update(
+        &self,
+        _: &u128,
+        entry: &Arc<Entry>,
+        now: std::time::Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(lifetime(entry, now))
+    }
+}
+
+fn lifetime(entry: &Entry, now: std::time::Instant) -> Duration {
+    let fresh_until = entry.fresh_until.unwrap_or(now + entry.ttl);
+    fresh_until.saturating_duration_since(now) + STALE_GRACE
 }
 
 impl Cache {
@@ -430,6 +450,28 @@ impl Cache {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// `entry`'s body in `coding`, made once per entry: the L1 copy keeps it, weighed again.
+    /// `None` when the body could not be encoded (then send it as it is).
+    pub async fn encoded(&self, key: u128, entry: &Arc<Entry>, coding: Coding) -> Option<Bytes> {
+        let (encoded, made) = entry.encoded(coding);
+        if made && self.settings.l1_max_bytes > 0 {
+            // Put back only if the key still holds this entry, not one stored meanwhile.
+            let same = Arc::clone(entry);
+            self.l1
+                .entry(key)
+                .and_compute_with(|current| {
+                    let keep = current.is_some_and(|current| Arc::ptr_eq(current.value(), &same));
+                    std::future::ready(if keep {
+                        moka::ops::compute::Op::Put(same)
+                    } else {
+                        moka::ops::compute::Op::Nop
+                    })
+                })
+                .await;
+        }
+        encoded
+    }
+
     /// The value under `key`: from L1, else L2, else `fill` — run once however many callers miss
     /// the key at the same time (the others wait for its result). `fill`'s errors are not cached.
     pub async fn get_or_fill<E>(
@@ -495,12 +537,13 @@ impl Cache {
     }
 
     /// Stores a value computed outside `get_or_fill` (a refresh).
-    pub async fn store(&self, scope: Scope, key: u128, entry: Entry) {
+    pub async fn store(&self, scope: Scope, key: u128, entry: Entry) -> Arc<Entry> {
         let entry = Arc::new(entry.fresh_from_now());
         self.l2_set(scope, key, &entry);
         if self.settings.l1_max_bytes > 0 {
-            self.l1.insert(key, entry).await;
+            self.l1.insert(key, entry.clone()).await;
         }
+        entry
     }
 
     async fn l2_get(&self, scope: Scope, key: u128) -> Option<Entry> {

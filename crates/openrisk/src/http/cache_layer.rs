@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::AppState;
+use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
 use super::extract::authenticate;
 use super::routes::Policies;
 use crate::cache::policy::{Read, Write};
-use crate::cache::{Cache, Entry, Lookup, Mutation, Namespace, Scope, Tier};
+use crate::cache::{Cache, Coding, Entry, Lookup, Mutation, Namespace, Scope, Tier};
 use crate::domain::auth::Principal;
 
 /// The layer: serves cacheable GETs through the cache and, after a successful write, invalidates
@@ -71,7 +72,13 @@ pub async fn layer(
                 Some(risk) => Scope::item(principal.organization_id, namespace, risk),
                 None => Scope::namespace(principal.organization_id, namespace),
             };
-            read(&state.cache, scope, per_day, &principal, request, next).await
+            let reply = Reply {
+                cache: &state.cache,
+                compression: state.compression,
+                coding: state.compression.wanted(request.headers()),
+                if_none_match: None,
+            };
+            read(reply, scope, per_day, &principal, request, next).await
         }
         Action::Write(mutation) => {
             let response = next.run(request).await;
@@ -92,13 +99,14 @@ enum Action {
 }
 
 async fn read(
-    cache: &Arc<Cache>,
+    mut reply: Reply<'_>,
     scope: Scope,
     per_day: bool,
     principal: &Principal,
     mut request: Request,
     next: Next,
 ) -> Response {
+    let cache = reply.cache;
     let namespace = scope.namespace;
     if !cache.enabled() {
         cache.count_bypass(namespace);
@@ -110,7 +118,7 @@ async fn read(
     };
     // Conditional requests are answered here, from the entry: the handler computes the full
     // response, which every caller of the key can share.
-    let if_none_match = request.headers_mut().remove(header::IF_NONE_MATCH);
+    reply.if_none_match = request.headers_mut().remove(header::IF_NONE_MATCH);
     let refresh = wants_fresh(request.headers());
     let query = normalized_query(request.uri().query());
     let mut parts: Vec<&[u8]> = vec![
@@ -131,13 +139,10 @@ async fn read(
         let captured = Captured::of(next.run(request).await).await;
         return match captured.entry(max_body, ttl) {
             Some(entry) => {
-                cache.store(scope, key, entry.clone()).await;
-                respond(
-                    &entry,
-                    if_none_match.as_ref(),
-                    "BYPASS",
-                    "OpenRisk; fwd=request; stored",
-                )
+                let entry = cache.store(scope, key, entry).await;
+                reply
+                    .send(key, &entry, "BYPASS", "OpenRisk; fwd=request; stored")
+                    .await
             }
             None => with_cache_headers(captured.into_response(), "BYPASS", "OpenRisk; fwd=request"),
         };
@@ -171,25 +176,21 @@ async fn read(
                     cache.end_refresh(key);
                 });
             }
-            respond(
-                &entry,
-                if_none_match.as_ref(),
-                "HIT",
-                "OpenRisk; hit; detail=l1-stale",
-            )
+            reply
+                .send(key, &entry, "HIT", "OpenRisk; hit; detail=l1-stale")
+                .await
         }
         Ok((entry, Lookup::Hit(Tier::L1))) => {
-            respond(&entry, if_none_match.as_ref(), "HIT", "OpenRisk; hit; detail=l1")
+            reply.send(key, &entry, "HIT", "OpenRisk; hit; detail=l1").await
         }
         Ok((entry, Lookup::Hit(Tier::L2))) => {
-            respond(&entry, if_none_match.as_ref(), "HIT", "OpenRisk; hit; detail=l2")
+            reply.send(key, &entry, "HIT", "OpenRisk; hit; detail=l2").await
         }
-        Ok((entry, Lookup::Miss)) => respond(
-            &entry,
-            if_none_match.as_ref(),
-            "MISS",
-            "OpenRisk; fwd=miss; stored",
-        ),
+        Ok((entry, Lookup::Miss)) => {
+            reply
+                .send(key, &entry, "MISS", "OpenRisk; fwd=miss; stored")
+                .await
+        }
         Err(uncacheable) => with_cache_headers(
             Arc::unwrap_or_clone(uncacheable).into_response(),
             "MISS",
@@ -291,39 +292,73 @@ impl IntoResponse for Captured {
     }
 }
 
-/// The cached response, or 304 when the client's `If-None-Match` names its ETag.
-fn respond(
-    entry: &Entry,
-    if_none_match: Option<&HeaderValue>,
-    x_cache: &'static str,
-    status: &'static str,
-) -> Response {
-    let not_modified = if_none_match.and_then(|v| v.to_str().ok()).is_some_and(|list| {
-        list.split(',').any(|tag| {
-            let tag = tag.trim();
-            tag == "*" || tag.trim_start_matches("W/") == entry.etag
-        })
-    });
-    let mut response = if not_modified {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        Response::new(Body::from(entry.body.clone()))
-    };
-    let headers = response.headers_mut();
-    if !not_modified && let Ok(value) = HeaderValue::from_str(&entry.content_type) {
-        headers.insert(header::CONTENT_TYPE, value);
+/// How a cached answer goes out to this request.
+struct Reply<'a> {
+    cache: &'a Arc<Cache>,
+    compression: CompressionSettings,
+    /// The coding the client prefers, if any.
+    coding: Option<Coding>,
+    if_none_match: Option<HeaderValue>,
+}
+
+impl Reply<'_> {
+    /// The entry under `key` as a response, in the client's coding when worth it; or 304 when
+    /// the client's `If-None-Match` names its ETag (the same for every coding).
+    async fn send(
+        &self,
+        key: u128,
+        entry: &Arc<Entry>,
+        x_cache: &'static str,
+        status: &'static str,
+    ) -> Response {
+        let not_modified = self
+            .if_none_match
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|list| {
+                list.split(',').any(|tag| {
+                    let tag = tag.trim();
+                    tag == "*" || tag.trim_start_matches("W/") == entry.etag
+                })
+            });
+        let mut response = if not_modified {
+            StatusCode::NOT_MODIFIED.into_response()
+        } else {
+            let coding = self
+                .coding
+                .filter(|_| self.compression.worth(&entry.content_type, entry.body.len()));
+            let encoded = match coding {
+                Some(coding) => self.cache.encoded(key, entry, coding).await.map(|b| (coding, b)),
+                None => None,
+            };
+            match encoded {
+                Some((coding, body)) => {
+                    let mut response = Response::new(Body::from(body));
+                    response.headers_mut().insert(
+                        header::CONTENT_ENCODING,
+                        HeaderValue::from_static(coding.as_str()),
+                    );
+                    response
+                }
+                None => Response::new(Body::from(entry.body.clone())),
+            }
+        };
+        let headers = response.headers_mut();
+        if !not_modified && let Ok(value) = HeaderValue::from_str(&entry.content_type) {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(&entry.etag) {
+            headers.insert(header::ETAG, value);
+        }
+        if let Some(value) = entry
+            .content_disposition
+            .as_deref()
+            .and_then(|v| HeaderValue::from_str(v).ok())
+        {
+            headers.insert(header::CONTENT_DISPOSITION, value);
+        }
+        with_cache_headers(response, x_cache, status)
     }
-    if let Ok(value) = HeaderValue::from_str(&entry.etag) {
-        headers.insert(header::ETAG, value);
-    }
-    if let Some(value) = entry
-        .content_disposition
-        .as_deref()
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
-        headers.insert(header::CONTENT_DISPOSITION, value);
-    }
-    with_cache_headers(response, x_cache, status)
 }
 
 /// `X-Cache`, `Cache-Status` (RFC 9211) and the headers that keep shared caches out.
@@ -335,7 +370,7 @@ fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &'s
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Authorization"));
+    headers.insert(header::VARY, compression::VARY);
     response
 }
 

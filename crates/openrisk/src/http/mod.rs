@@ -3,6 +3,7 @@
 mod admin;
 mod assets;
 mod cache_layer;
+mod compression;
 mod dashboard;
 pub mod error;
 pub mod extract;
@@ -37,6 +38,7 @@ use tower_http::trace::TraceLayer;
 use crate::cache::Cache;
 use crate::domain::marketplace::Catalog;
 use crate::store::{PoolSettings, Store};
+pub use compression::CompressionSettings;
 use error::{ApiError, ConnectionLost, problem_response};
 pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
@@ -63,6 +65,7 @@ pub struct AppState {
     pub replicas: u32,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub cache: Arc<Cache>,
+    pub compression: CompressionSettings,
 }
 
 /// Every route, documented, with its cache policy: a route exists only through the OpenAPI router,
@@ -127,6 +130,8 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
                 }))
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
+                .map_response(|response: Response<_>| response.map(axum::body::Body::new))
+                .layer(state.compression.layer())
                 .layer(axum::middleware::from_fn_with_state(
                     (state, policies),
                     cache_layer::layer,

@@ -102,7 +102,10 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     // PostgreSQL SQLSTATEs: connection exceptions, serialization failure, deadlock (writers
     // meeting on an aggregate row), too many connections, admin/crash shutdown, cannot connect now.
     let postgres = code.starts_with("08")
-        || matches!(code.as_ref(), "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03");
+        || matches!(
+            code.as_ref(),
+            "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+        );
     // SQLite result codes (extended codes keep the primary code in the low byte): BUSY, LOCKED.
     let sqlite = code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
     postgres || sqlite

@@ -9,6 +9,7 @@ mod api;
 mod bad_input;
 mod cache;
 mod cli;
+mod compression;
 mod concurrency;
 mod dashboard;
 mod marketplace;

@@ -140,7 +140,7 @@ async fn second_get_is_a_byte_identical_hit(backend: Backend, redis: &str) {
         assert_eq!(headers["content-type"], first_headers["content-type"]);
         assert_eq!(headers["etag"], first_headers["etag"]);
         assert_eq!(headers["cache-control"], "private, no-cache");
-        assert_eq!(headers["vary"], "Authorization");
+        assert_eq!(headers["vary"], "Authorization, Accept-Encoding");
         // The ETag revalidates from the cache.
         let response = app
             .request(Method::GET, path, &app.token)

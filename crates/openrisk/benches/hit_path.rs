@@ -1,0 +1,95 @@
+//! The cost of an L1 hit against the bare route, in process where nothing else varies: each route
+//! through the router in alternating batches on one thread, the median time per request of each,
+//! and the hit's throughput as a share of the bare route's. Run it under `perf record` for the
+//! flame graph in docs/BENCHMARKS.md.
+//!
+//! `cargo bench --bench hit_path`
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use tower::ServiceExt;
+
+mod support;
+
+const BATCH: u32 = 20_000;
+const ROUNDS: usize = 15;
+const ROUTES: [&str; 5] = [
+    "/health/live",
+    "/api/v1/risks",
+    "/api/v1/risks?q=billing",
+    "/api/v1/dashboard/stats",
+    "/api/v1/reports/summary",
+];
+
+/// One GET of `path`, its body read to the end; its `X-Cache`.
+async fn get(router: &axum::Router, path: &str) -> anyhow::Result<String> {
+    let request = Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {}", support::TOKEN))
+        .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
+        .body(Body::empty())?;
+    let response = router.clone().oneshot(request).await?;
+    anyhow::ensure!(
+        response.status() == StatusCode::OK,
+        "{path}: {}",
+        response.status()
+    );
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok(cache)
+}
+
+async fn batch(router: &axum::Router, path: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    for _ in 0..BATCH {
+        get(router, path).await?;
+    }
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(BATCH))
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = support::application(&[("OPENRISK_DATA_DIR", &dir.path().display().to_string())]).await?;
+    let router = app.router();
+    let store = app.store();
+    let org = store.organization_by_slug("default").await?;
+    openrisk::cli::seed_register(store.as_ref(), &org, 2_000, 7).await?;
+    for path in &ROUTES[1..] {
+        get(&router, path).await?;
+        anyhow::ensure!(
+            get(&router, path).await?.starts_with("HIT"),
+            "{path}: not an L1 hit"
+        );
+    }
+    let mut times: Vec<Vec<f64>> = ROUTES.iter().map(|_| Vec::new()).collect();
+    for round in 0..ROUNDS {
+        // Forwards, then backwards: drift of the machine hits every route alike.
+        let order: Vec<usize> = match round % 2 {
+            0 => (0..ROUTES.len()).collect(),
+            _ => (0..ROUTES.len()).rev().collect(),
+        };
+        for i in order {
+            times[i].push(batch(&router, ROUTES[i]).await?);
+        }
+    }
+    let medians: Vec<f64> = times.into_iter().map(median).collect();
+    println!("in process, median of {ROUNDS} batches of {BATCH}, Accept-Encoding: gzip, deflate, br, zstd");
+    println!("| route | ns/request | throughput vs bare route |");
+    println!("|---|---|---|");
+    for (route, ns) in ROUTES.iter().zip(&medians) {
+        println!("| `{route}` | {ns:.0} | {:.0} % |", 100.0 * medians[0] / ns);
+    }
+    Ok(())
+}
