@@ -269,6 +269,8 @@ pub async fn seed_register(
         done += n;
         eprintln!("seeded {done}/{risks} risks");
     }
+    // Bulk loads churn the aggregate rows (one update per risk): rebuilt, they are compact again.
+    store.recount_aggregates().await?;
     store.analyze().await?;
     eprintln!(
         "seeded {risks} risks into {} in {:.1?}",

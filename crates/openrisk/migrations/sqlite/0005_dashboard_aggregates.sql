@@ -29,16 +29,15 @@ CREATE TABLE risk_review_days (
     org_id      BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
     review_date TEXT NOT NULL,
     status      TEXT NOT NULL,
-    severity    TEXT NOT NULL,
     count       INTEGER NOT NULL,
-    PRIMARY KEY (org_id, review_date, status, severity)
+    PRIMARY KEY (org_id, review_date, status)
 ) WITHOUT ROWID;
 
 CREATE VIEW risk_review_days_expected AS
-SELECT org_id, review_date, status, severity, count(*) AS count
+SELECT org_id, review_date, status, count(*) AS count
 FROM risks
 WHERE review_date IS NOT NULL
-GROUP BY org_id, review_date, status, severity;
+GROUP BY org_id, review_date, status;
 
 CREATE TABLE mitigation_counts (
     org_id BLOB NOT NULL REFERENCES organizations(id) ON DELETE CASCADE,
@@ -91,9 +90,9 @@ BEGIN
     INSERT INTO risk_counts (org_id, status, severity, likelihood, impact, count, score_sum)
     SELECT NEW.org_id, NEW.status, NEW.severity, NEW.likelihood, NEW.impact, 1, 1 * NEW.score WHERE true
     ON CONFLICT (org_id, status, severity, likelihood, impact) DO UPDATE SET count = risk_counts.count + excluded.count, score_sum = risk_counts.score_sum + excluded.score_sum;
-    INSERT INTO risk_review_days (org_id, review_date, status, severity, count)
-    SELECT NEW.org_id, NEW.review_date, NEW.status, NEW.severity, 1 WHERE NEW.review_date IS NOT NULL
-    ON CONFLICT (org_id, review_date, status, severity) DO UPDATE SET count = risk_review_days.count + excluded.count;
+    INSERT INTO risk_review_days (org_id, review_date, status, count)
+    SELECT NEW.org_id, NEW.review_date, NEW.status, 1 WHERE NEW.review_date IS NOT NULL
+    ON CONFLICT (org_id, review_date, status) DO UPDATE SET count = risk_review_days.count + excluded.count;
 END;
 
 CREATE TRIGGER risks_deleted AFTER DELETE ON risks
@@ -101,9 +100,9 @@ BEGIN
     INSERT INTO risk_counts (org_id, status, severity, likelihood, impact, count, score_sum)
     SELECT OLD.org_id, OLD.status, OLD.severity, OLD.likelihood, OLD.impact, -1, -1 * OLD.score WHERE true
     ON CONFLICT (org_id, status, severity, likelihood, impact) DO UPDATE SET count = risk_counts.count + excluded.count, score_sum = risk_counts.score_sum + excluded.score_sum;
-    INSERT INTO risk_review_days (org_id, review_date, status, severity, count)
-    SELECT OLD.org_id, OLD.review_date, OLD.status, OLD.severity, -1 WHERE OLD.review_date IS NOT NULL
-    ON CONFLICT (org_id, review_date, status, severity) DO UPDATE SET count = risk_review_days.count + excluded.count;
+    INSERT INTO risk_review_days (org_id, review_date, status, count)
+    SELECT OLD.org_id, OLD.review_date, OLD.status, -1 WHERE OLD.review_date IS NOT NULL
+    ON CONFLICT (org_id, review_date, status) DO UPDATE SET count = risk_review_days.count + excluded.count;
 END;
 
 CREATE TRIGGER risks_updated AFTER UPDATE OF status, severity, likelihood, impact, score, review_date ON risks
@@ -119,17 +118,17 @@ BEGIN
     GROUP BY org_id, status, severity, likelihood, impact
     HAVING sum(sign) <> 0
     ON CONFLICT (org_id, status, severity, likelihood, impact) DO UPDATE SET count = risk_counts.count + excluded.count, score_sum = risk_counts.score_sum + excluded.score_sum;
-    INSERT INTO risk_review_days (org_id, review_date, status, severity, count)
-    SELECT org_id, review_date, status, severity, sum(sign)
+    INSERT INTO risk_review_days (org_id, review_date, status, count)
+    SELECT org_id, review_date, status, sum(sign)
     FROM (
-        SELECT OLD.org_id AS org_id, OLD.review_date AS review_date, OLD.status AS status, OLD.severity AS severity, -1 AS sign
+        SELECT OLD.org_id AS org_id, OLD.review_date AS review_date, OLD.status AS status, -1 AS sign
         UNION ALL
-        SELECT NEW.org_id AS org_id, NEW.review_date AS review_date, NEW.status AS status, NEW.severity AS severity, 1 AS sign
+        SELECT NEW.org_id AS org_id, NEW.review_date AS review_date, NEW.status AS status, 1 AS sign
     )
     WHERE review_date IS NOT NULL
-    GROUP BY org_id, review_date, status, severity
+    GROUP BY org_id, review_date, status
     HAVING sum(sign) <> 0
-    ON CONFLICT (org_id, review_date, status, severity) DO UPDATE SET count = risk_review_days.count + excluded.count;
+    ON CONFLICT (org_id, review_date, status) DO UPDATE SET count = risk_review_days.count + excluded.count;
 END;
 
 CREATE TRIGGER mitigations_inserted AFTER INSERT ON mitigations

@@ -33,8 +33,13 @@ pub struct RiskGroup {
     pub severity: Severity,
     pub count: i64,
     pub score_sum: i64,
-    /// Risks of the group whose review date is before today.
-    pub review_overdue: i64,
+}
+
+/// The risk groups, and per status the risks whose review date is before today.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RiskFigures {
+    pub groups: Vec<RiskGroup>,
+    pub reviews_overdue: Vec<(RiskStatus, i64)>,
 }
 
 /// Mitigations of one status.
@@ -75,7 +80,7 @@ fn zeroed<K: Ord + Copy>(all: &[K]) -> BTreeMap<K, i64> {
 }
 
 impl Stats {
-    pub fn from_groups(risks: &[RiskGroup], mitigations: &[MitigationGroup]) -> Stats {
+    pub fn from_groups(risks: &RiskFigures, mitigations: &[MitigationGroup]) -> Stats {
         let mut stats = Stats {
             total: 0,
             by_status: zeroed(RiskStatus::ALL),
@@ -89,7 +94,7 @@ impl Stats {
             },
         };
         let mut score_sum = 0;
-        for g in risks {
+        for g in &risks.groups {
             stats.total += g.count;
             score_sum += g.score_sum;
             *stats.by_status.entry(g.status).or_default() += g.count;
@@ -97,8 +102,10 @@ impl Stats {
             if g.status.is_open() && g.severity == Severity::Critical {
                 stats.open_critical += g.count;
             }
-            if g.status != RiskStatus::Closed {
-                stats.overdue_reviews += g.review_overdue;
+        }
+        for (status, overdue) in &risks.reviews_overdue {
+            if *status != RiskStatus::Closed {
+                stats.overdue_reviews += overdue;
             }
         }
         if stats.total > 0 {

@@ -109,6 +109,9 @@ const BEGIN_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 /// Write transactions are plain transactions; row locks order concurrent writers.
 const BEGIN_WRITE: &str = "BEGIN";
 
+/// Empties a table at once, leaving no dead rows behind.
+const CLEAR_TABLE: &str = "TRUNCATE";
+
 /// Holds off every write to what the aggregates count (and lets reads through) until commit.
 const LOCK_REGISTER: Option<&str> = Some("LOCK TABLE risks, mitigations, risk_history IN SHARE MODE");
 

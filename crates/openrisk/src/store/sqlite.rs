@@ -137,6 +137,9 @@ const BEGIN_SNAPSHOT: &str = "BEGIN";
 /// Write transactions take the write lock at once, so a read-then-write never fails with SQLITE_BUSY.
 const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
+/// Empties a table (SQLite truncates a `DELETE` without `WHERE`).
+const CLEAR_TABLE: &str = "DELETE FROM";
+
 /// A write transaction holds off every other write already.
 const LOCK_REGISTER: Option<&str> = None;
 

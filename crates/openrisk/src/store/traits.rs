@@ -8,7 +8,7 @@ use super::{Edit, RiskStream, SeedBatch, StoreResult, TokenGrant};
 use crate::domain::Precondition;
 use crate::domain::asset::{Asset, AssetFields};
 use crate::domain::auth::Principal;
-use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskGroup};
+use crate::domain::dashboard::{DailyActivity, MitigationGroup, RiskFigures};
 use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort};
 use crate::domain::marketplace::Installation;
 use crate::domain::mitigation::{Mitigation, MitigationFields};
@@ -147,9 +147,9 @@ pub trait ReportStore: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<OverdueMitigation>>;
 
-    /// Risk counts, score sums and overdue reviews (review date before `today`) per status and
-    /// severity.
-    async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>>;
+    /// Risk counts and score sums per status and severity, and overdue reviews (review date
+    /// before `today`) per status.
+    async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<RiskFigures>;
 
     /// Mitigation counts and passed due dates (before `today`) per status.
     async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>>;

@@ -8,8 +8,8 @@
 //! `NULLS LAST` mean the same on SQLite and PostgreSQL.
 
 use super::{
-    ANALYZE, BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, Conn, Db, LOCK_REGISTER, NAME, RISK_SELECT, lock_row,
-    push_filters, sort_column,
+    ANALYZE, BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, CLEAR_TABLE, Conn, Db, LOCK_REGISTER, NAME, RISK_SELECT,
+    lock_row, push_filters, sort_column,
 };
 
 mod assets;

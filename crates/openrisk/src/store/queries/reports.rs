@@ -6,8 +6,8 @@ use chrono::NaiveDate;
 use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
 use uuid::Uuid;
 
-use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, Db, LOCK_REGISTER, RISK_SELECT};
-use crate::domain::dashboard::{DailyActivity, DayActivity, MitigationGroup, RiskGroup};
+use super::{BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, CLEAR_TABLE, Db, LOCK_REGISTER, RISK_SELECT};
+use crate::domain::dashboard::{DailyActivity, DayActivity, MitigationGroup, RiskFigures, RiskGroup};
 use crate::domain::mitigation::{Mitigation, MitigationStatus};
 use crate::domain::report::OverdueMitigation;
 use crate::domain::risk::{Risk, RiskStatus};
@@ -60,33 +60,34 @@ impl ReportStore for Backend {
             .collect()
     }
 
-    async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<RiskGroup>> {
-        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT status, severity, CAST(SUM(count) AS BIGINT), CAST(SUM(score_sum) AS BIGINT), \
-               CAST(SUM(review_overdue) AS BIGINT) \
-             FROM ( \
-               SELECT status, severity, count, score_sum, 0 AS review_overdue \
-               FROM risk_counts WHERE org_id = $1 \
-               UNION ALL \
-               SELECT status, severity, 0, 0, count \
-               FROM risk_review_days WHERE org_id = $1 AND review_date < $2 \
-             ) AS g GROUP BY status, severity HAVING SUM(count) > 0",
+    async fn risk_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<RiskFigures> {
+        // The overdue reviews are the rows without a severity.
+        let rows: Vec<(String, Option<String>, i64, i64)> = sqlx::query_as(
+            "SELECT status, severity, CAST(SUM(count) AS BIGINT), CAST(SUM(score_sum) AS BIGINT) \
+             FROM risk_counts WHERE org_id = $1 GROUP BY status, severity HAVING SUM(count) > 0 \
+             UNION ALL \
+             SELECT status, NULL, CAST(SUM(count) AS BIGINT), 0 \
+             FROM risk_review_days WHERE org_id = $1 AND review_date < $2 \
+             GROUP BY status HAVING SUM(count) > 0",
         )
         .bind(org)
         .bind(today)
         .fetch_all(&mut *self.reader().acquire("risk_groups").await?)
         .await?;
-        rows.into_iter()
-            .map(|(status, severity, count, score_sum, review_overdue)| {
-                Ok(RiskGroup {
-                    status: rows::parse("risks.status", &status)?,
+        let mut figures = RiskFigures::default();
+        for (status, severity, count, score_sum) in rows {
+            let status = rows::parse("risks.status", &status)?;
+            match severity {
+                Some(severity) => figures.groups.push(RiskGroup {
+                    status,
                     severity: rows::parse("risks.severity", &severity)?,
                     count,
                     score_sum,
-                    review_overdue,
-                })
-            })
-            .collect()
+                }),
+                None => figures.reviews_overdue.push((status, count)),
+            }
+        }
+        Ok(figures)
     }
 
     async fn mitigation_groups(&self, org: Uuid, today: NaiveDate) -> StoreResult<Vec<MitigationGroup>> {
@@ -195,7 +196,7 @@ impl ReportStore for Backend {
             sqlx::query(lock).execute(&mut *tx).await?;
         }
         for (table, _) in AGGREGATES {
-            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table}")))
+            sqlx::query(AssertSqlSafe(format!("{CLEAR_TABLE} {table}")))
                 .execute(&mut *tx)
                 .await?;
             sqlx::query(AssertSqlSafe(format!(
