@@ -187,6 +187,13 @@ $$;
 CREATE TRIGGER risk_history_counted AFTER INSERT ON risk_history
     FOR EACH ROW EXECUTE FUNCTION count_risk_activity();
 
+-- What the aggregates replace: the timeline no longer reads the history by day.
+DROP INDEX risk_history_changed;
+-- Top risks, in the order they are shown: each open status's range of the index is read
+-- from its start, and the first rows of the ranges are merged.
+DROP INDEX risks_org_top;
+CREATE INDEX risks_org_top ON risks (org_id, status, score DESC, residual_score DESC NULLS LAST, id);
+
 INSERT INTO risk_counts SELECT * FROM risk_counts_expected;
 INSERT INTO risk_review_days SELECT * FROM risk_review_days_expected;
 INSERT INTO mitigation_counts SELECT * FROM mitigation_counts_expected;

@@ -194,6 +194,13 @@ BEGIN
         open_change = risk_activity_days.open_change + excluded.open_change;
 END;
 
+-- What the aggregates replace: the timeline no longer reads the history by day.
+DROP INDEX risk_history_changed;
+-- Top risks, in the order they are shown (SQLite puts NULLs last in descending order): each open status's range of the index is read
+-- from its start, and the first rows of the ranges are merged.
+DROP INDEX risks_org_top;
+CREATE INDEX risks_org_top ON risks (org_id, status, score DESC, residual_score DESC, id);
+
 INSERT INTO risk_counts SELECT * FROM risk_counts_expected;
 INSERT INTO risk_review_days SELECT * FROM risk_review_days_expected;
 INSERT INTO mitigation_counts SELECT * FROM mitigation_counts_expected;

@@ -210,16 +210,24 @@ impl ReportStore for Backend {
     }
 
     async fn top_risks(&self, org: Uuid, limit: i64) -> StoreResult<Vec<Risk>> {
-        // Rank from the covering index alone (no wide rows), then read only the winners' rows.
+        // Each open status's first rows in the order of `risks_org_top` (one index range each,
+        // read from its start), merged; then only the winners' wide rows.
+        const ORDER: &str = "score DESC, residual_score DESC NULLS LAST, id";
         let mut qb = QueryBuilder::<Db>::new(RISK_SELECT);
-        qb.push(" WHERE r.id IN (SELECT id FROM risks WHERE org_id = ")
-            .push_bind(org);
-        push_any(
-            &mut qb,
-            (" AND status IN (", ")"),
-            RiskStatus::OPEN.iter().map(|s| s.as_str().to_owned()),
-        );
-        qb.push(" ORDER BY score DESC, residual_score DESC NULLS LAST, id LIMIT ")
+        qb.push(" WHERE r.id IN (SELECT id FROM (");
+        for (n, status) in RiskStatus::OPEN.iter().enumerate() {
+            if n > 0 {
+                qb.push(" UNION ALL ");
+            }
+            qb.push("SELECT * FROM (SELECT id, score, residual_score FROM risks WHERE org_id = ")
+                .push_bind(org)
+                .push(" AND status = ")
+                .push_bind(status.as_str())
+                .push(format_args!(" ORDER BY {ORDER} LIMIT "))
+                .push_bind(limit)
+                .push(format_args!(") AS s{n}"));
+        }
+        qb.push(format_args!(") AS open_risks ORDER BY {ORDER} LIMIT "))
             .push_bind(limit);
         qb.push(") ORDER BY r.score DESC, r.residual_score DESC NULLS LAST, r.id");
         let rows: Vec<RiskRow> = qb
