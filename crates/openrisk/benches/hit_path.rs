@@ -1,7 +1,7 @@
 //! The cost of an L1 hit against the bare route, in process where nothing else varies: each route
 //! through the router in alternating batches on one thread, the median time per request of each,
 //! and the hit's throughput as a share of the bare route's. Run it under `perf record` for the
-//! flame graph in docs/BENCHMARKS.md.
+//! flame graph in docs/BENCHMARKS.md: `HIT_PATH_ONLY=<route>` then measures that route alone.
 //!
 //! `cargo bench --bench hit_path`
 
@@ -72,6 +72,14 @@ async fn main() -> anyhow::Result<()> {
             get(&router, path).await?.starts_with("HIT"),
             "{path}: not an L1 hit"
         );
+    }
+    if let Ok(route) = std::env::var("HIT_PATH_ONLY") {
+        let mut times = Vec::new();
+        for _ in 0..ROUNDS {
+            times.push(batch(&router, &route).await?);
+        }
+        println!("`{route}`: {:.0} ns/request", median(times));
+        return Ok(());
     }
     let mut times: Vec<Vec<f64>> = ROUTES.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {

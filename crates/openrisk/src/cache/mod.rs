@@ -221,15 +221,25 @@ impl Cache {
         &self.settings
     }
 
+    /// Counts a lookup; the monitor publishes the counts as `cache_requests_total`, so a hit
+    /// costs one atomic add.
     fn count(&self, namespace: Namespace, tier: Tier, outcome: Outcome) {
-        let (tier_index, tier_name) = match tier {
-            Tier::L1 => (0, "l1"),
-            Tier::L2 => (1, "l2"),
-        };
-        self.counts[namespace.index()][tier_index][outcome as usize].fetch_add(1, Relaxed);
-        metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier_name,
-            "result" => RESULTS[outcome as usize])
-        .increment(1);
+        self.counts[namespace.index()][tier as usize][outcome as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Every lookup count so far: namespace, tier (`l1`, `l2`), result (`RESULTS`), count.
+    pub fn lookup_counts(&self) -> impl Iterator<Item = (Namespace, &'static str, &'static str, u64)> + '_ {
+        Namespace::ALL.iter().flat_map(move |&namespace| {
+            let counts = &self.counts[namespace.index()];
+            [(Tier::L1, "l1"), (Tier::L2, "l2")]
+                .into_iter()
+                .flat_map(move |(tier, tier_name)| {
+                    RESULTS.iter().enumerate().map(move |(outcome, result)| {
+                        let count = counts[tier as usize][outcome].load(Relaxed);
+                        (namespace, tier_name, *result, count)
+                    })
+                })
+        })
     }
 
     /// Counts a request that skipped the cache.
@@ -486,6 +496,13 @@ impl Cache {
         const FROM_L1: u8 = 0;
         const FROM_L2: u8 = 1;
         const FILLED: u8 = 2;
+        // A hit takes the short way: no single-flight machinery.
+        if self.settings.l1_max_bytes > 0
+            && let Some(entry) = self.l1.get(&key).await
+        {
+            self.count(scope.namespace, Tier::L1, Outcome::Hit);
+            return Ok((entry, Lookup::Hit(Tier::L1)));
+        }
         let source = AtomicU8::new(FROM_L1);
         let result = self
             .l1

@@ -256,6 +256,22 @@ impl<DB: Database> MeteredPool<DB> {
         })
     }
 
+    /// A connection for a write, known to be alive. A read that finds its connection dead runs
+    /// again, but a write is not retried (the server may have committed before the connection
+    /// broke), so it must not start on a connection that died while idle, however briefly.
+    pub async fn acquire_for_write(&self, operation: &'static str) -> Result<Held<DB>, sqlx::Error> {
+        let mut held = self.acquire(operation).await?;
+        if held.conn.ping().await.is_err() {
+            // Then the others given back before now are checked too (see `LAST_LOSS`).
+            note_connection_lost();
+            self.stats.closed_broken.fetch_add(1, Relaxed);
+            held.conn.close_on_drop();
+            drop(held);
+            held = self.acquire(operation).await?;
+        }
+        Ok(held)
+    }
+
     /// The pool itself, for start-up work (migrations, warm-up) that is not traffic.
     pub fn inner(&self) -> &Pool<DB> {
         &self.pool

@@ -73,6 +73,11 @@ fn publish(status: &PoolStatus, warnings: &[PoolWarning]) {
 }
 
 async fn publish_cache(cache: &Cache) {
+    for (namespace, tier, result, count) in cache.lookup_counts() {
+        metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier,
+            "result" => result)
+        .absolute(count);
+    }
     let (entries, bytes) = cache.l1_usage();
     metrics::gauge!("cache_entries", "tier" => "l1").set(entries as f64);
     metrics::gauge!("cache_bytes", "tier" => "l1").set(bytes as f64);

@@ -47,7 +47,7 @@ pub(super) async fn fetch_asset(conn: &mut Conn, org: Uuid, id: Uuid) -> StoreRe
 impl AssetStore for Backend {
     async fn create_asset(&self, org: Uuid, fields: AssetFields) -> StoreResult<Asset> {
         let asset = Asset::new(Uuid::now_v7(), fields, domain::now());
-        let mut conn = self.writer().acquire("create_asset").await?;
+        let mut conn = self.writer().acquire_for_write("create_asset").await?;
         insert_assets(&mut conn, org, std::slice::from_ref(&asset)).await?;
         Ok(asset)
     }
@@ -69,7 +69,7 @@ impl AssetStore for Backend {
     }
 
     async fn update_asset(&self, org: Uuid, id: Uuid, edit: Edit<'_, Asset>) -> StoreResult<Asset> {
-        let mut held = self.writer().acquire("update_asset").await?;
+        let mut held = self.writer().acquire_for_write("update_asset").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "assets", org, id).await?;
         let current = fetch_asset(&mut tx, org, id).await?;
@@ -102,7 +102,7 @@ impl AssetStore for Backend {
         id: Uuid,
         precondition: &Precondition,
     ) -> StoreResult<()> {
-        let mut held = self.writer().acquire("delete_asset").await?;
+        let mut held = self.writer().acquire_for_write("delete_asset").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "assets", org, id).await?;
         let current = fetch_asset(&mut tx, org, id).await?;

@@ -27,7 +27,7 @@ impl InstallationStore for Backend {
         .bind(Json(&i.config))
         .bind(i.created_at)
         .bind(i.updated_at)
-        .execute(&mut *self.writer().acquire("create_installation").await?)
+        .execute(&mut *self.writer().acquire_for_write("create_installation").await?)
         .await
         .map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("{} is already installed", i.connector)),
@@ -64,7 +64,7 @@ impl InstallationStore for Backend {
         id: Uuid,
         edit: Edit<'_, Installation>,
     ) -> StoreResult<Installation> {
-        let mut held = self.writer().acquire("update_installation").await?;
+        let mut held = self.writer().acquire_for_write("update_installation").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "installations", org, id).await?;
         let current: Installation =
@@ -91,7 +91,7 @@ impl InstallationStore for Backend {
         let done = sqlx::query("DELETE FROM installations WHERE org_id = $1 AND id = $2")
             .bind(org)
             .bind(id)
-            .execute(&mut *self.writer().acquire("delete_installation").await?)
+            .execute(&mut *self.writer().acquire_for_write("delete_installation").await?)
             .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -58,7 +58,7 @@ impl MitigationStore for Backend {
         risk_id: Uuid,
         fields: MitigationFields,
     ) -> StoreResult<Mitigation> {
-        let mut held = self.writer().acquire("create_mitigation").await?;
+        let mut held = self.writer().acquire_for_write("create_mitigation").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         if !exists(&mut *tx, "risks", org, risk_id).await? {
             return Err(StoreError::NotFound);
@@ -107,7 +107,7 @@ impl MitigationStore for Backend {
         id: Uuid,
         edit: Edit<'_, Mitigation>,
     ) -> StoreResult<Mitigation> {
-        let mut held = self.writer().acquire("update_mitigation").await?;
+        let mut held = self.writer().acquire_for_write("update_mitigation").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "mitigations", org, id).await?;
         let current = fetch_mitigation(&mut tx, org, id).await?;
@@ -141,7 +141,7 @@ impl MitigationStore for Backend {
     }
 
     async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
-        let mut held = self.writer().acquire("delete_mitigation").await?;
+        let mut held = self.writer().acquire_for_write("delete_mitigation").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "mitigations", org, id).await?;
         let current = fetch_mitigation(&mut tx, org, id).await?;

@@ -95,7 +95,7 @@ impl OrgStore for Backend {
             expires_at: grant.expires_at,
             created_at: now,
         };
-        let mut held = self.writer().acquire("create_organization").await?;
+        let mut held = self.writer().acquire_for_write("create_organization").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         sqlx::query("INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)")
             .bind(org.id)
@@ -174,7 +174,7 @@ impl OrgStore for Backend {
             role: draft.role,
             created_at: domain::now(),
         };
-        let mut conn = self.writer().acquire("create_user").await?;
+        let mut conn = self.writer().acquire_for_write("create_user").await?;
         insert_user(&mut conn, org, &user).await?;
         Ok(user)
     }
@@ -186,7 +186,7 @@ impl OrgStore for Backend {
         draft: &TokenDraft,
         hash: Vec<u8>,
     ) -> StoreResult<ApiToken> {
-        let mut held = self.writer().acquire("create_token").await?;
+        let mut held = self.writer().acquire_for_write("create_token").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         let user: User =
             match fetch_by_id::<UserRow, _>(&mut *tx, ("users", USER_COLUMNS), org, user_id).await {
@@ -218,7 +218,7 @@ impl OrgStore for Backend {
         .bind(org)
         .bind(id)
         .bind(now)
-        .execute(&mut *self.writer().acquire("revoke_token").await?)
+        .execute(&mut *self.writer().acquire_for_write("revoke_token").await?)
         .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);

@@ -189,7 +189,7 @@ impl ReportStore for Backend {
     }
 
     async fn recount_aggregates(&self) -> StoreResult<()> {
-        let mut held = self.writer().acquire("recount_aggregates").await?;
+        let mut held = self.writer().acquire_for_write("recount_aggregates").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         // No write may change the register between the recount and the commit.
         if let Some(lock) = LOCK_REGISTER {

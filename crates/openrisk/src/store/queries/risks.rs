@@ -177,7 +177,7 @@ pub(super) fn push_order(qb: &mut QueryBuilder<Db>, sort: Sort) {
 #[async_trait]
 impl RiskStore for Backend {
     async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk> {
-        let mut held = self.writer().acquire("create_risk").await?;
+        let mut held = self.writer().acquire_for_write("create_risk").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         let number: i64 = sqlx::query_scalar(
             "UPDATE organizations SET risk_seq = risk_seq + 1 WHERE id = $1 RETURNING risk_seq",
@@ -227,7 +227,7 @@ impl RiskStore for Backend {
     }
 
     async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
-        let mut held = self.writer().acquire("update_risk").await?;
+        let mut held = self.writer().acquire_for_write("update_risk").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "risks", org, id).await?;
         let current = fetch_risk(&mut tx, org, id).await?;
@@ -247,7 +247,7 @@ impl RiskStore for Backend {
         id: Uuid,
         precondition: &Precondition,
     ) -> StoreResult<()> {
-        let mut held = self.writer().acquire("delete_risk").await?;
+        let mut held = self.writer().acquire_for_write("delete_risk").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "risks", org, id).await?;
         let current = fetch_risk(&mut tx, org, id).await?;

@@ -14,7 +14,7 @@ use crate::store::{SeedBatch, SeedStore, StoreResult};
 impl SeedStore for Backend {
     async fn analyze(&self) -> StoreResult<()> {
         sqlx::query(ANALYZE)
-            .execute(&mut *self.writer().acquire("analyze").await?)
+            .execute(&mut *self.writer().acquire_for_write("analyze").await?)
             .await?;
         Ok(())
     }
@@ -25,13 +25,13 @@ impl SeedStore for Backend {
         )
         .bind(org)
         .bind(count)
-        .fetch_one(&mut *self.writer().acquire("reserve_risk_numbers").await?)
+        .fetch_one(&mut *self.writer().acquire_for_write("reserve_risk_numbers").await?)
         .await?;
         Ok(last - count + 1)
     }
 
     async fn insert_seed(&self, org: Uuid, actor: Uuid, batch: &SeedBatch) -> StoreResult<()> {
-        let mut held = self.writer().acquire("insert_seed").await?;
+        let mut held = self.writer().acquire_for_write("insert_seed").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         insert_assets(&mut tx, org, &batch.assets).await?;
         insert_risks(&mut tx, org, actor, &batch.risks).await?;
