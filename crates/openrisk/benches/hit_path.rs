@@ -74,8 +74,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if let Ok(route) = std::env::var("HIT_PATH_ONLY") {
+        // Long enough for a profile: about ten seconds.
         let mut times = Vec::new();
-        for _ in 0..ROUNDS {
+        for _ in 0..4 * ROUNDS {
             times.push(batch(&router, &route).await?);
         }
         println!("`{route}`: {:.0} ns/request", median(times));
