@@ -5,13 +5,9 @@
 //!
 //! `cargo bench --bench hit_path`
 
-use std::time::Instant;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use tower::ServiceExt;
-
 mod support;
+
+use support::median;
 
 const BATCH: u32 = 20_000;
 const ROUNDS: usize = 15;
@@ -23,39 +19,15 @@ const ROUTES: [&str; 5] = [
     "/api/v1/reports/summary",
 ];
 
-/// One GET of `path`, its body read to the end; its `X-Cache`.
+/// What a browser sends.
+const ACCEPT: [(&str, &str); 1] = [("accept-encoding", "gzip, deflate, br, zstd")];
+
 async fn get(router: &axum::Router, path: &str) -> anyhow::Result<String> {
-    let request = Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {}", support::TOKEN))
-        .header(header::ACCEPT_ENCODING, "gzip, deflate, br, zstd")
-        .body(Body::empty())?;
-    let response = router.clone().oneshot(request).await?;
-    anyhow::ensure!(
-        response.status() == StatusCode::OK,
-        "{path}: {}",
-        response.status()
-    );
-    let cache = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    axum::body::to_bytes(response.into_body(), usize::MAX).await?;
-    Ok(cache)
+    support::get(router, path, &ACCEPT).await
 }
 
 async fn batch(router: &axum::Router, path: &str) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    for _ in 0..BATCH {
-        get(router, path).await?;
-    }
-    Ok(started.elapsed().as_nanos() as f64 / f64::from(BATCH))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    support::batch(router, path, &ACCEPT, BATCH).await
 }
 
 #[tokio::main(flavor = "current_thread")]

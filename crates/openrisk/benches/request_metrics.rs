@@ -5,13 +5,9 @@
 //!
 //! `cargo bench --bench request_metrics`
 
-use std::time::Instant;
-
-use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use tower::ServiceExt;
-
 mod support;
+
+use support::median;
 
 const ROUTE: &str = "/api/v1/dashboard/stats";
 const BATCH: u32 = 20_000;
@@ -22,34 +18,12 @@ async fn app(data_dir: &str, metrics: &str) -> anyhow::Result<axum::Router> {
     Ok(support::application(&settings).await?.router())
 }
 
-/// One GET of the route; the answer's `X-Cache` and its body read to the end.
 async fn get(router: &axum::Router) -> anyhow::Result<String> {
-    let request = Request::get(ROUTE)
-        .header(header::AUTHORIZATION, format!("Bearer {}", support::TOKEN))
-        .body(Body::empty())?;
-    let response = router.clone().oneshot(request).await?;
-    anyhow::ensure!(response.status() == StatusCode::OK, "{}", response.status());
-    let cache = response
-        .headers()
-        .get("x-cache")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    axum::body::to_bytes(response.into_body(), usize::MAX).await?;
-    Ok(cache)
+    support::get(router, ROUTE, &[]).await
 }
 
 async fn batch(router: &axum::Router) -> anyhow::Result<f64> {
-    let started = Instant::now();
-    for _ in 0..BATCH {
-        get(router).await?;
-    }
-    Ok(started.elapsed().as_nanos() as f64 / f64::from(BATCH))
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+    support::batch(router, ROUTE, &[], BATCH).await
 }
 
 #[tokio::main(flavor = "current_thread")]

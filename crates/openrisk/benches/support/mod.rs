@@ -33,3 +33,49 @@ pub async fn application(settings: &[(&str, &str)]) -> anyhow::Result<Applicatio
     })?;
     Application::build(&config).await
 }
+
+/// One GET of `path` through `router` in process, with `headers`, its body read to the end;
+/// its `X-Cache`.
+pub async fn get(router: &axum::Router, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<String> {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::get(path).header("authorization", format!("Bearer {TOKEN}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = router
+        .clone()
+        .oneshot(request.body(axum::body::Body::empty())?)
+        .await?;
+    anyhow::ensure!(
+        response.status() == axum::http::StatusCode::OK,
+        "{path}: {}",
+        response.status()
+    );
+    let cache = response
+        .headers()
+        .get("x-cache")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok(cache)
+}
+
+/// Nanoseconds per request over `count` GETs of `path` in a row.
+pub async fn batch(
+    router: &axum::Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    count: u32,
+) -> anyhow::Result<f64> {
+    let started = std::time::Instant::now();
+    for _ in 0..count {
+        get(router, path, headers).await?;
+    }
+    Ok(started.elapsed().as_nanos() as f64 / f64::from(count))
+}
+
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
