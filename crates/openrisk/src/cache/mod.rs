@@ -91,6 +91,12 @@ impl Scope {
     }
 }
 
+struct KnownPrincipal {
+    principal: Principal,
+    epoch: u64,
+    generation: u64,
+}
+
 /// How many item generations this process keeps in mind before forgetting them all (the next
 /// reader of each asks Redis again): they are many, and each is cheap to look up again.
 const KNOWN_ITEMS: usize = 100_000;
@@ -113,8 +119,10 @@ pub struct Cache {
     generations: RwLock<HashMap<Scope, Known>>,
     /// Source of `Known::version`: unique for the life of the process.
     versions: AtomicU64,
-    /// Which organization a token belongs to, which never changes.
-    token_orgs: moka::future::Cache<Vec<u8>, Uuid>,
+    /// The principal behind each token hash, as last read: valid while the epoch and its
+    /// organization's `auth` generation are the ones it was read under, so that a request known
+    /// already costs one lookup and still sees any change to its user or token.
+    principals: moka::future::Cache<Vec<u8>, Arc<KnownPrincipal>>,
     /// Lookups by namespace, tier and outcome (`RESULTS`).
     counts: Vec<[[AtomicU64; 4]; 2]>,
     /// Keys whose stale entry is being recomputed.
@@ -188,7 +196,7 @@ impl Cache {
             l2,
             generations: RwLock::default(),
             versions: AtomicU64::new(0),
-            token_orgs: moka::future::Cache::builder()
+            principals: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
@@ -266,6 +274,13 @@ impl Cache {
         if let Some(generation) = self.read_generations().get(&scope).and_then(|k| k.generation) {
             return Some(generation);
         }
+        // Boxed, so that a generation known already does not carry a read of Redis's state.
+        Box::pin(self.learn_generation(scope)).await
+    }
+
+    /// The scope's generation as Redis holds it, remembered unless an invalidation came in
+    /// meanwhile.
+    async fn learn_generation(&self, scope: Scope) -> Option<u64> {
         let (version, reading) = {
             let mut generations = self.write_generations();
             if scope.item.is_some() && generations.len() >= KNOWN_ITEMS {
@@ -538,6 +553,16 @@ impl Cache {
         result.map(|entry| (entry, lookup))
     }
 
+    /// The fresh entry under `key` in L1, counted as a hit; `None` (and not counted) otherwise.
+    pub async fn fresh_in_l1(&self, namespace: Namespace, key: u128) -> Option<Arc<Entry>> {
+        if self.settings.l1_max_bytes == 0 {
+            return None;
+        }
+        let entry = self.l1.get(&key).await.filter(|entry| !entry.is_stale())?;
+        self.count(namespace, Tier::L1, Outcome::Hit);
+        Some(entry)
+    }
+
     /// Claims the background refresh of `key`'s stale entry: `false` if one is under way.
     pub fn begin_refresh(&self, key: u128) -> bool {
         self.refreshing
@@ -618,6 +643,22 @@ impl Cache {
             self.count_bypass(scope.namespace);
             return compute().await.map_err(Arc::new);
         };
+        self.get_or_set_at(scope, generation, parts, compute).await
+    }
+
+    /// `get_or_set` at a generation the caller has read.
+    async fn get_or_set_at<T, E, Fut>(
+        &self,
+        scope: Scope,
+        generation: u64,
+        parts: &[&[u8]],
+        compute: impl Fn() -> Fut,
+    ) -> Result<T, Arc<E>>
+    where
+        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+        E: Send + Sync + 'static,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let ttl = self.settings.ttl(scope.namespace);
         let key = self.key(scope, generation, parts);
         let (entry, _) = self
@@ -658,24 +699,62 @@ impl Cache {
         if !self.enabled() {
             return store.authenticate(token_hash, now).await.map_err(Arc::new);
         }
-        let org = match self.token_orgs.get(token_hash).await {
-            Some(org) => org,
+        // Read before the generation: an entry is never credited with an epoch newer than the
+        // generation it was read under.
+        let epoch = self.epoch.load(Relaxed);
+        let known = self.principals.get(token_hash).await;
+        let org = match &known {
+            // A token's organization never changes.
+            Some(known) => known.principal.organization_id,
             None => match store.authenticate(token_hash, now).await.map_err(Arc::new)? {
-                Some(principal) => {
-                    let org = principal.organization_id;
-                    self.token_orgs.insert(token_hash.to_vec(), org).await;
-                    org
-                }
+                Some(principal) => principal.organization_id,
                 None => return Ok(None),
             },
         };
         let scope = Scope::namespace(org, Namespace::Auth);
+        let Some(generation) = self.generation(scope).await else {
+            self.count_bypass(Namespace::Auth);
+            return store.authenticate(token_hash, now).await.map_err(Arc::new);
+        };
+        let principal = match known {
+            Some(known) if known.epoch == epoch && known.generation == generation => {
+                self.count(Namespace::Auth, Tier::L1, Outcome::Hit);
+                Some(known.principal.clone())
+            }
+            // Boxed, so that a request known already does not carry a lookup's state.
+            _ => Box::pin(self.read_principal(store, token_hash, now, scope, generation, epoch)).await?,
+        };
+        Ok(principal.filter(|p| p.expires_at.is_none_or(|at| at > now)))
+    }
+
+    /// The principal behind `token_hash` through the `auth` namespace at `generation`, remembered
+    /// in `principals`.
+    async fn read_principal(
+        &self,
+        store: &dyn Store,
+        token_hash: &[u8],
+        now: DateTime<Utc>,
+        scope: Scope,
+        generation: u64,
+        epoch: u64,
+    ) -> Result<Option<Principal>, Arc<StoreError>> {
         let principal: Option<Principal> = self
-            .get_or_set(scope, &[b"token", token_hash], || {
+            .get_or_set_at(scope, generation, &[b"token", token_hash], || {
                 store.authenticate(token_hash, now)
             })
             .await?;
-        Ok(principal.filter(|p| p.expires_at.is_none_or(|at| at > now)))
+        match &principal {
+            Some(principal) => {
+                let known = KnownPrincipal {
+                    principal: principal.clone(),
+                    epoch,
+                    generation,
+                };
+                self.principals.insert(token_hash.to_vec(), Arc::new(known)).await
+            }
+            None => self.principals.invalidate(token_hash).await,
+        }
+        Ok(principal)
     }
 
     /// `up`, `down` or `disabled` (no Redis configured).
