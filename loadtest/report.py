@@ -121,8 +121,23 @@ def read_samples(path):
     return [seconds[s] for s in range(start, last + 1)], (first_step, dropped_at, last + 1)
 
 
-def steps(summary, scenario, meta, timing):
-    """Per step of a stepped shape: its target, requests/s, p95, p99 and dropped iterations."""
+def step_cpu(rounds, begin, end):
+    """Cores used by k6, by the service and by the rest (PostgreSQL, Redis…), and the machine's busy
+    share, between two times."""
+    inside = [r for r in rounds if r[4] is not None and begin <= r[4] <= end]
+    if len(inside) < 2:
+        return {}
+    first, last = inside[0], inside[-1]
+    elapsed, tick = last[4] - first[4], os.sysconf("SC_CLK_TCK")
+    busy, idle = last[0] - first[0], last[1] - first[1]
+    k6, service = (last[2] - first[2]) / tick / elapsed, (last[3] - first[3]) / tick / elapsed
+    return {"k6_cores": k6, "service_cores": service, "other_cores": busy / tick / elapsed - k6 - service,
+            "busy": busy / (busy + idle) if busy + idle else None}
+
+
+def steps(summary, scenario, meta, timing, cpu):
+    """Per step of a stepped shape: its target, requests/s, p95, p99, dropped iterations, and the
+    CPU k6 and the service used (from `cpu_rounds`)."""
     shape = SCENARIOS[scenario]["quick" if meta["quick"] else "full"]
     length = summary.get("openrisk", {}).get("step_seconds")
     if "steps" not in shape or not length or not timing or timing[0] is None:
@@ -139,6 +154,7 @@ def steps(summary, scenario, meta, timing):
             "p95": values.get("p(95)"), "p99": values.get("p(99)"),
             "dropped": sum(v for ts, v in dropped_at if begin <= ts < begin + length),
             "complete": covered >= length,
+            **step_cpu(cpu, begin, begin + length),
         })
     return rows
 
@@ -223,13 +239,19 @@ def read_server(path, replicas):
     }
 
 
-CPU = re.compile(r"^(\d+) cpu (\d+) (\d+) (\d+) (\d+)$", re.M)
+CPU = re.compile(r"^(\d+) cpu (\d+) (\d+) (\d+) (\d+)(?: (\d+(?:\.\d+)?))?$", re.M)
+
+
+def cpu_rounds(log):
+    """Each round's cumulative ticks: machine busy, machine idle, k6, service; and its time, if logged."""
+    return [(*(int(v) for v in found.groups()[1:5]), float(found[6]) if found[6] else None)
+            for found in CPU.finditer(log)]
 
 
 def read_cpu(log):
     """CPU seconds over the run: the machine's busy and idle time, k6's, the service's, and the rest
     (PostgreSQL, Redis and anything else running)."""
-    rounds = [tuple(int(v) for v in found.groups()[1:]) for found in CPU.finditer(log)]
+    rounds = cpu_rounds(log)
     if len(rounds) < 2:
         return None
     tick = os.sysconf("SC_CLK_TCK")
@@ -330,7 +352,9 @@ def analyse(directory):
     summary = json.loads((directory / "summary.json").read_text())
     scenario = meta["scenario"]
     per_second, timing = read_samples(directory / "samples.csv.gz")
-    step_rows = steps(summary, scenario, meta, timing)
+    metrics_log = directory / "metrics.log"
+    cpu = cpu_rounds(metrics_log.read_text()) if metrics_log.exists() else []
+    step_rows = steps(summary, scenario, meta, timing, cpu)
     result = {
         "meta": meta,
         "thresholds": thresholds(summary, scenario, meta.get("latency_advisory", False)),
@@ -414,8 +438,11 @@ def report(directory):
     if result["steps"]:
         unit = "VUs" if SCENARIOS[meta["scenario"]]["executor"] == "ramping-vus" else "visits/s"
         lines += ["## Steps", "", result["step_verdict"]["text"], "", table(
-            ["step", unit, "requests", "requests/s", "p95 ms", "p99 ms", "dropped iterations"],
-            [[r["step"], r["target"], r["count"], fmt(r["rate"], 0), fmt(r["p95"], 2), fmt(r["p99"], 2), fmt(r["dropped"], 0)]
+            ["step", unit, "requests", "requests/s", "p95 ms", "p99 ms", "dropped iterations",
+             "k6 cores", "service cores", "other cores", "machine busy"],
+            [[r["step"], r["target"], r["count"], fmt(r["rate"], 0), fmt(r["p95"], 2), fmt(r["p99"], 2), fmt(r["dropped"], 0),
+              fmt(r.get("k6_cores"), 2), fmt(r.get("service_cores"), 2), fmt(r.get("other_cores"), 2),
+              f"{r['busy']:.0%}" if r.get("busy") is not None else "—"]
              for r in result["steps"] if r["count"]]), ""]
     lines += ["## Per route", "", route_table(result["routes"]), ""]
     lines += server_section(result["server"], result["requests"])

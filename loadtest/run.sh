@@ -191,8 +191,8 @@ scrape_metrics() { # round
   done
 }
 
-# CPU time in clock ticks, as `<round> cpu <machine busy> <machine idle> <k6> <service>`: k6 and the
-# service (replicas and load balancer) share the machine with PostgreSQL and Redis.
+# CPU time in clock ticks, as `<round> cpu <machine busy> <machine idle> <k6> <service> <unix time>`:
+# k6 and the service (replicas and load balancer) share the machine with PostgreSQL and Redis.
 process_ticks() { # pid…
   local ticks=0 pid stat
   for pid in "$@"; do
@@ -207,7 +207,7 @@ scrape_cpu() { # round
   local cpu user nice system idle iowait irq softirq steal
   read -r cpu user nice system idle iowait irq softirq steal _ </proc/stat
   echo "$1 cpu $((user + nice + system + irq + softirq + steal)) $((idle + iowait))" \
-    "$(process_ticks "$(cat "$WORK/k6.pid" 2>/dev/null)")" "$(process_ticks "${SERVICE_PIDS[@]}")"
+    "$(process_ticks "$(cat "$WORK/k6.pid" 2>/dev/null)")" "$(process_ticks "${SERVICE_PIDS[@]}")" "$EPOCHREALTIME"
 }
 
 sample_metrics() { # file; the first round is taken before returning, the others once a second

@@ -87,7 +87,7 @@ class ServerFigures(unittest.TestCase):
 
 
 class Steps(unittest.TestCase):
-    def capacity_run(self, directory, step2_dropped_at_ms):
+    def capacity_run(self, directory, step2_dropped_at_ms, metrics_log=None):
         samples = [("http_req_duration", t, 2.0, f"route=me&step={1 + t // 5000}") for t in range(0, 15000, 100)]
         samples += [("dropped_iterations", step2_dropped_at_ms, 3, "")]
         metrics = {
@@ -98,7 +98,7 @@ class Steps(unittest.TestCase):
             "http_reqs": {"values": {"count": 150}},
             "read_backs": {"values": {"count": 4}},
         }
-        write_run(directory, "capacity", samples, None, metrics, step_seconds=5)
+        write_run(directory, "capacity", samples, metrics_log, metrics, step_seconds=5)
 
     def test_the_highest_step_held_is_the_last_within_its_p99_limit_without_drops(self):
         with tempfile.TemporaryDirectory() as tmp:
@@ -116,6 +116,23 @@ class Steps(unittest.TestCase):
             _, result = run_report(directory)
         self.assertEqual(result["steps"][1]["dropped"], 3)
         self.assertEqual(result["step_verdict"]["held"]["target"], 100)
+
+
+    def test_each_step_reports_the_cores_k6_and_the_service_used(self):
+        tick, start = os.sysconf("SC_CLK_TCK"), START_MS / 1000
+        # Step 1 (0–5 s): k6 1.5 cores, the service 0.5, the machine busy 3 ticks in 4.
+        log = "\n".join(f"{s} cpu {3 * tick * s} {tick * s} {int(1.5 * tick * s)} {tick * s // 2} {start + s}"
+                        for s in range(0, 6))
+        with tempfile.TemporaryDirectory() as tmp:
+            directory = Path(tmp)
+            self.capacity_run(directory, step2_dropped_at_ms=20_000, metrics_log=log)
+            _, result = run_report(directory)
+        first = result["steps"][0]
+        self.assertAlmostEqual(first["k6_cores"], 1.5)
+        self.assertAlmostEqual(first["service_cores"], 0.5)
+        self.assertAlmostEqual(first["other_cores"], 1.0)  # 3 cores busy in all
+        self.assertAlmostEqual(first["busy"], 0.75)
+        self.assertNotIn("k6_cores", result["steps"][2])  # no CPU rounds logged then
 
 
 class Verdict(unittest.TestCase):
