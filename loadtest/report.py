@@ -125,6 +125,8 @@ def step_cpu(rounds, begin, end):
     """Cores used by k6, by the service and by the rest (PostgreSQL, Redis…), and the machine's busy
     share, between two times."""
     inside = [r for r in rounds if r[4] is not None and begin <= r[4] <= end]
+    # Rounds after k6 exited read no ticks for it.
+    inside = inside[:next((i for i in range(1, len(inside)) if inside[i][2] < inside[i - 1][2]), len(inside))]
     if len(inside) < 2:
         return {}
     first, last = inside[0], inside[-1]

@@ -122,7 +122,8 @@ class Steps(unittest.TestCase):
         tick, start = os.sysconf("SC_CLK_TCK"), START_MS / 1000
         # Step 1 (0–5 s): k6 1.5 cores, the service 0.5, the machine busy 3 ticks in 4.
         log = "\n".join(f"{s} cpu {3 * tick * s} {tick * s} {int(1.5 * tick * s)} {tick * s // 2} {start + s}"
-                        for s in range(0, 6))
+                        for s in range(0, 7))
+        log += f"\n7 cpu {3 * tick * 7} {tick * 7} 0 {tick * 4} {start + 7}"  # k6 has exited
         with tempfile.TemporaryDirectory() as tmp:
             directory = Path(tmp)
             self.capacity_run(directory, step2_dropped_at_ms=20_000, metrics_log=log)
@@ -132,6 +133,7 @@ class Steps(unittest.TestCase):
         self.assertAlmostEqual(first["service_cores"], 0.5)
         self.assertAlmostEqual(first["other_cores"], 1.0)  # 3 cores busy in all
         self.assertAlmostEqual(first["busy"], 0.75)
+        self.assertAlmostEqual(result["steps"][1]["k6_cores"], 1.5)  # up to k6's exit
         self.assertNotIn("k6_cores", result["steps"][2])  # no CPU rounds logged then
 
 
