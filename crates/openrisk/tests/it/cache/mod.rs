@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::{self, Backend, TestApp};
 
+mod isolation;
 mod properties;
 
 /// An app with both cache tiers (Redis at `redis`), plus `extra` settings.
