@@ -622,32 +622,9 @@ impl Cache {
         }
     }
 
-    /// A typed value computed by `compute`, cached in `scope` under `parts` with the same tiers,
-    /// invalidation and single flight as responses.
-    pub async fn get_or_set<T, E, Fut>(
-        &self,
-        scope: Scope,
-        parts: &[&[u8]],
-        compute: impl Fn() -> Fut,
-    ) -> Result<T, Arc<E>>
-    where
-        T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
-        E: Send + Sync + 'static,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        let generation = match self.enabled() {
-            true => self.generation(scope).await,
-            false => None,
-        };
-        let Some(generation) = generation else {
-            self.count_bypass(scope.namespace);
-            return compute().await.map_err(Arc::new);
-        };
-        self.get_or_set_at(scope, generation, parts, compute).await
-    }
-
-    /// `get_or_set` at a generation the caller has read.
-    async fn get_or_set_at<T, E, Fut>(
+    /// A typed value computed by `compute`, cached in `scope` at `generation` (read by the caller)
+    /// under `parts`, with the same tiers and single flight as responses.
+    async fn get_or_set<T, E, Fut>(
         &self,
         scope: Scope,
         generation: u64,
@@ -739,7 +716,7 @@ impl Cache {
         epoch: u64,
     ) -> Result<Option<Principal>, Arc<StoreError>> {
         let principal: Option<Principal> = self
-            .get_or_set_at(scope, generation, &[b"token", token_hash], || {
+            .get_or_set(scope, generation, &[b"token", token_hash], || {
                 store.authenticate(token_hash, now)
             })
             .await?;

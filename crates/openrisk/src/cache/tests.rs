@@ -102,10 +102,14 @@ async fn a_value_is_computed_once_per_generation() {
     let cache = cache();
     let org = Uuid::new_v4();
     let computed = AtomicU32::new(0);
-    let read = || {
-        cache.get_or_set(scope(org, Namespace::Dashboard), &[b"stats"], || async {
-            Ok::<u32, ()>(computed.fetch_add(1, SeqCst))
-        })
+    let read = || async {
+        let scope = scope(org, Namespace::Dashboard);
+        let generation = cache.generation(scope).await.unwrap();
+        cache
+            .get_or_set(scope, generation, &[b"stats"], || async {
+                Ok::<u32, ()>(computed.fetch_add(1, SeqCst))
+            })
+            .await
     };
     assert_eq!(read().await, Ok(0));
     assert_eq!(read().await, Ok(0));
