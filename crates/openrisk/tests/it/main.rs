@@ -11,6 +11,7 @@ mod cache;
 mod cli;
 mod compression;
 mod concurrency;
+mod crash;
 mod dashboard;
 mod marketplace;
 mod operations;
