@@ -125,7 +125,11 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
             acknowledged.extend(writer.await.unwrap());
         }
     }
-    assert!(acknowledged.len() > 10, "only {} risks were written", acknowledged.len());
+    assert!(
+        acknowledged.len() > 10,
+        "only {} risks were written",
+        acknowledged.len()
+    );
 
     let server = Server::start(&db, &token).await;
     let client = reqwest::Client::new();
@@ -141,7 +145,10 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
         assert_eq!(status, StatusCode::OK, "acknowledged risk {id} is lost: {risk}");
         let version = risk["version"].as_i64().unwrap();
         // A write in flight at the kill may have committed unacknowledged: never fewer.
-        assert!(version >= acked.version, "{id}: version {version} < acknowledged {acked:?}");
+        assert!(
+            version >= acked.version,
+            "{id}: version {version} < acknowledged {acked:?}"
+        );
         if version == acked.version {
             assert_eq!(risk["title"], acked.title.as_str(), "{id}");
         }
