@@ -4,7 +4,7 @@
 //! recount).
 
 use std::collections::HashMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -12,8 +12,7 @@ use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::common::redis::free_port;
-use crate::common::{Backend, Database};
+use crate::common::{Backend, Database, ServiceProcess};
 
 on_each_backend!(acknowledged_writes_survive_sigkill);
 
@@ -21,49 +20,8 @@ const WRITERS: usize = 4;
 const KILLS: u64 = 3;
 
 /// The service binary on `db`, as its own process, so that it can be killed.
-struct Server {
-    process: Child,
-    base: String,
-}
-
-impl Server {
-    async fn start(db: &Database, token: &str) -> Server {
-        let port = free_port();
-        let process = Command::new(env!("CARGO_BIN_EXE_openrisk"))
-            .env_clear()
-            .env("DATABASE_URL", &db.url)
-            .env("OPENRISK_DATA_DIR", db.data_dir())
-            .env("OPENRISK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("OPENRISK_BOOTSTRAP_TOKEN", token)
-            .env("DB_MAX_OPEN_CONNECTIONS", "8")
-            .env("DB_MAX_IDLE_CONNECTIONS", "1")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server {
-            process,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let client = reqwest::Client::new();
-        for _ in 0..400 {
-            if let Ok(response) = client.get(format!("{}/health/ready", server.base)).send().await
-                && response.status() == StatusCode::OK
-            {
-                return server;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("the server did not start");
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SIGKILL: no shutdown, no flush, no goodbye.
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+async fn start(db: &Database, token: &str) -> ServiceProcess {
+    ServiceProcess::start(&db.url, db.data_dir(), &[("OPENRISK_BOOTSTRAP_TOKEN", token)]).await
 }
 
 /// What the server acknowledged of one risk: the version and title of its last 2xx write.
@@ -114,13 +72,13 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
     let token = format!("crash-bootstrap-{}", uuid::Uuid::new_v4().simple());
     let mut acknowledged: HashMap<String, Acknowledged> = HashMap::new();
     for kill in 0..KILLS {
-        let server = Server::start(&db, &token).await;
+        let server = start(&db, &token).await;
         let writers: Vec<_> = (0..WRITERS)
             .map(|writer| tokio::spawn(write_until_gone(server.base.clone(), token.clone(), writer)))
             .collect();
         let mut rng = StdRng::seed_from_u64(kill);
         tokio::time::sleep(Duration::from_millis(rng.random_range(300..900))).await;
-        drop(server);
+        drop(server); // SIGKILL
         for writer in writers {
             acknowledged.extend(writer.await.unwrap());
         }
@@ -131,7 +89,7 @@ async fn acknowledged_writes_survive_sigkill(backend: Backend) {
         acknowledged.len()
     );
 
-    let server = Server::start(&db, &token).await;
+    let server = start(&db, &token).await;
     let client = reqwest::Client::new();
     let get = |path: String| {
         let request = client.get(format!("{}{path}", server.base)).bearer_auth(&token);

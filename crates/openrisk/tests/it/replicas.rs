@@ -3,19 +3,17 @@
 
 mod eviction;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisServer, free_port};
+use common::redis::RedisServer;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::common::{self, Backend, TestApp};
+use crate::common::{self, Backend, ServiceProcess, TestApp};
 
 /// A second replica: the service binary as its own process, on the same database and Redis.
 struct Replica {
-    process: Child,
-    base: String,
+    service: ServiceProcess,
     client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -23,38 +21,12 @@ struct Replica {
 impl Replica {
     async fn start(app: &TestApp, redis_url: &str) -> Replica {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let process = Command::new(env!("CARGO_BIN_EXE_openrisk"))
-            .env_clear()
-            .env("DATABASE_URL", &app.db.url)
-            .env("OPENRISK_DATA_DIR", dir.path())
-            .env("OPENRISK_LISTEN", format!("127.0.0.1:{port}"))
-            .env("REDIS_URL", redis_url)
-            .env("DB_MAX_OPEN_CONNECTIONS", "8")
-            .env("DB_MAX_IDLE_CONNECTIONS", "1")
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let replica = Replica {
-            process,
-            base: format!("http://127.0.0.1:{port}"),
+        let service = ServiceProcess::start(&app.db.url, dir.path(), &[("REDIS_URL", redis_url)]).await;
+        Replica {
+            service,
             client: reqwest::Client::new(),
             _dir: dir,
-        };
-        for _ in 0..200 {
-            if let Ok(response) = replica
-                .client
-                .get(format!("{}/health/ready", replica.base))
-                .send()
-                .await
-                && response.status() == StatusCode::OK
-            {
-                return replica;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("the second replica did not start");
     }
 }
 
@@ -76,7 +48,7 @@ trait Node {
 
 impl Node for Replica {
     fn base(&self) -> &str {
-        &self.base
+        &self.service.base
     }
 
     fn client(&self) -> &reqwest::Client {
@@ -91,13 +63,6 @@ impl Node for TestApp {
 
     fn client(&self) -> &reqwest::Client {
         &self.client
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
     }
 }
 

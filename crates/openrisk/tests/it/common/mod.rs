@@ -119,6 +119,58 @@ impl Database {
 
 use sqlx::Connection;
 
+/// The service binary as its own process (to kill it, or to run a second replica) on the database
+/// `database_url`, listening on a free port; killed with `SIGKILL` when dropped.
+pub struct ServiceProcess {
+    process: std::process::Child,
+    pub base: String,
+}
+
+impl ServiceProcess {
+    /// Starts it with `extra` settings and returns once it is ready.
+    pub async fn start(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        extra: &[(&str, &str)],
+    ) -> ServiceProcess {
+        let port = redis::free_port();
+        let process = std::process::Command::new(env!("CARGO_BIN_EXE_openrisk"))
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("OPENRISK_DATA_DIR", data_dir)
+            .env("OPENRISK_LISTEN", format!("127.0.0.1:{port}"))
+            .env("DB_MAX_OPEN_CONNECTIONS", "8")
+            .env("DB_MAX_IDLE_CONNECTIONS", "1")
+            .env("RUST_LOG", "warn")
+            .envs(extra.iter().copied())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let service = ServiceProcess {
+            process,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..400 {
+            if let Ok(response) = client.get(format!("{}/health/ready", service.base)).send().await
+                && response.status() == StatusCode::OK
+            {
+                return service;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the service process did not start");
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        // SIGKILL: no shutdown, no flush.
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let Some(name) = self.name.take() else { return };

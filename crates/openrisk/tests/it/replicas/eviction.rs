@@ -143,9 +143,9 @@ async fn under_memory_pressure(a: &TestApp, redis: &impl TestRedis, flooder: &st
     let register = "/api/v1/risks?limit=200";
 
     let stop = Arc::new(AtomicBool::new(false));
-    let bases = vec![a.address.clone(), b.base.clone()];
+    let bases = vec![a.address.clone(), b.base().to_owned()];
     let flood = tokio::spawn(flood(bases, flooder.to_owned(), stop.clone()));
-    let mut nodes = vec![Endpoint::new(&a.address), Endpoint::new(&b.base)];
+    let mut nodes = vec![Endpoint::new(&a.address), Endpoint::new(b.base())];
     // Cached before any write, under the first generations: what a lost generation must never
     // make reachable again.
     for node in &nodes {
@@ -170,7 +170,7 @@ async fn under_memory_pressure(a: &TestApp, redis: &impl TestRedis, flooder: &st
             nodes.truncate(2);
             drop(late_replica.take());
             let c = Replica::start(a, &redis.url()).await;
-            nodes.push(Endpoint::new(&c.base));
+            nodes.push(Endpoint::new(c.base()));
             late_replica = Some(c);
         }
         for _ in 0..6 {
