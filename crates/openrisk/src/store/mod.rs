@@ -174,7 +174,7 @@ pub trait Store:
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
-    /// Runs `SELECT 1`.
+    /// Checks that the database answers now, on a connection outside the pool.
     async fn ping(&self) -> StoreResult<()>;
 
     /// The connection pool's limits and current state.

@@ -177,6 +177,7 @@ pub struct MeteredPool<DB: Database> {
     pool: Pool<DB>,
     stats: Arc<PoolStats>,
     acquire_wait: metrics::Histogram,
+    probe: Arc<Probe<DB>>,
 }
 
 impl<DB: Database> Clone for MeteredPool<DB> {
@@ -185,7 +186,32 @@ impl<DB: Database> Clone for MeteredPool<DB> {
             pool: self.pool.clone(),
             stats: self.stats.clone(),
             acquire_wait: self.acquire_wait.clone(),
+            probe: self.probe.clone(),
         }
+    }
+}
+
+/// A connection of its own, outside the pool, for health checks. Through the pool a check would
+/// wait, as requests do, for the pool to reconnect (up to the acquire time-out) and then report
+/// a database that was away as up; on its own connection it sees the database as it is: a refused
+/// or lost connection at once, a stalled server as a check that does not finish.
+struct Probe<DB: Database> {
+    options: <DB::Connection as Connection>::Options,
+    connection: tokio::sync::Mutex<Option<DB::Connection>>,
+}
+
+impl<DB: Database> Probe<DB> {
+    async fn check(&self) -> Result<(), sqlx::Error> {
+        let mut slot = self.connection.lock().await;
+        // Out of its slot while in use: a check cancelled half-way leaves no connection behind
+        // in an unknown state.
+        let mut connection = match slot.take() {
+            Some(connection) => connection,
+            None => DB::Connection::connect_with(&self.options).await?,
+        };
+        connection.ping().await?;
+        *slot = Some(connection);
+        Ok(())
     }
 }
 
@@ -233,12 +259,16 @@ impl<DB: Database> MeteredPool<DB> {
                 }
                 Box::pin(async move { Ok(!retire) })
             })
-            .connect_lazy_with(connect);
+            .connect_lazy_with(connect.clone());
         warm_up(&pool, warm.max(1)).await?;
         Ok(MeteredPool {
             pool,
             stats,
             acquire_wait: metrics::histogram!("db_pool_acquire_duration_seconds"),
+            probe: Arc::new(Probe {
+                options: connect,
+                connection: tokio::sync::Mutex::new(None),
+            }),
         })
     }
 
@@ -270,6 +300,11 @@ impl<DB: Database> MeteredPool<DB> {
             held = self.acquire(operation).await?;
         }
         Ok(held)
+    }
+
+    /// Checks that the database answers now, on a connection outside the pool (see `Probe`).
+    pub async fn probe(&self) -> Result<(), sqlx::Error> {
+        self.probe.check().await
     }
 
     /// The pool itself, for start-up work (migrations, warm-up) that is not traffic.

@@ -13,6 +13,7 @@ mod compression;
 mod concurrency;
 mod crash;
 mod dashboard;
+mod database_faults;
 mod marketplace;
 mod operations;
 mod pagination;

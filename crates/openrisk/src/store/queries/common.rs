@@ -98,9 +98,6 @@ impl Store for Backend {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&mut *self.reader().acquire("ping").await?)
-            .await?;
-        Ok(())
+        Ok(self.reader().probe().await?)
     }
 }

@@ -1,7 +1,9 @@
 //! `spawn_app`: the real service on a random port, over SQLite or a fresh PostgreSQL database.
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod redis;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
