@@ -51,6 +51,9 @@ pub enum ApiError {
     /// retried on a fresh one.
     #[error("database unavailable")]
     Unavailable { connection_lost: bool },
+    /// The database has no space left for a write.
+    #[error("storage full")]
+    StorageFull,
     #[error("request timed out")]
     Timeout,
     #[error("internal error: {0}")]
@@ -101,6 +104,7 @@ impl ApiError {
                 "unavailable",
                 "Service unavailable",
             ),
+            StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage-full", "Storage full"),
             Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,6 +131,7 @@ impl ApiError {
                 format!("invalid fields: {}", fields.join(", "))
             }
             Unavailable { .. } => "the database cannot serve the request now; retry shortly".into(),
+            StorageFull => "the database has no space left for this change; nothing was changed".into(),
             Timeout => format!(
                 "the request took longer than {} s",
                 super::REQUEST_TIMEOUT.as_secs()
@@ -192,6 +197,10 @@ impl IntoResponse for ApiError {
             ApiError::Timeout => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            // Space comes back only when an operator frees some: not within a second.
+            ApiError::StorageFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
             _ => {}
         }
         response
@@ -222,6 +231,10 @@ impl ApiError {
                 ApiError::Unavailable {
                     connection_lost: e.is_connection_lost(),
                 }
+            }
+            StoreError::StorageFull(_) => {
+                tracing::error!(cause = %e, "database storage full: writes are refused");
+                ApiError::StorageFull
             }
             StoreError::Database(_) | StoreError::Corrupt(_) => ApiError::Internal(e.to_string()),
         }

@@ -42,6 +42,9 @@ pub enum StoreError {
     /// The database cannot serve now (pool exhausted, connection refused): worth a retry.
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// The database has no space left: writes fail until an operator frees some; reads go on.
+    #[error("database storage full: {0}")]
+    StorageFull(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
     #[error("stored value cannot be read: {0}")]
@@ -68,6 +71,7 @@ impl StoreError {
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(e),
             sqlx::Error::Database(ref db) if is_transient(db.as_ref()) => StoreError::Unavailable(e),
+            sqlx::Error::Database(ref db) if is_storage_full(db.as_ref()) => StoreError::StorageFull(e),
             sqlx::Error::Database(ref db) if db.is_unique_violation() => {
                 StoreError::Conflict("a resource with the same unique value already exists".into())
             }
@@ -109,6 +113,12 @@ fn is_transient(db: &dyn sqlx::error::DatabaseError) -> bool {
     // SQLite result codes (extended codes keep the primary code in the low byte): BUSY, LOCKED.
     let sqlite = code.parse::<i32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6));
     postgres || sqlite
+}
+
+/// SQLite's FULL (extended codes keep it in the low byte) and PostgreSQL's `disk_full`.
+fn is_storage_full(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code().unwrap_or_default();
+    code == "53100" || code.parse::<i32>().is_ok_and(|n| n & 0xff == 13)
 }
 
 impl From<Violations> for StoreError {

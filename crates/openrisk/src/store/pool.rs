@@ -243,6 +243,13 @@ impl<DB: Database> MeteredPool<DB> {
                         stats.closed_lifetime.fetch_add(1, Relaxed);
                         return Ok(false);
                     }
+                    // Still in a transaction after it came back: its COMMIT and then its ROLLBACK
+                    // failed (SQLite rolls back by itself on a full disk, so the ROLLBACK finds
+                    // nothing to end). Every later BEGIN on it would fail: replace it.
+                    if conn.is_in_transaction() {
+                        stats.closed_broken.fetch_add(1, Relaxed);
+                        return Ok(false);
+                    }
                     // An idle connection may have been dropped by the server: check before use,
                     // unless it came back (checked) moments ago and no loss was seen since.
                     if !fresh(meta.idle_for) && conn.ping().await.is_err() {

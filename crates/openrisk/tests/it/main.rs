@@ -14,6 +14,7 @@ mod concurrency;
 mod crash;
 mod dashboard;
 mod database_faults;
+mod disk_full;
 mod marketplace;
 mod operations;
 mod pagination;
