@@ -47,6 +47,11 @@ enum Command {
     },
     /// Print the effective configuration (secrets masked).
     Config,
+    /// Write a consistent copy of the database to FILE while the service runs (SQLite: VACUUM INTO;
+    /// PostgreSQL: pg_dump, which must be installed).
+    Backup { file: std::path::PathBuf },
+    /// Restore a backup into the empty database DATABASE_URL names (PostgreSQL: pg_restore).
+    Restore { file: std::path::PathBuf },
     /// Compare the dashboard aggregates with a recount of the register; exits 1 on any drift.
     Verify {
         /// Rebuild drifted aggregates from the register (writes wait meanwhile).
@@ -134,6 +139,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .await?;
             after_write(&config, &org, &[Mutation::Token]).await?;
             println!("{token}");
+        }
+        Command::Backup { file } => {
+            let started = std::time::Instant::now();
+            store::backup::backup(&config.database_url, &file).await?;
+            eprintln!("backed up to {} in {:.1?}", file.display(), started.elapsed());
+        }
+        Command::Restore { file } => {
+            let started = std::time::Instant::now();
+            store::backup::restore(&config.database_url, &file).await?;
+            eprintln!("restored {} in {:.1?}", file.display(), started.elapsed());
         }
         Command::Verify { repair } => {
             let store = store::connect(&config.database_url, &config.pool).await?;

@@ -48,6 +48,7 @@ impl Application {
             .with_context(|| format!("cannot listen on {} (OPENRISK_LISTEN)", config.listen))?;
         let catalog = Catalog::load().map_err(|e| anyhow::anyhow!("invalid connector catalog: {e}"))?;
         let cache = Arc::new(Cache::new(config.cache.clone()).context("invalid cache settings (REDIS_URL)")?);
+        cache.adopt_data_epoch(store.data_epoch().await?);
         let router = http::router(
             AppState {
                 store: store.clone(),

@@ -7,10 +7,15 @@ use uuid::Uuid;
 use super::{Cache, Scope};
 
 impl Cache {
+    /// What every key carries of the epochs: Redis's and the data's (see `replication`).
+    pub(super) fn key_epoch(&self) -> u64 {
+        self.epoch.load(Relaxed) ^ self.data_epoch.load(Relaxed)
+    }
+
     /// The key of a value in `scope` at `generation`, identified by `parts`.
     pub fn key(&self, scope: Scope, generation: u64, parts: &[&[u8]]) -> u128 {
         let mut hasher = blake3::Hasher::new();
-        hasher.update(&self.epoch.load(Relaxed).to_le_bytes());
+        hasher.update(&self.key_epoch().to_le_bytes());
         hasher.update(scope.org.as_bytes());
         hasher.update(scope.namespace.as_str().as_bytes());
         if let Some(item) = scope.item {

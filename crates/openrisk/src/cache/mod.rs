@@ -129,6 +129,9 @@ pub struct Cache {
     refreshing: std::sync::Mutex<std::collections::HashSet<u128>>,
     /// Part of every key; a new epoch voids every earlier entry (see `replication`).
     epoch: AtomicU64,
+    /// The database's data epoch, also part of every key: a restore from a backup draws a new one,
+    /// which voids every entry cached from the data before it.
+    data_epoch: AtomicU64,
     /// Whether this replica follows the invalidation channel and has settled its epoch.
     following: AtomicBool,
     /// An invalidation that did not reach Redis or the channel: Redis may still hold the replaced
@@ -206,6 +209,7 @@ impl Cache {
                 .collect(),
             refreshing: Default::default(),
             epoch: AtomicU64::new(0),
+            data_epoch: AtomicU64::new(0),
             following: AtomicBool::new(false),
             lost_invalidations: AtomicBool::new(false),
             replica_id: rand::random(),
@@ -678,7 +682,7 @@ impl Cache {
         }
         // Read before the generation: an entry is never credited with an epoch newer than the
         // generation it was read under.
-        let epoch = self.epoch.load(Relaxed);
+        let epoch = self.key_epoch();
         let known = self.principals.get(token_hash).await;
         let org = match &known {
             // A token's organization never changes.

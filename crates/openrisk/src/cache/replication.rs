@@ -9,6 +9,10 @@
 //! restart, possibly from an older snapshot, or a failover). A new epoch makes every entry written
 //! before it unreachable, in L1 and in whatever Redis still holds.
 //!
+//! The database has an epoch of its own, drawn again by every restore from a backup, and keys carry
+//! it too: Redis and every replica's L1 may hold answers from the data as it was before the
+//! restore, under generations that the restored data does not know to be older.
+//!
 //! Each replica announces itself on the channel and acknowledges the invalidations it applies, so
 //! that a write can answer once every other replica has applied it (see `acks`).
 
@@ -327,7 +331,17 @@ impl Cache {
     }
 
     fn adopt_epoch(&self, epoch: u64) {
-        if self.epoch.swap(epoch, Relaxed) != epoch {
+        self.renew(&self.epoch, epoch);
+    }
+
+    /// Takes the database's data epoch (read at start-up and every second after): after a restore
+    /// from a backup, nothing cached from the data before it is served again.
+    pub fn adopt_data_epoch(&self, epoch: u64) {
+        self.renew(&self.data_epoch, epoch);
+    }
+
+    fn renew(&self, slot: &std::sync::atomic::AtomicU64, epoch: u64) {
+        if slot.swap(epoch, Relaxed) != epoch {
             self.write_generations().clear();
             self.l1.invalidate_all();
         }

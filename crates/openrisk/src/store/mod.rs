@@ -1,5 +1,6 @@
 //! Persistence: one `Store` trait with a SQLite and a PostgreSQL implementation.
 
+pub mod backup;
 pub mod pool;
 mod postgres;
 mod rows;
@@ -186,6 +187,9 @@ pub trait Store:
 
     /// Checks that the database answers now, on a connection outside the pool.
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Which copy of the data this is: a restore from a backup draws a new one (see `backup`).
+    async fn data_epoch(&self) -> StoreResult<u64>;
 
     /// The connection pool's limits and current state.
     fn pool_status(&self) -> PoolStatus;

@@ -1,6 +1,7 @@
 //! The background monitor: every second it publishes the pool's, the cache's, the database's and
 //! the process's state as metrics and logs each pool health warning when it appears (and at most
-//! once a minute while it lasts) and when it clears.
+//! once a minute while it lasts) and when it clears. It also hands the database's data epoch to
+//! the cache, so that a replica running across a restore stops serving what it cached before it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,6 +43,9 @@ pub async fn run(watched: Watched, stop: CancellationToken) {
         publish(&status, &warnings);
         log_changes(&warnings, &mut logged);
         publish_cache(&watched.cache).await;
+        if let Ok(epoch) = watched.store.data_epoch().await {
+            watched.cache.adopt_data_epoch(epoch);
+        }
         let ready = tokio::time::timeout(READY_TIMEOUT, watched.store.ping()).await;
         metrics::gauge!("openrisk_ready").set(f64::from(u8::from(matches!(ready, Ok(Ok(()))))));
         process.collect();

@@ -100,4 +100,11 @@ impl Store for Backend {
     async fn ping(&self) -> StoreResult<()> {
         Ok(self.reader().probe().await?)
     }
+
+    async fn data_epoch(&self) -> StoreResult<u64> {
+        let epoch: i64 = sqlx::query_scalar("SELECT epoch FROM data_epoch WHERE id = 1")
+            .fetch_one(&mut *self.reader().acquire("data_epoch").await?)
+            .await?;
+        Ok(epoch as u64)
+    }
 }

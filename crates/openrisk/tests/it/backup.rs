@@ -1,0 +1,171 @@
+//! `openrisk backup` under a write load and `openrisk restore` into an empty database: every write
+//! acknowledged before the backup started is in the restored database, which is whole, and no
+//! replica serves an answer cached from the data as it was before the restore.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::common::redis::RedisServer;
+use crate::common::writes::{Acknowledged, Writer, assert_aggregates_match, assert_all_there};
+use crate::common::{Backend, Database, ServiceProcess, read};
+
+on_each_backend!(restore_of_a_backup_taken_under_writes);
+
+fn openrisk(args: &[&str], db: &Database) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_openrisk"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("OPENRISK_DATA_DIR", db.data_dir())
+        .output()
+        .unwrap()
+}
+
+fn succeeded(output: &Output) -> bool {
+    if !output.status.success() {
+        eprintln!("{}", String::from_utf8_lossy(&output.stderr));
+    }
+    output.status.success()
+}
+
+/// The acknowledged writes of `writers` so far: waits for the writes in flight to be answered.
+async fn acknowledged(writers: &[Arc<Mutex<Writer>>]) -> HashMap<String, Acknowledged> {
+    let mut all = HashMap::new();
+    for writer in writers {
+        all.extend(writer.lock().await.acknowledged.clone());
+    }
+    all
+}
+
+async fn get(client: &reqwest::Client, base: &str, token: &str, path: &str) -> (StatusCode, Value) {
+    read(
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
+    let redis = RedisServer::start();
+    let original = Database::create(backend).await;
+    let token = format!("backup-bootstrap-{}", uuid::Uuid::new_v4().simple());
+    let env = [
+        ("OPENRISK_BOOTSTRAP_TOKEN", token.as_str()),
+        ("REDIS_URL", &redis.url()),
+    ];
+    let first = ServiceProcess::start(&original.url, original.data_dir(), &env).await;
+
+    let writers: Vec<_> = (0..2)
+        .map(|n| {
+            Arc::new(Mutex::new(Writer::new(
+                &first.base,
+                &token,
+                format!("writer {n}"),
+            )))
+        })
+        .collect();
+    let writing: Vec<_> = writers
+        .iter()
+        .map(|writer| {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let started = Instant::now();
+                while started.elapsed() < Duration::from_secs(3) {
+                    let status = writer.lock().await.write_one().await;
+                    assert!(status.is_some_and(|s| s.is_success()), "{status:?}");
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+
+    let before = acknowledged(&writers).await;
+    let file = original.data_dir().join("openrisk.backup");
+    let file_arg = file.to_str().unwrap();
+    let started = Instant::now();
+    let backup = openrisk(&["backup", file_arg], &original);
+    let took = started.elapsed();
+    assert!(succeeded(&backup));
+    let after_backup = acknowledged(&writers).await;
+    for task in writing {
+        task.await.unwrap();
+    }
+    let everything = acknowledged(&writers).await;
+    let later: Vec<&String> = everything
+        .keys()
+        .filter(|id| !after_backup.contains_key(*id))
+        .collect();
+    println!(
+        "{backend:?}: backup of {} risks in {took:?} while writing; {} risks created after it",
+        after_backup.len(),
+        later.len()
+    );
+    assert!(
+        !later.is_empty(),
+        "no write after the backup: the test proves nothing"
+    );
+    assert!(
+        !succeeded(&openrisk(&["backup", file_arg], &original)),
+        "a backup overwrote a file"
+    );
+
+    // Cache the newest answers in Redis: a list that names the risks created after the backup.
+    let client = reqwest::Client::new();
+    let list = "/api/v1/risks?limit=200&sort=created_at";
+    let (_, cached) = get(&client, &first.base, &token, list).await;
+    let (_, again) = get(&client, &first.base, &token, list).await;
+    assert_eq!(cached, again);
+    drop(first);
+
+    let restored = Database::create(backend).await;
+    let restore = openrisk(&["restore", file_arg], &restored);
+    assert!(succeeded(&restore));
+    assert!(
+        !succeeded(&openrisk(&["restore", file_arg], &restored)),
+        "a restore over a database that holds data"
+    );
+    let second = ServiceProcess::start(&restored.url, restored.data_dir(), &env).await;
+    assert_all_there(&second.base, &token, &before).await;
+
+    // The same list, through the same Redis, from the restored data: none of the later risks.
+    let (status, page) = get(&client, &second.base, &token, list).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for id in &later {
+        assert!(
+            !ids.contains(&id.as_str()),
+            "{id} was created after the backup, yet served after the restore"
+        );
+    }
+    for id in before.keys() {
+        assert!(
+            ids.contains(&id.as_str()),
+            "{id} was acknowledged before the backup and is missing"
+        );
+    }
+    drop(second);
+    assert_aggregates_match(&restored.url, restored.data_dir());
+    check_sizes(&file);
+}
+
+fn check_sizes(file: &Path) {
+    assert!(std::fs::metadata(file).unwrap().len() > 0);
+    assert!(!file.with_extension("backup.partial").exists());
+}
