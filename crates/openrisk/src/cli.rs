@@ -1,5 +1,7 @@
 //! The `openrisk` command line.
 
+use std::sync::Arc;
+
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
@@ -9,7 +11,7 @@ use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::list::PageRequest;
 use crate::domain::org::{NewOrganization, NewUser, Organization, TokenDraft, User};
 use crate::seed::Generator;
-use crate::startup::{Application, shutdown_signal};
+use crate::startup::{Application, open_store, shutdown_signal};
 use crate::store::{self, Store, StoreError, TokenGrant};
 
 #[derive(Parser)]
@@ -52,6 +54,11 @@ enum Command {
     Backup { file: std::path::PathBuf },
     /// Restore a backup into the empty database DATABASE_URL names (PostgreSQL: pg_restore).
     Restore { file: std::path::PathBuf },
+    /// Manage the key that seals connector secrets.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Compare the dashboard aggregates with a recount of the register; exits 1 on any drift.
     Verify {
         /// Rebuild drifted aggregates from the register (writes wait meanwhile).
@@ -68,6 +75,14 @@ enum OrgCommand {
         #[arg(long)]
         name: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Seal every connector configuration again under the current key. With the key file: a new
+    /// key first, and the old ones dropped once nothing needs them. With OPENRISK_SECRETS_KEY: set
+    /// the new key there and the old one in OPENRISK_SECRETS_PREVIOUS_KEYS on every replica first.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -92,14 +107,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Application::build(&config).await?.run_until(stop).await?
         }
         Command::Migrate => {
-            store::connect(&config.database_url, &config.pool).await?;
+            open_store(&config).await?;
             eprintln!("migrations applied");
         }
         Command::Config => println!("{config}"),
         Command::Org {
             command: OrgCommand::Create { slug, name },
         } => {
-            let store = store::connect(&config.database_url, &config.pool).await?;
+            let store = open_store(&config).await?;
             let draft = NewOrganization {
                 slug: Some(slug),
                 name,
@@ -121,7 +136,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { org, role, name },
         } => {
-            let store = store::connect(&config.database_url, &config.pool).await?;
+            let store = open_store(&config).await?;
             let org = store
                 .organization_by_slug(&org)
                 .await
@@ -150,12 +165,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             store::backup::restore(&config.database_url, &file).await?;
             eprintln!("restored {} in {:.1?}", file.display(), started.elapsed());
         }
+        Command::Secrets {
+            command: SecretsCommand::Rotate,
+        } => rotate_secrets(&config).await?,
         Command::Verify { repair } => {
-            let store = store::connect(&config.database_url, &config.pool).await?;
+            let store = open_store(&config).await?;
             verify(store.as_ref(), repair).await?;
         }
         Command::Seed { org, risks, seed } => {
-            let store = store::connect(&config.database_url, &config.pool).await?;
+            let store = open_store(&config).await?;
             let org = store
                 .organization_by_slug(&org)
                 .await
@@ -163,6 +181,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             seed_register(store.as_ref(), &org, risks, seed).await?;
             after_write(&config, &org, &[Mutation::User, Mutation::Asset, Mutation::Risk]).await?;
         }
+    }
+    Ok(())
+}
+
+/// `openrisk secrets rotate`: passes until one finds nothing left under an older key (a write that
+/// sealed just before the rotation is caught by the next pass), then the old keys go.
+async fn rotate_secrets(config: &Config) -> anyhow::Result<()> {
+    let keys = Arc::new(store::SecretKeys::load(&config.secrets)?);
+    let from_file = config.secrets.key.is_none();
+    if from_file {
+        keys.rotate_file()?;
+    }
+    let store = store::connect(&config.database_url, &config.pool, keys.clone()).await?;
+    let mut resealed = 0;
+    loop {
+        let pass = store.reseal_installations(true).await?;
+        if pass == 0 {
+            break;
+        }
+        resealed += pass;
+    }
+    keys.forget_previous()?;
+    println!("{resealed} connector configurations sealed again under the current key");
+    if !from_file {
+        eprintln!("nothing needs OPENRISK_SECRETS_PREVIOUS_KEYS any more: remove it from every replica");
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::cache::{CacheSettings, Namespace};
 use crate::http::CompressionSettings;
-use crate::store::{PoolMode, PoolSettings};
+use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 use crate::telemetry::LogFormat;
 
 /// A variable with a value the service cannot run with.
@@ -40,6 +40,7 @@ pub struct Config {
     /// Whether every request is timed into `http_server_request_duration_seconds`.
     pub request_metrics: bool,
     pub compression: CompressionSettings,
+    pub secrets: SecretsSettings,
 }
 
 impl Config {
@@ -207,6 +208,31 @@ impl Config {
                 "must be at least 16 characters",
             ));
         }
+        let key = |variable: &'static str, raw: &str| {
+            SecretKey::parse(raw)
+                .ok_or_else(|| invalid(variable, "must be 32 bytes in base64 (openssl rand -base64 32)"))
+        };
+        let secrets = SecretsSettings {
+            key: get("OPENRISK_SECRETS_KEY")
+                .map(|raw| key("OPENRISK_SECRETS_KEY", &raw))
+                .transpose()?,
+            previous: get("OPENRISK_SECRETS_PREVIOUS_KEYS")
+                .map(|raw| {
+                    raw.split(',')
+                        .filter(|k| !k.trim().is_empty())
+                        .map(|k| key("OPENRISK_SECRETS_PREVIOUS_KEYS", k))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+            key_file: data_dir.join("secrets.key"),
+        };
+        if secrets.key.is_none() && !secrets.previous.is_empty() {
+            return Err(invalid(
+                "OPENRISK_SECRETS_PREVIOUS_KEYS",
+                "needs OPENRISK_SECRETS_KEY, the key that seals from now on",
+            ));
+        }
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -228,6 +254,7 @@ impl Config {
                 enabled: switch("COMPRESSION_ENABLED")?,
                 min_bytes: usize::try_from(bytes("COMPRESSION_MIN_BYTES", 1024)?).unwrap_or(usize::MAX),
             },
+            secrets,
         })
     }
 }
@@ -331,6 +358,23 @@ impl fmt::Display for Config {
                 "********"
             } else {
                 "(unset)"
+            }
+        )?;
+        writeln!(
+            f,
+            "OPENRISK_SECRETS_KEY={}",
+            match &self.secrets.key {
+                Some(_) => "********".to_owned(),
+                None => format!("(unset: key file {})", self.secrets.key_file.display()),
+            }
+        )?;
+        writeln!(
+            f,
+            "OPENRISK_SECRETS_PREVIOUS_KEYS={}",
+            if self.secrets.previous.is_empty() {
+                "(unset)"
+            } else {
+                "********"
             }
         )?;
         writeln!(f, "METRICS_REQUESTS={}", self.request_metrics)?;
@@ -452,6 +496,14 @@ mod tests {
             ),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (&[("METRICS_REQUESTS", "maybe")], "METRICS_REQUESTS"),
+            (&[("OPENRISK_SECRETS_KEY", "c2hvcnQ=")], "OPENRISK_SECRETS_KEY"),
+            (
+                &[(
+                    "OPENRISK_SECRETS_PREVIOUS_KEYS",
+                    "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                )],
+                "OPENRISK_SECRETS_PREVIOUS_KEYS",
+            ),
         ];
         for (vars, variable) in cases {
             assert_eq!(refused(vars), *variable, "{vars:?}");

@@ -31,16 +31,25 @@ pub struct Application {
     cache: Arc<Cache>,
 }
 
+/// The store `DATABASE_URL` names, migrated, with the keys that seal connector secrets.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let secrets = Arc::new(store::SecretKeys::load(&config.secrets)?);
+    store::connect(&config.database_url, &config.pool, secrets)
+        .await
+        .context("cannot open the database (DATABASE_URL)")
+}
+
 impl Application {
     /// Connects the store, applies migrations, bootstraps an empty database and binds the
     /// listener (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let metrics = Metrics::new().context("cannot set up metrics")?;
         // In the metrics' scope: the pools take their metric handles when they open.
-        let store = metrics
-            .scope(store::connect(&config.database_url, &config.pool))
-            .await
-            .context("cannot open the database (DATABASE_URL)")?;
+        let store = metrics.scope(open_store(config)).await?;
+        let sealed = store.reseal_installations(false).await?;
+        if sealed > 0 {
+            tracing::info!(sealed, "connector configurations stored in clear are sealed now");
+        }
         bootstrap(store.as_ref(), config).await?;
         metrics.in_scope(|| telemetry::metrics::build_info(store.backend()));
         let listener = TcpListener::bind(config.listen)

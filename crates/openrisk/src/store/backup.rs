@@ -27,7 +27,9 @@ impl Target {
         if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
             Ok(Target::Postgres(database_url.to_owned()))
         } else if database_url.starts_with("sqlite:") {
-            Ok(Target::Sqlite(Box::new(SqliteConnectOptions::from_str(database_url)?)))
+            Ok(Target::Sqlite(Box::new(SqliteConnectOptions::from_str(
+                database_url,
+            )?)))
         } else {
             bail!("DATABASE_URL must start with sqlite:// or postgres://")
         }

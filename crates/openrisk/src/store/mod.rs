@@ -4,6 +4,7 @@ pub mod backup;
 pub mod pool;
 mod postgres;
 mod rows;
+mod secrets;
 mod settings;
 mod sql;
 mod sqlite;
@@ -23,6 +24,7 @@ use crate::domain::validation::Violations;
 
 pub use pool::{ACQUIRE_WAIT_BUCKETS, PoolStatus, PoolWarning};
 pub use postgres::PgStore;
+pub use secrets::{SecretKey, SecretKeys, SecretsSettings};
 pub use settings::{PoolMode, PoolSettings};
 pub use sqlite::SqliteStore;
 pub use traits::{
@@ -196,11 +198,15 @@ pub trait Store:
 }
 
 /// Opens the store `url` names and applies its migrations.
-pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Arc<dyn Store>> {
+pub async fn connect(
+    url: &str,
+    pool: &PoolSettings,
+    secrets: Arc<SecretKeys>,
+) -> anyhow::Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, pool).await?))
+        Ok(Arc::new(PgStore::connect(url, pool, secrets).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, pool).await?))
+        Ok(Arc::new(SqliteStore::connect(url, pool, secrets).await?))
     } else {
         anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
     }

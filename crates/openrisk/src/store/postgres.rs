@@ -7,9 +7,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
-use super::PoolSettings;
 use super::pool::MeteredPool;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, risk_select};
+use super::{PoolSettings, SecretKeys};
 use super::{PoolStatus, StoreResult};
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -18,6 +18,7 @@ pub struct PgStore {
     settings: PoolSettings,
     /// The server's `max_connections`, read at start-up.
     server_max_connections: Option<u32>,
+    secrets: Arc<SecretKeys>,
 }
 
 const RISK_SELECT: &str = risk_select!(
@@ -26,7 +27,11 @@ const RISK_SELECT: &str = risk_select!(
 );
 
 impl PgStore {
-    pub async fn connect(url: &str, settings: &PoolSettings) -> anyhow::Result<Self> {
+    pub async fn connect(
+        url: &str,
+        settings: &PoolSettings,
+        secrets: Arc<SecretKeys>,
+    ) -> anyhow::Result<Self> {
         let options = PgPoolOptions::new()
             .max_connections(settings.max_open)
             .min_connections(settings.max_idle)
@@ -50,6 +55,7 @@ impl PgStore {
             pool,
             settings: settings.clone(),
             server_max_connections,
+            secrets,
         })
     }
 
@@ -61,6 +67,10 @@ impl PgStore {
     /// Where writes go.
     fn writer(&self) -> &MeteredPool<Postgres> {
         &self.pool
+    }
+
+    fn secrets(&self) -> &SecretKeys {
+        &self.secrets
     }
 
     fn pool_status(&self) -> PoolStatus {

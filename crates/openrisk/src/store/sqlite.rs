@@ -9,9 +9,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
-use super::PoolSettings;
 use super::pool::MeteredPool;
 use super::sql::{like_pattern, non_zero, push_any, push_scoped_filters, risk_select};
+use super::{PoolSettings, SecretKeys};
 use super::{PoolStatus, StoreResult};
 use crate::domain::list::{RiskFilter, SortKey};
 
@@ -19,6 +19,7 @@ pub struct SqliteStore {
     writer: MeteredPool<Sqlite>,
     readers: MeteredPool<Sqlite>,
     settings: PoolSettings,
+    secrets: Arc<SecretKeys>,
 }
 
 const RISK_SELECT: &str = risk_select!(
@@ -27,7 +28,7 @@ const RISK_SELECT: &str = risk_select!(
 );
 
 impl SqliteStore {
-    pub async fn connect(url: &str, pool: &PoolSettings) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, pool: &PoolSettings, secrets: Arc<SecretKeys>) -> anyhow::Result<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -71,6 +72,7 @@ impl SqliteStore {
             writer,
             readers,
             settings: pool.clone(),
+            secrets,
         })
     }
 
@@ -82,6 +84,10 @@ impl SqliteStore {
     /// Where writes go.
     fn writer(&self) -> &MeteredPool<Sqlite> {
         &self.writer
+    }
+
+    fn secrets(&self) -> &SecretKeys {
+        &self.secrets
     }
 
     fn pool_status(&self) -> PoolStatus {

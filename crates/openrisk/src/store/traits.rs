@@ -134,6 +134,9 @@ pub trait InstallationStore: Send + Sync {
         edit: Edit<'_, Installation>,
     ) -> StoreResult<Installation>;
     async fn delete_installation(&self, org: Uuid, id: Uuid) -> StoreResult<()>;
+    /// Seals again, under the current key, every configuration not sealed under it (`all`), or
+    /// only those stored in clear (written before sealing existed); returns how many.
+    async fn reseal_installations(&self, all: bool) -> StoreResult<u64>;
 }
 
 /// Aggregates for the dashboard and the reports, computed by the database.

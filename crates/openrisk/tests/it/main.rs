@@ -22,4 +22,5 @@ mod pagination;
 mod pool;
 mod replicas;
 mod reports;
+mod secrets;
 mod shutdown;
