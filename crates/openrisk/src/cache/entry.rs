@@ -16,6 +16,8 @@ const COMPRESSED: u8 = 1;
 
 #[derive(Clone, Debug, Default)]
 pub struct Entry {
+    /// Whose it is (not stored: Redis keys carry it), for L1's shares.
+    pub org: uuid::Uuid,
     pub content_type: String,
     pub etag: String,
     pub content_disposition: Option<String>,

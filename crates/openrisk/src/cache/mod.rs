@@ -18,6 +18,7 @@ mod redis;
 mod replication;
 mod report;
 mod settings;
+mod shares;
 #[cfg(test)]
 mod tests;
 
@@ -44,6 +45,7 @@ pub use report::{CacheReport, NamespaceReport, TierCounts, TierUsage};
 pub use settings::{CacheSettings, Namespace};
 
 use keys::{entry_key, generation_key};
+use shares::Shares;
 
 /// Which cache answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +116,7 @@ enum Outcome {
 pub struct Cache {
     settings: CacheSettings,
     l1: moka::future::Cache<u128, Arc<Entry>>,
+    shares: Arc<Shares>,
     l2: Option<Arc<redis::Redis>>,
     /// This process's view of each namespace's generation (the shared value lives in Redis).
     generations: RwLock<HashMap<Scope, Known>>,
@@ -186,16 +189,31 @@ fn lifetime(entry: &Entry, now: std::time::Instant) -> Duration {
 
 impl Cache {
     pub fn new(settings: CacheSettings) -> anyhow::Result<Self> {
+        let shares = Arc::new(Shares::default());
         let l2 = match &settings.redis_url {
             Some(url) => Some(Arc::new(redis::Redis::new(url, settings.redis_timeout)?)),
             None => None,
         };
         Ok(Cache {
-            l1: moka::future::Cache::builder()
-                .max_capacity(settings.l1_max_bytes)
-                .weigher(|_, entry: &Arc<Entry>| entry.weight())
-                .expire_after(EntryTtl)
-                .build(),
+            l1: {
+                let (charge, release) = (shares.clone(), shares.clone());
+                moka::future::Cache::builder()
+                    .max_capacity(settings.l1_max_bytes)
+                    .weigher(move |key, entry: &Arc<Entry>| {
+                        let weight = entry.weight();
+                        charge.charge(*key, entry.org, weight.into());
+                        weight
+                    })
+                    .eviction_listener(move |key, _, cause| {
+                        // A replaced entry's key was charged again by the weigher.
+                        if cause != moka::notification::RemovalCause::Replaced {
+                            release.release(*key);
+                        }
+                    })
+                    .expire_after(EntryTtl)
+                    .build()
+            },
+            shares,
             l2,
             generations: RwLock::default(),
             versions: AtomicU64::new(0),
@@ -528,16 +546,25 @@ impl Cache {
             .try_get_with(key, async {
                 if let Some(entry) = self.l2_get(scope, key).await {
                     source.store(FROM_L2, Relaxed);
-                    return Ok(Arc::new(entry));
+                    return Ok(Arc::new(Entry {
+                        org: scope.org,
+                        ..entry
+                    }));
                 }
                 source.store(FILLED, Relaxed);
-                let entry = Arc::new(fill.await?.fresh_from_now());
+                let entry = Arc::new(
+                    Entry {
+                        org: scope.org,
+                        ..fill.await?
+                    }
+                    .fresh_from_now(),
+                );
                 self.l2_set(scope, key, &entry);
                 Ok(entry)
             })
             .await;
-        if self.settings.l1_max_bytes == 0 {
-            // L1 off: it only joined concurrent lookups.
+        // L1 off: it only joined concurrent lookups. Over its share: served, not kept.
+        if self.settings.l1_max_bytes == 0 || self.over_share(scope.org) {
             self.l1.invalidate(&key).await;
         }
         let lookup = match source.load(Relaxed) {
@@ -584,12 +611,23 @@ impl Cache {
 
     /// Stores a value computed outside `get_or_fill` (a refresh).
     pub async fn store(&self, scope: Scope, key: u128, entry: Entry) -> Arc<Entry> {
-        let entry = Arc::new(entry.fresh_from_now());
+        let entry = Arc::new(
+            Entry {
+                org: scope.org,
+                ..entry
+            }
+            .fresh_from_now(),
+        );
         self.l2_set(scope, key, &entry);
-        if self.settings.l1_max_bytes > 0 {
+        if self.settings.l1_max_bytes > 0 && !self.over_share(scope.org) {
             self.l1.insert(key, entry.clone()).await;
         }
         entry
+    }
+
+    /// Whether `org` holds more than its share of L1 (see `shares`).
+    fn over_share(&self, org: Uuid) -> bool {
+        self.shares.over_share(org, self.settings.l1_max_bytes)
     }
 
     async fn l2_get(&self, scope: Scope, key: u128) -> Option<Entry> {

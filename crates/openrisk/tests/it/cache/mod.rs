@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::common::{self, Backend, TestApp};
 
+mod fairness;
 mod isolation;
 mod properties;
 
