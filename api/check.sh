@@ -56,7 +56,8 @@ PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 BASE=http://127.0.0.1:$PORT
 ADMIN=ort_fuzz-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export DATABASE_URL=${PG_ADMIN%/*}/$DB OPENRISK_DATA_DIR=$WORK OPENRISK_LISTEN=127.0.0.1:$PORT \
-  REDIS_URL=$REDIS OPENRISK_BOOTSTRAP_TOKEN=$ADMIN RUST_LOG=warn
+  REDIS_URL=$REDIS OPENRISK_BOOTSTRAP_TOKEN=$ADMIN RUST_LOG=warn \
+  RATE_LIMIT_PER_SECOND=0 RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY=0
 "$BIN" serve 2>"$OUT/server.log" &
 SERVER=$!
 for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done

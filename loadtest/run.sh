@@ -138,7 +138,9 @@ start_service() { # cache-enabled log-directory
   for replica in $(seq 1 "$REPLICAS"); do
     local port
     port=$(free_port)
-    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 "$BIN" serve 2>>"$2/replica-$replica.log" &
+    # One token per organization carries a whole simulated population: no per-token limit.
+    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 RATE_LIMIT_PER_SECOND=0 RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 \
+      RATE_LIMIT_EXPENSIVE_CONCURRENCY=0 "$BIN" serve 2>>"$2/replica-$replica.log" &
     SERVICE_PIDS+=($!) PIDS+=($!)
     REPLICA_URLS+=("http://127.0.0.1:$port")
   done

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cache::rate_limit::{Limit, RateLimitSettings};
 use crate::cache::{CacheSettings, Namespace};
 use crate::http::CompressionSettings;
 use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
@@ -41,6 +42,7 @@ pub struct Config {
     pub request_metrics: bool,
     pub compression: CompressionSettings,
     pub secrets: SecretsSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Config {
@@ -233,6 +235,25 @@ impl Config {
                 "needs OPENRISK_SECRETS_KEY, the key that seals from now on",
             ));
         }
+        // 0 turns a limit off.
+        let limit = |rate: &'static str, burst: &'static str, per: f64, defaults: (u32, u32)| {
+            let rate = count(rate, 0)?.unwrap_or(defaults.0);
+            let burst = count(burst, 1)?.unwrap_or(defaults.1);
+            Ok::<_, ConfigError>((rate > 0).then(|| Limit {
+                per_second: f64::from(rate) / per,
+                burst,
+            }))
+        };
+        let rate_limits = RateLimitSettings {
+            requests: limit("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", 1.0, (100, 300))?,
+            expensive: limit(
+                "RATE_LIMIT_EXPENSIVE_PER_MINUTE",
+                "RATE_LIMIT_EXPENSIVE_BURST",
+                60.0,
+                (30, 10),
+            )?,
+            expensive_concurrency: count("RATE_LIMIT_EXPENSIVE_CONCURRENCY", 0)?.unwrap_or(4),
+        };
         let log_format = match get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -255,6 +276,7 @@ impl Config {
                 min_bytes: usize::try_from(bytes("COMPRESSION_MIN_BYTES", 1024)?).unwrap_or(usize::MAX),
             },
             secrets,
+            rate_limits,
         })
     }
 }
@@ -377,6 +399,25 @@ impl fmt::Display for Config {
                 "********"
             }
         )?;
+        let limits = &self.rate_limits;
+        let per = |limit: Option<Limit>, scale: f64| limit.map_or(0.0, |l| l.per_second * scale);
+        writeln!(f, "RATE_LIMIT_PER_SECOND={}", per(limits.requests, 1.0))?;
+        writeln!(f, "RATE_LIMIT_BURST={}", limits.requests.map_or(0, |l| l.burst))?;
+        writeln!(
+            f,
+            "RATE_LIMIT_EXPENSIVE_PER_MINUTE={}",
+            per(limits.expensive, 60.0)
+        )?;
+        writeln!(
+            f,
+            "RATE_LIMIT_EXPENSIVE_BURST={}",
+            limits.expensive.map_or(0, |l| l.burst)
+        )?;
+        writeln!(
+            f,
+            "RATE_LIMIT_EXPENSIVE_CONCURRENCY={}",
+            limits.expensive_concurrency
+        )?;
         writeln!(f, "METRICS_REQUESTS={}", self.request_metrics)?;
         writeln!(f, "COMPRESSION_ENABLED={}", self.compression.enabled)?;
         writeln!(f, "COMPRESSION_MIN_BYTES={}", self.compression.min_bytes)?;
@@ -496,6 +537,12 @@ mod tests {
             ),
             (&[("LOG_FORMAT", "xml")], "LOG_FORMAT"),
             (&[("METRICS_REQUESTS", "maybe")], "METRICS_REQUESTS"),
+            (&[("RATE_LIMIT_PER_SECOND", "-1")], "RATE_LIMIT_PER_SECOND"),
+            (&[("RATE_LIMIT_BURST", "0")], "RATE_LIMIT_BURST"),
+            (
+                &[("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "two")],
+                "RATE_LIMIT_EXPENSIVE_CONCURRENCY",
+            ),
             (&[("OPENRISK_SECRETS_KEY", "c2hvcnQ=")], "OPENRISK_SECRETS_KEY"),
             (
                 &[(

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
+use crate::cache::rate_limit::RateLimiter;
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::marketplace::Catalog;
@@ -67,6 +68,17 @@ impl Application {
                 metrics: metrics.handle().clone(),
                 cache: cache.clone(),
                 compression: config.compression,
+                limits: Arc::new(
+                    RateLimiter::new(
+                        config.rate_limits.clone(),
+                        config
+                            .cache
+                            .redis_url
+                            .as_deref()
+                            .map(|url| (url, config.cache.redis_timeout)),
+                    )
+                    .context("invalid rate-limit settings (REDIS_URL)")?,
+                ),
             },
             metrics.shared(),
             config.request_metrics,

@@ -14,6 +14,7 @@ mod entry;
 mod invalidation;
 mod keys;
 pub mod policy;
+pub mod rate_limit;
 mod redis;
 mod replication;
 mod report;

@@ -310,6 +310,17 @@ impl Redis {
             .await
     }
 
+    /// Runs the Lua `script` on `key` with integer arguments; its answer: integers.
+    pub async fn eval_integers(
+        &self,
+        script: &str,
+        key: &str,
+        args: &[i64],
+    ) -> Result<Vec<i64>, Unavailable> {
+        self.run(redis::cmd("EVAL").arg(script).arg(1).arg(key).arg(args))
+            .await
+    }
+
     pub async fn ping(&self) -> Result<(), Unavailable> {
         self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
     }

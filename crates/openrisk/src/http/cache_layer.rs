@@ -63,7 +63,7 @@ pub async fn layer(
     // reads.
     let principal = match authenticate(&state, request.headers()).await {
         Ok(principal) => principal,
-        Err(ApiError::Unauthorized) => return ApiError::Unauthorized.into_response(),
+        Err(refused @ (ApiError::Unauthorized | ApiError::RateLimited(_))) => return refused.into_response(),
         Err(_) => return next.run(request).await,
     };
     request.extensions_mut().insert(principal.clone());

@@ -5,6 +5,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::cache::rate_limit::Limited;
 use crate::domain::list::ParamError;
 use crate::domain::validation::{FieldError, Violations};
 use crate::store::StoreError;
@@ -54,6 +55,9 @@ pub enum ApiError {
     /// The database has no space left for a write.
     #[error("storage full")]
     StorageFull,
+    /// The token's rate limit, or the organization's cap on expensive operations, is reached.
+    #[error("rate limited")]
+    RateLimited(Limited),
     #[error("request timed out")]
     Timeout,
     #[error("internal error: {0}")]
@@ -105,6 +109,7 @@ impl ApiError {
                 "Service unavailable",
             ),
             StorageFull => (StatusCode::SERVICE_UNAVAILABLE, "storage-full", "Storage full"),
+            RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
             Timeout => (StatusCode::SERVICE_UNAVAILABLE, "timeout", "Request timed out"),
             Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -132,6 +137,10 @@ impl ApiError {
             }
             Unavailable { .. } => "the database cannot serve the request now; retry shortly".into(),
             StorageFull => "the database has no space left for this change; nothing was changed".into(),
+            RateLimited(limited) => format!(
+                "too many requests for this token or organization; retry in {} s",
+                whole_seconds(limited.retry_after)
+            ),
             Timeout => format!(
                 "the request took longer than {} s",
                 super::REQUEST_TIMEOUT.as_secs()
@@ -140,6 +149,11 @@ impl ApiError {
             Internal(_) => "the server failed to handle the request".into(),
         }
     }
+}
+
+/// Seconds as the rate-limit headers give them: rounded up, at least one.
+fn whole_seconds(duration: std::time::Duration) -> u64 {
+    duration.as_secs_f64().ceil().max(1.0) as u64
 }
 
 pub fn problem_response(
@@ -200,6 +214,17 @@ impl IntoResponse for ApiError {
             // Space comes back only when an operator frees some: not within a second.
             ApiError::StorageFull => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            }
+            ApiError::RateLimited(limited) => {
+                let retry_after = whole_seconds(limited.retry_after);
+                for (name, value) in [
+                    (header::RETRY_AFTER.as_str(), retry_after),
+                    ("ratelimit-limit", u64::from(limited.limit)),
+                    ("ratelimit-remaining", 0),
+                    ("ratelimit-reset", whole_seconds(limited.reset)),
+                ] {
+                    headers.insert(name, HeaderValue::from(value));
+                }
             }
             _ => {}
         }

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, header};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -78,7 +79,8 @@ impl<A: Access> FromRequestParts<AppState> for Auth<A> {
     }
 }
 
-/// The principal behind the request's bearer token (the token lookup is cached).
+/// The principal behind the request's bearer token (the token lookup is cached), within its
+/// rate limit.
 pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
@@ -87,12 +89,31 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Princ
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or(ApiError::Unauthorized)?;
-    state
+    let principal = state
         .cache
         .authenticate(state.store.as_ref(), &hash_token(token), crate::domain::now())
         .await
         .map_err(|e| ApiError::from_store(&e))?
-        .ok_or(ApiError::Unauthorized)
+        .ok_or(ApiError::Unauthorized)?;
+    state
+        .limits
+        .request(principal.token_id)
+        .await
+        .map_err(ApiError::RateLimited)?;
+    Ok(principal)
+}
+
+/// An export, or a summary computed afresh: counted against the token's stricter limit, and
+/// holding one of its organization's places until the permit is dropped.
+pub async fn expensive(
+    state: &AppState,
+    principal: &Principal,
+) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+    state
+        .limits
+        .expensive(principal.organization_id, principal.token_id)
+        .await
+        .map_err(ApiError::RateLimited)
 }
 
 /// A JSON request body (`application/json`) deserialized into `T`. Syntax errors are 400;

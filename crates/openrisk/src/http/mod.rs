@@ -36,6 +36,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::trace::TraceLayer;
 
 use crate::cache::Cache;
+use crate::cache::rate_limit::RateLimiter;
 use crate::domain::marketplace::Catalog;
 use crate::store::{PoolSettings, Store};
 pub use compression::CompressionSettings;
@@ -66,6 +67,7 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     pub cache: Arc<Cache>,
     pub compression: CompressionSettings,
+    pub limits: Arc<RateLimiter>,
 }
 
 /// Every route, documented, with its cache policy: a route exists only through the OpenAPI router,

@@ -142,6 +142,11 @@ fn complete_operation(policies: &Policies, path: &str, method: &str, operation: 
         "The body breaks a rule; `errors` names each field",
         has_body,
     );
+    add(
+        "429",
+        "The token's rate limit, or its organization's cap on exports and summaries, is reached",
+        secured,
+    );
     add("500", "An unexpected failure", true);
     add(
         "503",
@@ -154,6 +159,21 @@ fn complete_operation(policies: &Policies, path: &str, method: &str, operation: 
             "Retry-After".into(),
             header(Type::Integer, "Seconds to wait before trying again"),
         );
+    }
+    if let Some(RefOr::T(limited)) = responses.get_mut("429") {
+        for (name, description) in [
+            ("Retry-After", "Seconds to wait before trying again"),
+            ("RateLimit-Limit", "The limit's burst, or the concurrency cap"),
+            ("RateLimit-Remaining", "Requests left now: 0"),
+            (
+                "RateLimit-Reset",
+                "Seconds until the whole burst is available again",
+            ),
+        ] {
+            limited
+                .headers
+                .insert(name.into(), header(Type::Integer, description));
+        }
     }
     for (status, response) in responses.iter_mut() {
         let RefOr::T(response) = response else { continue };

@@ -10,11 +10,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures_util::{Stream, StreamExt, stream};
 use rust_xlsxwriter::Workbook;
+use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{Auth, QueryParams, Viewer};
+use super::extract::{Auth, QueryParams, Viewer, expensive};
 use super::routes::Routes;
 use super::{respond, summary_page};
 use crate::cache::Namespace;
@@ -68,15 +69,16 @@ async fn risk_register(
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let export = RegisterExport::from_params(&params)?;
+    let place = expensive(&state, &auth).await?;
     let risks = state
         .store
         .export_risks(auth.organization_id, export.filter, export.sort);
     // A failure before the first row can still be answered properly (503, 500).
     let risks = first_checked(risks).await?;
     let body = match export.format {
-        ExportFormat::Csv => Body::from_stream(csv_chunks(risks)),
-        ExportFormat::Json => Body::from_stream(json_chunks(risks)),
-        ExportFormat::Xlsx => Body::from_stream(xlsx_chunks(risks)),
+        ExportFormat::Csv => Body::from_stream(holding(place, csv_chunks(risks))),
+        ExportFormat::Json => Body::from_stream(holding(place, json_chunks(risks))),
+        ExportFormat::Xlsx => Body::from_stream(holding(place, xlsx_chunks(risks))),
     };
     let disposition = format!(
         "attachment; filename=\"{}\"",
@@ -100,6 +102,15 @@ async fn risk_register(
 
 /// Waits for the first item, so a database that cannot serve fails the request rather than
 /// the body.
+/// `chunks`, holding the organization's place for an export while the body is being sent (the
+/// place goes when the stream is dropped: sent, or the client gone).
+fn holding<S: Stream>(place: Option<OwnedSemaphorePermit>, chunks: S) -> impl Stream<Item = S::Item> {
+    chunks.map(move |chunk| {
+        let _held = &place;
+        chunk
+    })
+}
+
 async fn first_checked(mut risks: RiskStream) -> Result<RiskStream, ApiError> {
     match risks.next().await {
         None => Ok(Box::pin(stream::empty())),
@@ -239,6 +250,8 @@ async fn summary(
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let format = SummaryFormat::from_params(&params)?;
+    // Only a summary computed afresh gets here: a cached one is served before the handler.
+    let _place = expensive(&state, &auth).await?;
     let (org, store) = (auth.organization_id, &state.store);
     let today = Utc::now().date_naive();
     let (organization, risk_groups, mitigation_groups, matrix, top_risks, overdue_mitigations) = tokio::try_join!(

@@ -20,6 +20,7 @@ mod marketplace;
 mod operations;
 mod pagination;
 mod pool;
+mod rate_limits;
 mod replicas;
 mod reports;
 mod secrets;

@@ -144,6 +144,9 @@ impl ServiceProcess {
             .env("DB_MAX_OPEN_CONNECTIONS", "8")
             .env("DB_MAX_IDLE_CONNECTIONS", "1")
             .env("RUST_LOG", "warn")
+            .env("RATE_LIMIT_PER_SECOND", "0")
+            .env("RATE_LIMIT_EXPENSIVE_PER_MINUTE", "0")
+            .env("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "0")
             .envs(extra.iter().copied())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -221,6 +224,10 @@ pub fn test_config(db: &Database, extra: &[(&str, &str)]) -> Config {
         ("DB_MAX_OPEN_CONNECTIONS".into(), "8".into()),
         ("DB_MAX_IDLE_CONNECTIONS".into(), "1".into()),
         ("RUST_LOG".into(), "warn".into()),
+        // Tests drive the service far faster than any person: limits only where a test asks.
+        ("RATE_LIMIT_PER_SECOND".into(), "0".into()),
+        ("RATE_LIMIT_EXPENSIVE_PER_MINUTE".into(), "0".into()),
+        ("RATE_LIMIT_EXPENSIVE_CONCURRENCY".into(), "0".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
