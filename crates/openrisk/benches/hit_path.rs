@@ -2,6 +2,7 @@
 //! through the router in alternating batches on one thread, the median time per request of each,
 //! and the hit's throughput as a share of the bare route's. Run it under `perf record` for the
 //! flame graph in docs/BENCHMARKS.md: `HIT_PATH_ONLY=<route>` then measures that route alone.
+//! The list's hit is also measured on a second instance without rate limits: what they cost a hit.
 //!
 //! `cargo bench --bench hit_path`
 
@@ -45,6 +46,23 @@ async fn main() -> anyhow::Result<()> {
             "{path}: not an L1 hit"
         );
     }
+    // The same database, no rate limit.
+    let unlimited = support::application(&[
+        ("OPENRISK_DATA_DIR", &dir.path().display().to_string()),
+        ("RATE_LIMIT_PER_SECOND", "0"),
+    ])
+    .await?
+    .router();
+    get(&unlimited, ROUTES[1]).await?;
+    anyhow::ensure!(
+        get(&unlimited, ROUTES[1]).await?.starts_with("HIT"),
+        "not an L1 hit"
+    );
+    let cases: Vec<(String, &axum::Router, &str)> = ROUTES
+        .iter()
+        .map(|route| (format!("`{route}`"), &router, *route))
+        .chain([(format!("`{}`, no rate limit", ROUTES[1]), &unlimited, ROUTES[1])])
+        .collect();
     if let Ok(route) = std::env::var("HIT_PATH_ONLY") {
         // Long enough for a profile: about ten seconds.
         let mut times = Vec::new();
@@ -54,23 +72,24 @@ async fn main() -> anyhow::Result<()> {
         println!("`{route}`: {:.0} ns/request", median(times));
         return Ok(());
     }
-    let mut times: Vec<Vec<f64>> = ROUTES.iter().map(|_| Vec::new()).collect();
+    let mut times: Vec<Vec<f64>> = cases.iter().map(|_| Vec::new()).collect();
     for round in 0..ROUNDS {
         // Forwards, then backwards: drift of the machine hits every route alike.
         let order: Vec<usize> = match round % 2 {
-            0 => (0..ROUTES.len()).collect(),
-            _ => (0..ROUTES.len()).rev().collect(),
+            0 => (0..cases.len()).collect(),
+            _ => (0..cases.len()).rev().collect(),
         };
         for i in order {
-            times[i].push(batch(&router, ROUTES[i]).await?);
+            let (_, router, path) = cases[i];
+            times[i].push(batch(router, path).await?);
         }
     }
     let medians: Vec<f64> = times.into_iter().map(median).collect();
     println!("in process, median of {ROUNDS} batches of {BATCH}, Accept-Encoding: gzip, deflate, br, zstd");
     println!("| route | ns/request | throughput vs bare route |");
     println!("|---|---|---|");
-    for (route, ns) in ROUTES.iter().zip(&medians) {
-        println!("| `{route}` | {ns:.0} | {:.0} % |", 100.0 * medians[0] / ns);
+    for ((label, _, _), ns) in cases.iter().zip(&medians) {
+        println!("| {label} | {ns:.0} | {:.0} % |", 100.0 * medians[0] / ns);
     }
     Ok(())
 }

@@ -14,7 +14,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use std::sync::Mutex;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use super::redis::Redis;
@@ -103,7 +105,9 @@ struct Lease {
 pub struct RateLimiter {
     settings: RateLimitSettings,
     l2: Option<Redis>,
-    leases: moka::future::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
+    /// Read on every request: a map that looks up without waiting, and a lock held for a few
+    /// instructions, never across a call to Redis.
+    leases: moka::sync::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
     running: moka::future::Cache<Uuid, Arc<Semaphore>>,
 }
 
@@ -113,7 +117,7 @@ impl RateLimiter {
             settings,
             l2: redis.map(|(url, timeout)| Redis::new(url, timeout)).transpose()?,
             // A token idle this long has its whole burst back anyway.
-            leases: moka::future::Cache::builder()
+            leases: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
@@ -154,32 +158,29 @@ impl RateLimiter {
     }
 
     async fn take(&self, class: Class, token: Uuid, limit: Limit) -> Result<(), Limited> {
-        let slot = self
-            .leases
-            .get_with((class, token), async { Arc::default() })
-            .await;
-        let mut lease = slot.lock().await;
-        let now = Instant::now();
-        if lease.left > 0 && lease.until.is_some_and(|until| now < until) {
-            lease.left -= 1;
-            return Ok(());
-        }
-        let want = match class {
-            Class::Expensive => 1,
-            Class::Requests if lease.left == 0 && lease.granted > 0 => {
-                (lease.granted * 2).min(limit.burst / 4)
+        let slot = self.leases.get_with((class, token), Arc::default);
+        let want = {
+            let mut lease = lock(&slot);
+            if lease.left > 0 && lease.until.is_some_and(|until| Instant::now() < until) {
+                lease.left -= 1;
+                return Ok(());
             }
-            Class::Requests => lease.granted - lease.left,
-        }
-        .max(1);
-        let key = format!("openrisk:{{rl:{token}}}:{}", class.as_str());
+            match class {
+                Class::Expensive => 1,
+                Class::Requests if lease.left == 0 && lease.granted > 0 => {
+                    lease.granted.saturating_mul(2).min(limit.burst / 4)
+                }
+                Class::Requests => lease.granted - lease.left,
+            }
+            .max(1)
+        };
         let shared = match &self.l2 {
             Some(l2) => l2
                 .eval_integers(
                     GCRA_SCRIPT,
-                    &key,
+                    &format!("openrisk:{{rl:{token}}}:{}", class.as_str()),
                     &[
-                        limit.interval().as_micros() as i64,
+                        (limit.interval().as_micros() as i64).max(1),
                         i64::from(limit.burst),
                         i64::from(want),
                     ],
@@ -189,6 +190,8 @@ impl RateLimiter {
                 .filter(|answer| answer.len() == 3),
             None => None,
         };
+        let now = Instant::now();
+        let mut lease = lock(&slot);
         let (granted, retry_after_us) = match shared {
             Some(answer) => (u32::try_from(answer[0]).unwrap_or(0), answer[2].max(0) as u64),
             // Redis away, or none: this replica's own account.
@@ -207,10 +210,15 @@ impl RateLimiter {
                 reset: retry_after + limit.interval() * limit.burst.saturating_sub(1),
             });
         }
-        lease.left = granted - 1;
+        // Requests that renewed at the same time each add their cells.
+        lease.left = lease.left.saturating_add(granted - 1);
         lease.until = Some(now + LEASE_FOR);
         Ok(())
     }
+}
+
+fn lock(slot: &Mutex<Lease>) -> std::sync::MutexGuard<'_, Lease> {
+    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// One cell of `limit` at `now`, against the theoretical arrival time `tat`; or how long until one
