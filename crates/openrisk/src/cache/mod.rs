@@ -100,6 +100,11 @@ struct KnownPrincipal {
     generation: u64,
 }
 
+/// How many times `CACHE_REDIS_TIMEOUT_MS` a write's invalidation may take in Redis. Under CPU
+/// saturation Redis calls queue behind the load: the reads' time-out then sends reads to the
+/// database, but the writes' must not turn a slow Redis into lost invalidations.
+const INVALIDATION_PATIENCE: u32 = 10;
+
 /// How many item generations this process keeps in mind before forgetting them all (the next
 /// reader of each asks Redis again): they are many, and each is cheap to look up again.
 const KNOWN_ITEMS: usize = 100_000;
@@ -119,6 +124,11 @@ pub struct Cache {
     l1: moka::future::Cache<u128, Arc<Entry>>,
     shares: Arc<Shares>,
     l2: Option<Arc<redis::Redis>>,
+    /// Redis for writes' invalidations: a connection of its own, so that they do not queue behind
+    /// the reads' traffic, and more patient (`INVALIDATION_PATIENCE`), because an invalidation that
+    /// times out costs every replica its whole cache (a new epoch), while a read that times out
+    /// only goes to the database.
+    invalidations: Option<redis::Redis>,
     /// This process's view of each namespace's generation (the shared value lives in Redis).
     generations: RwLock<HashMap<Scope, Known>>,
     /// Source of `Known::version`: unique for the life of the process.
@@ -195,6 +205,13 @@ impl Cache {
             Some(url) => Some(Arc::new(redis::Redis::new(url, settings.redis_timeout)?)),
             None => None,
         };
+        let invalidations = match &settings.redis_url {
+            Some(url) => Some(redis::Redis::new(
+                url,
+                settings.redis_timeout * INVALIDATION_PATIENCE,
+            )?),
+            None => None,
+        };
         Ok(Cache {
             l1: {
                 let (charge, release) = (shares.clone(), shares.clone());
@@ -216,6 +233,7 @@ impl Cache {
             },
             shares,
             l2,
+            invalidations,
             generations: RwLock::default(),
             versions: AtomicU64::new(0),
             principals: moka::future::Cache::builder()
@@ -382,7 +400,7 @@ impl Cache {
         let replacements: Vec<u64> = scopes.iter().map(|_| rand::random()).collect();
         let token = rand::random::<u64>();
         let acknowledged = self.acks.expect(self.replica_id, token);
-        let (delivered, replaced) = match &self.l2 {
+        let (delivered, replaced) = match &self.invalidations {
             None => (true, true),
             Some(l2) => {
                 let pairs: Vec<(String, String)> = scopes

@@ -12,6 +12,7 @@ use crate::common::{self, Backend, TestApp};
 mod fairness;
 mod isolation;
 mod properties;
+mod slow_redis;
 
 /// An app with both cache tiers (Redis at `redis`), plus `extra` settings.
 async fn cached_app(backend: Backend, redis: &str, extra: &[(&str, &str)]) -> TestApp {
