@@ -2,47 +2,24 @@
 //! acknowledged before the backup started is in the restored database, which is whole, and no
 //! replica serves an answer cached from the data as it was before the restore.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
-use std::sync::Arc;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use crate::common::redis::RedisServer;
-use crate::common::writes::{Acknowledged, Writer, assert_aggregates_match, assert_all_there};
+use crate::common::writes::{acknowledged, assert_aggregates_match, assert_all_there, writers};
 use crate::common::{Backend, Database, ServiceProcess, read};
 
 on_each_backend!(restore_of_a_backup_taken_under_writes);
-
-fn openrisk(args: &[&str], db: &Database) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_openrisk"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("OPENRISK_DATA_DIR", db.data_dir())
-        .output()
-        .unwrap()
-}
 
 fn succeeded(output: &Output) -> bool {
     if !output.status.success() {
         eprintln!("{}", String::from_utf8_lossy(&output.stderr));
     }
     output.status.success()
-}
-
-/// The acknowledged writes of `writers` so far: waits for the writes in flight to be answered.
-async fn acknowledged(writers: &[Arc<Mutex<Writer>>]) -> HashMap<String, Acknowledged> {
-    let mut all = HashMap::new();
-    for writer in writers {
-        all.extend(writer.lock().await.acknowledged.clone());
-    }
-    all
 }
 
 async fn get(client: &reqwest::Client, base: &str, token: &str, path: &str) -> (StatusCode, Value) {
@@ -67,15 +44,7 @@ async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
     ];
     let first = ServiceProcess::start(&original.url, original.data_dir(), &env).await;
 
-    let writers: Vec<_> = (0..2)
-        .map(|n| {
-            Arc::new(Mutex::new(Writer::new(
-                &first.base,
-                &token,
-                format!("writer {n}"),
-            )))
-        })
-        .collect();
+    let writers = writers(&first.base, &token, 2);
     let writing: Vec<_> = writers
         .iter()
         .map(|writer| {
@@ -95,7 +64,7 @@ async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
     let file = original.data_dir().join("openrisk.backup");
     let file_arg = file.to_str().unwrap();
     let started = Instant::now();
-    let backup = openrisk(&["backup", file_arg], &original);
+    let backup = original.openrisk(&["backup", file_arg]);
     let took = started.elapsed();
     assert!(succeeded(&backup));
     let after_backup = acknowledged(&writers).await;
@@ -117,7 +86,7 @@ async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
         "no write after the backup: the test proves nothing"
     );
     assert!(
-        !succeeded(&openrisk(&["backup", file_arg], &original)),
+        !succeeded(&original.openrisk(&["backup", file_arg])),
         "a backup overwrote a file"
     );
 
@@ -130,10 +99,10 @@ async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
     drop(first);
 
     let restored = Database::create(backend).await;
-    let restore = openrisk(&["restore", file_arg], &restored);
+    let restore = restored.openrisk(&["restore", file_arg]);
     assert!(succeeded(&restore));
     assert!(
-        !succeeded(&openrisk(&["restore", file_arg], &restored)),
+        !succeeded(&restored.openrisk(&["restore", file_arg])),
         "a restore over a database that holds data"
     );
     let second = ServiceProcess::start(&restored.url, restored.data_dir(), &env).await;

@@ -3,24 +3,12 @@
 
 use common::redis::RedisServer;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::common::{self, Backend, spawn_app, spawn_app_with};
-
-fn openrisk(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_openrisk"));
-    command
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    for (k, v) in env {
-        command.env(k, v);
-    }
-    command.output().expect("openrisk runs")
-}
+use crate::common::{self, Backend, openrisk, spawn_app, spawn_app_with};
 
 #[test]
 fn bad_configuration_exits_non_zero_naming_the_variable() {

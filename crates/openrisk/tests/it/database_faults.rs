@@ -13,7 +13,7 @@ use reqwest::StatusCode;
 
 use crate::common::ServiceProcess;
 use crate::common::postgres::PostgresServer;
-use crate::common::writes::{Writer, assert_aggregates_match, assert_all_there};
+use crate::common::writes::{Writer, acknowledged, assert_aggregates_match, assert_all_there, writers};
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {
@@ -98,15 +98,7 @@ async fn survives(fault: Fault) {
 
     let t0 = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2)
-        .map(|n| {
-            Arc::new(tokio::sync::Mutex::new(Writer::new(
-                &service.base,
-                &token,
-                format!("writer {n}"),
-            )))
-        })
-        .collect();
+    let writers = writers(&service.base, &token, 2);
     let writing: Vec<_> = writers
         .iter()
         .map(|writer| {
@@ -185,10 +177,7 @@ async fn survives(fault: Fault) {
     for task in writing.into_iter().chain(readers) {
         sent.extend(task.await.unwrap());
     }
-    let mut acknowledged = std::collections::HashMap::new();
-    for writer in writers {
-        acknowledged.extend(writer.lock().await.acknowledged.drain());
-    }
+    let acknowledged = acknowledged(&writers).await;
     let readiness = readiness.await.unwrap();
 
     let failed: Vec<&Sent> = sent

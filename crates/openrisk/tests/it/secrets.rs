@@ -15,26 +15,31 @@ on_each_backend!(connector_secrets_are_sealed_at_rest);
 
 const INSTALLATIONS: &str = "/api/v1/marketplace/installations";
 
-/// The `config` column of installation `id`, as stored.
-async fn stored_config(db: &Database, backend: Backend, id: &str) -> Value {
-    let text: String = match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar("SELECT CAST(config AS TEXT) FROM installations WHERE id = $1")
-                .bind(uuid::Uuid::parse_str(id).unwrap())
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query_scalar("SELECT config::text FROM installations WHERE id = $1")
-                .bind(uuid::Uuid::parse_str(id).unwrap())
-                .fetch_one(&mut conn)
-                .await
-                .unwrap()
+/// Runs `$body` with `$conn`, a connection to `$db` of its backend's type.
+macro_rules! with_connection {
+    ($db:expr, $backend:expr, |$conn:ident| $body:expr) => {
+        match $backend {
+            Backend::Sqlite => {
+                let mut $conn = sqlx::SqliteConnection::connect(&$db.url).await.unwrap();
+                $body
+            }
+            Backend::Postgres => {
+                let mut $conn = sqlx::PgConnection::connect(&$db.url).await.unwrap();
+                $body
+            }
         }
     };
+}
+
+/// The `config` column of installation `id`, as stored.
+async fn stored_config(db: &Database, backend: Backend, id: &str) -> Value {
+    let sql = "SELECT CAST(config AS TEXT) FROM installations WHERE id = $1";
+    let id = uuid::Uuid::parse_str(id).unwrap();
+    let text: String = with_connection!(db, backend, |conn| sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap());
     serde_json::from_str(&text).unwrap()
 }
 
@@ -43,26 +48,14 @@ async fn store_in_clear(db: &Database, backend: Backend, id: &str, config: &Valu
     let sql = "UPDATE installations SET config = $1 WHERE id = $2";
     let id = uuid::Uuid::parse_str(id).unwrap();
     let json = sqlx::types::Json(config);
-    match backend {
-        Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql)
-                .bind(json)
-                .bind(id)
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-        Backend::Postgres => {
-            let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
-            sqlx::query(sql)
-                .bind(json)
-                .bind(id)
-                .execute(&mut conn)
-                .await
-                .unwrap();
-        }
-    }
+    let updated = with_connection!(db, backend, |conn| sqlx::query(sql)
+        .bind(json)
+        .bind(id)
+        .execute(&mut conn)
+        .await
+        .unwrap()
+        .rows_affected());
+    assert_eq!(updated, 1);
 }
 
 /// Every byte the database keeps: its files (SQLite), or a plain dump (PostgreSQL).
@@ -89,14 +82,7 @@ fn database_bytes(db: &Database, backend: Backend) -> Vec<u8> {
 }
 
 fn openrisk(db: &Database, args: &[&str]) {
-    let output = Command::new(env!("CARGO_BIN_EXE_openrisk"))
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("OPENRISK_DATA_DIR", db.data_dir())
-        .output()
-        .unwrap();
+    let output = db.openrisk(args);
     assert!(
         output.status.success(),
         "{}",

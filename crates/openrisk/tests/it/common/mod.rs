@@ -72,6 +72,17 @@ pub fn admin_database_url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| TEST_DATABASE_URL.to_owned())
 }
 
+/// Runs the `openrisk` command with `args` and only the settings `env` (and `PATH`).
+pub fn openrisk(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_openrisk"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().copied())
+        .output()
+        .expect("openrisk runs")
+}
+
 /// A database that exists for one test and is dropped with it.
 pub struct Database {
     pub url: String,
@@ -116,6 +127,15 @@ impl Database {
 
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
+    }
+
+    /// Runs the `openrisk` command with `args` on this database.
+    pub fn openrisk(&self, args: &[&str]) -> std::process::Output {
+        let data_dir = self.data_dir().display().to_string();
+        openrisk(
+            args,
+            &[("DATABASE_URL", &self.url), ("OPENRISK_DATA_DIR", &data_dir)],
+        )
     }
 }
 

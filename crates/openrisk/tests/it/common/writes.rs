@@ -2,10 +2,12 @@
 //! check that all of it is there later: for tests that break something under a write load.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::Mutex;
 
 /// What the server acknowledged of one risk: the version and title of its last 2xx write.
 #[derive(Clone, Debug)]
@@ -123,16 +125,30 @@ pub async fn assert_all_there(base: &str, token: &str, acknowledged: &HashMap<St
 
 /// `openrisk verify` finds the dashboard aggregates equal to a recount.
 pub fn assert_aggregates_match(database_url: &str, data_dir: &std::path::Path) {
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_openrisk"))
-        .arg("verify")
-        .env_clear()
-        .env("DATABASE_URL", database_url)
-        .env("OPENRISK_DATA_DIR", data_dir)
-        .output()
-        .unwrap();
+    let data_dir = data_dir.display().to_string();
+    let verify = super::openrisk(
+        &["verify"],
+        &[("DATABASE_URL", database_url), ("OPENRISK_DATA_DIR", &data_dir)],
+    );
     assert!(
         verify.status.success(),
         "aggregates drifted: {}",
         String::from_utf8_lossy(&verify.stdout)
     );
+}
+
+/// `count` writers on the service at `base`, each shareable between tasks.
+pub fn writers(base: &str, token: &str, count: usize) -> Vec<Arc<Mutex<Writer>>> {
+    (0..count)
+        .map(|n| Arc::new(Mutex::new(Writer::new(base, token, format!("writer {n}")))))
+        .collect()
+}
+
+/// What `writers` have had acknowledged so far: waits for the writes in flight to be answered.
+pub async fn acknowledged(writers: &[Arc<Mutex<Writer>>]) -> HashMap<String, Acknowledged> {
+    let mut all = HashMap::new();
+    for writer in writers {
+        all.extend(writer.lock().await.acknowledged.clone());
+    }
+    all
 }
