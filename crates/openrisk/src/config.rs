@@ -229,6 +229,13 @@ impl Config {
                 .unwrap_or_default(),
             key_file: data_dir.join("secrets.key"),
         };
+        if secrets.key.is_none() && expected_replicas > 1 {
+            return Err(invalid(
+                "OPENRISK_SECRETS_KEY",
+                "must be set when OPENRISK_EXPECTED_REPLICAS is above 1: every replica must seal \
+                 connector secrets with the same key, and a key file is one replica's own",
+            ));
+        }
         if secrets.key.is_none() && !secrets.previous.is_empty() {
             return Err(invalid(
                 "OPENRISK_SECRETS_PREVIOUS_KEYS",
@@ -544,6 +551,7 @@ mod tests {
                 "RATE_LIMIT_EXPENSIVE_CONCURRENCY",
             ),
             (&[("OPENRISK_SECRETS_KEY", "c2hvcnQ=")], "OPENRISK_SECRETS_KEY"),
+            (&[("OPENRISK_EXPECTED_REPLICAS", "3")], "OPENRISK_SECRETS_KEY"),
             (
                 &[(
                     "OPENRISK_SECRETS_PREVIOUS_KEYS",

@@ -367,6 +367,10 @@ async fn a_pool_larger_than_the_server_allows_is_reported() {
         &[
             ("DB_MAX_OPEN_CONNECTIONS", "60"),
             ("OPENRISK_EXPECTED_REPLICAS", "2"),
+            (
+                "OPENRISK_SECRETS_KEY",
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            ),
         ],
     )
     .await;
