@@ -170,7 +170,8 @@ impl RateLimiter {
                 Class::Requests if lease.left == 0 && lease.granted > 0 => {
                     lease.granted.saturating_mul(2).min(limit.burst / 4)
                 }
-                Class::Requests => lease.granted - lease.left,
+                // Renewals at the same time may have left more cells than the last grant.
+                Class::Requests => lease.granted.saturating_sub(lease.left),
             }
             .max(1)
         };
