@@ -18,6 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/require.sh
 source scripts/require.sh
+# shellcheck source=scripts/service.sh
+source scripts/service.sh
 require chromium
 
 BIN=target/release/openrisk
@@ -42,9 +44,8 @@ pinned_venv "$GENERATOR" api/requirements-client.txt openapi-python-client
 
 WORK=$(mktemp -d)
 DB=openrisk_fuzz_$$
-SERVER=
 cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  service_stop_all
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -53,14 +54,14 @@ trap cleanup EXIT
 psql "$PG_ADMIN" -qc "CREATE DATABASE $DB" >/dev/null
 redis-cli -u "$REDIS" FLUSHDB >/dev/null
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-BASE=http://127.0.0.1:$PORT
 ADMIN=ort_fuzz-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-export DATABASE_URL=${PG_ADMIN%/*}/$DB OPENRISK_DATA_DIR=$WORK OPENRISK_LISTEN=127.0.0.1:$PORT \
+export DATABASE_URL=${PG_ADMIN%/*}/$DB OPENRISK_DATA_DIR=$WORK \
   REDIS_URL=$REDIS OPENRISK_BOOTSTRAP_TOKEN=$ADMIN RUST_LOG=warn \
   RATE_LIMIT_PER_SECOND=0 RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY=0
-"$BIN" serve 2>"$OUT/server.log" &
-SERVER=$!
-for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+: >"$OUT/server.log" # this run's log only
+service_start server "$PORT" "$OUT"
+BASE=$SERVICE_URL
+service_wait_ready "$BASE"
 
 # Some data to find, and a viewer of the same organization.
 "$BIN" seed --org default --risks 50 --seed 1 2>/dev/null

@@ -27,8 +27,7 @@ REDIS_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" \
   --daemonize yes --pidfile "$WORK/redis.pid" >/dev/null
 REDIS=redis://127.0.0.1:$REDIS_PORT
-FLOOD_SERVER=
-trap '[ -n "$FLOOD_SERVER" ] && kill "$FLOOD_SERVER"; redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; cleanup' EXIT
+trap 'service_stop_all; redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1; cleanup' EXIT
 redis() { redis-cli -p "$REDIS_PORT" "$@" >/dev/null; }
 
 # memory-limit policy
@@ -54,9 +53,10 @@ run_backend() { # name database-url port
     redis CONFIG SET maxmemory "$limit"
     redis CONFIG SET maxmemory-policy "$policy"
     redis CONFIG RESETSTAT
-    OPENRISK_LISTEN=127.0.0.1:$((port + 1)) REDIS_URL=$REDIS "$BIN" serve 2>>"$OUT/$BENCH_NAME-server.log" &
-    FLOOD_SERVER=$!
-    start_server "$port" OPENRISK_LISTEN="127.0.0.1:$port" REDIS_URL="$REDIS" CACHE_L1_MAX_BYTES=0
+    service_start "$BENCH_NAME-server" $((port + 1)) "$OUT" REDIS_URL="$REDIS"
+    local flood_server=$SERVICE_PID flood_url=$SERVICE_URL
+    start_server "$port" REDIS_URL="$REDIS" CACHE_L1_MAX_BYTES=0
+    service_wait_ready "$flood_url"
     local pairs=()
     for token in "${tokens[@]}"; do
       risk=$(curl -fsS -H "Authorization: Bearer $token" "$BASE/api/v1/risks?limit=1" |
@@ -64,7 +64,7 @@ run_backend() { # name database-url port
       pairs+=("$token:$risk")
     done
     BENCH_FLOOD_TOKEN=$flood_token wrk -t 1 -c "$CONNECTIONS" -d "$DURATION" -s bench/cache-flood.lua \
-      "http://127.0.0.1:$((port + 1))" >"$WORK/flood.out" &
+      "$flood_url" >"$WORK/flood.out" &
     local flood=$!
     mixed=$(BENCH_TOKENS=$(IFS=,; echo "${pairs[*]}") wrk -t 1 -c "$CONNECTIONS" -d "$DURATION" \
       -s bench/cache-mixed.lua "$BASE")
@@ -87,7 +87,7 @@ for n in json.load(sys.stdin)["namespaces"]:
 limit = "none" if limit == "0" else limit
 print(f"| {name} | {limit} | {policy} | {used} | {evicted} | {rate(mixed)} | {rate(flood)} | " + " | ".join(ratios) + " |")
 ' "$name" "$limit" "$policy" "$memory" "$mixed" "$(cat "$WORK/flood.out")"
-    kill "$FLOOD_SERVER"; wait "$FLOOD_SERVER" 2>/dev/null || true; FLOOD_SERVER=
+    service_stop "$flood_server"
     stop_server
   done
 }

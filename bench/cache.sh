@@ -52,7 +52,7 @@ PY
 
 run_backend() { # name database-url port
   local name=$1 port=$3 pairs=() org
-  export DATABASE_URL=$2 OPENRISK_DATA_DIR=$WORK/$name OPENRISK_LISTEN=127.0.0.1:$port RUST_LOG=warn
+  export DATABASE_URL=$2 OPENRISK_DATA_DIR=$WORK/$name RUST_LOG=warn
   "$BIN" migrate 2>/dev/null
   for org in $(seq 1 $ORGS); do
     local token

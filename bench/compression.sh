@@ -26,7 +26,7 @@ DATABASE_URL=$(create_pg_database)
 TOKEN=$("$BIN" org create bench 2>/dev/null)
 "$BIN" seed --org bench --risks "$RISKS" >/dev/null 2>&1
 redis-cli -u "$REDIS" FLUSHDB >/dev/null
-start_server 18304 OPENRISK_LISTEN=127.0.0.1:18304 REDIS_URL="$REDIS"
+start_server 18304 REDIS_URL="$REDIS"
 
 echo "| Accept-Encoding | Content-Encoding | bytes on the wire | L1 hit req/s | p50 ms | wire MB/s |"
 echo "|---|---|---|---|---|---|"

@@ -60,7 +60,7 @@ TOKEN=$("$BIN" org create bench 2>/dev/null)
 echo "seeded $RISKS risks in one organization" >&2
 
 declare -A UNCACHED L1 VARNISH
-start_server "$UNCACHED_PORT" OPENRISK_LISTEN=127.0.0.1:$UNCACHED_PORT CACHE_ENABLED=false
+start_server "$UNCACHED_PORT" CACHE_ENABLED=false
 UNCACHED_SERVER=$SERVER
 for route in "${ROUTES[@]}"; do
   UNCACHED[${route%%:*}]=$(load "$BASE${route#*:}")
@@ -83,7 +83,7 @@ SERVER=$UNCACHED_SERVER
 stop_server
 
 redis-cli -u "$REDIS" FLUSHDB >/dev/null
-start_server "$CACHED_PORT" OPENRISK_LISTEN=127.0.0.1:$CACHED_PORT REDIS_URL="$REDIS"
+start_server "$CACHED_PORT" REDIS_URL="$REDIS"
 BARE=$(load "$BASE/health/live")
 for route in "${ROUTES[@]}"; do
   L1[${route%%:*}]=$(load "$BASE${route#*:}")

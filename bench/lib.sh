@@ -6,6 +6,8 @@
 
 # shellcheck source=scripts/require.sh
 source scripts/require.sh
+# shellcheck source=scripts/service.sh
+source scripts/service.sh
 
 PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 # Rate limits on, as deployed, but never reached by one token's benchmark load.
@@ -20,7 +22,7 @@ WORK=$(mktemp -d)
 PG_DB=openrisk_${BENCH_NAME}_$$
 SERVER=
 cleanup() {
-  [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null && wait "$SERVER" 2>/dev/null
+  service_stop_all
   psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1 || true
   rm -rf "$WORK"
 }
@@ -34,17 +36,16 @@ create_pg_database() {
 }
 
 # Starts the server on 127.0.0.1:PORT with the given VAR=value settings and waits until it is
-# ready; BASE is its URL.
+# ready; SERVER is its pid, BASE its URL.
 start_server() { # port [VAR=value …]
   local port=$1; shift
-  env "$@" "$BIN" serve 2>>"$OUT/$BENCH_NAME-server.log" &
-  SERVER=$!
-  BASE=http://127.0.0.1:$port
-  for _ in $(seq 1 100); do curl -fs "$BASE/health/ready" >/dev/null && break; sleep 0.1; done
+  service_start "$BENCH_NAME-server" "$port" "$OUT" "$@"
+  SERVER=$SERVICE_PID BASE=$SERVICE_URL
+  service_wait_ready "$BASE"
 }
 
 stop_server() {
-  kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=
+  service_stop "$SERVER"; SERVER=
   # The next server starts once PostgreSQL has let go of this one's connections.
   if [[ ${DATABASE_URL:-} == postgres* ]]; then
     for _ in $(seq 1 100); do

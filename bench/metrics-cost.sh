@@ -36,7 +36,7 @@ ROUTE=/api/v1/dashboard/stats
 declare -A URL PID
 for state in on off; do
   port=$([ $state = on ] && echo $PORT || echo $((PORT + 1)))
-  start_server "$port" OPENRISK_LISTEN=127.0.0.1:$port DATABASE_URL=sqlite://$WORK/$state/openrisk.db \
+  start_server "$port" DATABASE_URL=sqlite://$WORK/$state/openrisk.db \
     OPENRISK_DATA_DIR=$WORK/$state METRICS_REQUESTS=$([ $state = on ] && echo true || echo false)
   PID[$state]=$SERVER
   taskset -a -cp 0 "$SERVER" >/dev/null
@@ -45,7 +45,6 @@ for state in on off; do
   curl -fsS -o /dev/null -D - -H "Authorization: Bearer $TOKEN" "$BASE$ROUTE" | grep -qi '^x-cache: hit' ||
     { echo "the warm-up request was not a hit" >&2; exit 1; }
 done
-trap 'kill "${PID[on]}" 2>/dev/null; cleanup' EXIT
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 

@@ -23,7 +23,7 @@ require wrk
 
 run_backend() { # name database-url port
   local name=$1 port=$3
-  export DATABASE_URL=$2 OPENRISK_DATA_DIR=$WORK/$name OPENRISK_LISTEN=127.0.0.1:$port RUST_LOG=warn
+  export DATABASE_URL=$2 OPENRISK_DATA_DIR=$WORK/$name RUST_LOG=warn
   "$BIN" migrate 2>/dev/null
   export BENCH_TOKEN
   BENCH_TOKEN=$("$BIN" org create bench 2>/dev/null)

@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 DEPLOY = Path(__file__).resolve().parent
+SERVICE_SH = DEPLOY.parent / "scripts/service.sh"
 LOAD_SECONDS = 20
 RATE_INTERVAL = "10s"  # Grafana's $__rate_interval at a 1 s scrape interval
 
@@ -126,7 +127,8 @@ def start_service(stack):
     run("seed", "--org", "monitoring", "--risks", "300", "--seed", "1")
     stack.start("openrisk", [stack.args.bin, "serve"], env)
     base = f"http://127.0.0.1:{port}"
-    wait_for("the service", lambda: http("GET", f"{base}/health/ready")[0] == 200)
+    # The readiness rule the scripts that start the service share (scripts/service.sh).
+    subprocess.run(["bash", "-c", 'source "$0" && service_wait_ready "$1"', str(SERVICE_SH), base], check=True)
     return base, token, f"127.0.0.1:{port}"
 
 

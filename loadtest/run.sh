@@ -56,6 +56,8 @@ done
 
 # shellcheck source=scripts/require.sh
 source scripts/require.sh
+# shellcheck source=scripts/service.sh
+source scripts/service.sh
 require curl psql:postgresql-client python3
 [ "$REPLICAS" -gt 1 ] && require haproxy
 
@@ -75,18 +77,13 @@ PG_ADMIN=${LOADTEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
 WORK=$(mktemp -d)
 PG_DB=openrisk_loadtest_$$
-PIDS=() # everything started in the background, in order
-
-# Stops the given processes, the last started first (k6 before the replicas it is loading).
-stop() { # pid…
-  local i
-  for ((i = $#; i > 0; i--)); do kill "${!i}" 2>/dev/null; wait "${!i}" 2>/dev/null; done
-  return 0
-}
+PIDS=() # what else runs in the background (load balancer, sampler, k6), in order
 
 cleanup() {
   set +e
-  stop "${PIDS[@]}"
+  # k6 first, then the replicas it was loading.
+  service_stop "${PIDS[@]}"
+  service_stop_all
   if [ "$BACKEND" = postgres ]; then
     psql "$PG_ADMIN" -qc "DROP DATABASE IF EXISTS $PG_DB WITH (FORCE)" >/dev/null 2>&1
   fi
@@ -97,11 +94,6 @@ trap 'exit 130' INT TERM
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_ready() { # url log-directory
-  for _ in $(seq 1 300); do curl -fs "$1/health/ready" >/dev/null && return; sleep 0.1; done
-  fail "$1 did not become ready; see $2/*.log"
 }
 
 # ------------------------------------------------------------------ database, organizations, seed
@@ -136,15 +128,14 @@ REPLICA_URLS=()
 start_service() { # cache-enabled log-directory
   REPLICA_URLS=()
   for replica in $(seq 1 "$REPLICAS"); do
-    local port
-    port=$(free_port)
     # One token per organization carries a whole simulated population: no per-token limit.
-    OPENRISK_LISTEN=127.0.0.1:$port CACHE_ENABLED=$1 RATE_LIMIT_PER_SECOND=0 RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 \
-      RATE_LIMIT_EXPENSIVE_CONCURRENCY=0 "$BIN" serve 2>>"$2/replica-$replica.log" &
-    SERVICE_PIDS+=($!) PIDS+=($!)
-    REPLICA_URLS+=("http://127.0.0.1:$port")
+    service_start "replica-$replica" "$(free_port)" "$2" CACHE_ENABLED="$1" RATE_LIMIT_PER_SECOND=0 \
+      RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY=0
+    SERVICE_PIDS+=("$SERVICE_PID")
+    REPLICA_URLS+=("$SERVICE_URL")
   done
-  for url in "${REPLICA_URLS[@]}"; do wait_ready "$url" "$2"; done
+  # Called where a failure does not stop the script (run_scenario … || FAILED=1): exit here.
+  for url in "${REPLICA_URLS[@]}"; do service_wait_ready "$url" || exit 2; done
   BASE_URL=${REPLICA_URLS[0]}
   if [ "$REPLICAS" -gt 1 ]; then
     local port servers=
@@ -172,13 +163,13 @@ EOF
     haproxy -f "$WORK/haproxy.cfg" -db 2>>"$2/haproxy.log" &
     SERVICE_PIDS+=($!) PIDS+=($!)
     BASE_URL=http://127.0.0.1:$port
-    wait_ready "$BASE_URL" "$2"
+    service_wait_ready "$BASE_URL" || fail "the load balancer did not become ready; see $2/haproxy.log"
   fi
   export BASE_URL
 }
 
 stop_service() {
-  stop "${SERVICE_PIDS[@]}"
+  service_stop "${SERVICE_PIDS[@]}"
   SERVICE_PIDS=()
 }
 
@@ -251,7 +242,7 @@ EOF
   echo $! >"$WORK/k6.pid"
   wait $! || status=$?
   sleep 1.5 # one more round of metrics after the last request
-  stop "$sampler"
+  service_stop "$sampler"
   stop_service
   # 99: a threshold failed, which the report judges (the capacity scenario stops that way).
   if [ "$status" -ne 0 ] && [ "$status" -ne 99 ]; then

@@ -7,6 +7,8 @@
 # Installs Debian's chromium when it is missing. Serves on 127.0.0.1 only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/service.sh
+source scripts/service.sh
 
 OUT=${1:-target/summary-render}
 mkdir -p "$OUT"
@@ -16,20 +18,19 @@ fi
 cargo build --quiet
 BIN=$PWD/target/debug/openrisk
 WORK=$(mktemp -d)
-SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+cleanup() { service_stop_all; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-export OPENRISK_DATA_DIR=$WORK OPENRISK_LISTEN=127.0.0.1:18390 RUST_LOG=warn
+export OPENRISK_DATA_DIR=$WORK RUST_LOG=warn
 export OPENRISK_BOOTSTRAP_TOKEN=render-summary-token-0123456789
 unset DATABASE_URL
 "$BIN" migrate 2>/dev/null
-"$BIN" serve 2>"$OUT/server.log" &
-SERVER=$!
-for _ in $(seq 1 100); do curl -fs http://127.0.0.1:18390/health/ready >/dev/null && break; sleep 0.1; done
+: >"$OUT/server.log" # this run's log only
+service_start server 18390 "$OUT"
+service_wait_ready "$SERVICE_URL"
 "$BIN" seed --org default --risks 500 2>/dev/null
 curl -fsS -H "Authorization: Bearer $OPENRISK_BOOTSTRAP_TOKEN" \
-  "http://127.0.0.1:18390/api/v1/reports/summary?format=html" -o "$OUT/summary.html"
+  "$SERVICE_URL/api/v1/reports/summary?format=html" -o "$OUT/summary.html"
 
 chrome() {
   chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
