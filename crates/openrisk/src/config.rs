@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cache::rate_limit::{Limit, RateLimitSettings};
 use crate::cache::{CacheSettings, Namespace};
 use crate::http::CompressionSettings;
+use crate::limits::{Limit, RateLimitSettings};
 use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 use crate::telemetry::LogFormat;
 

@@ -5,6 +5,8 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod limits;
+pub mod redis;
 pub mod seed;
 pub mod startup;
 pub mod store;

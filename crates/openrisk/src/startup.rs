@@ -10,18 +10,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
-use crate::cache::rate_limit::RateLimiter;
 use crate::config::Config;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::marketplace::Catalog;
 use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
+use crate::limits::RateLimiter;
 use crate::store::{self, Store, StoreError, TokenGrant};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
 
 /// How long in-flight requests may run after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How often a running replica reads the database's data epoch.
+const DATA_EPOCH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Application {
     listener: TcpListener,
@@ -112,7 +115,11 @@ impl Application {
     pub async fn run_until(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         tracing::info!(address = %self.listener.local_addr()?, backend = self.store.backend(), "listening");
         let monitor_stop = CancellationToken::new();
-        let replication = self.cache.clone().follow_invalidations(monitor_stop.clone())?;
+        let replication = self.cache.follow_invalidations(monitor_stop.clone())?;
+        let data_epoch = tokio::spawn({
+            let (cache, store, stop) = (self.cache.clone(), self.store.clone(), monitor_stop.clone());
+            async move { track_data_epoch(&cache, store.as_ref(), stop).await }
+        });
         // With Redis answering, serve from the cache from the first request; without, degraded.
         self.cache.wait_until_trusted(Duration::from_secs(1)).await;
         let monitor = tokio::spawn(self.metrics.scope(telemetry::monitor::run(
@@ -127,7 +134,10 @@ impl Application {
         let served = self.serve(stop).await;
         monitor_stop.cancel();
         let _ = monitor.await;
-        let _ = tokio::task::spawn_blocking(move || replication.join()).await;
+        let _ = data_epoch.await;
+        if let Some(replication) = replication {
+            let _ = tokio::task::spawn_blocking(move || replication.join()).await;
+        }
         served
     }
 
@@ -150,6 +160,17 @@ impl Application {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period were dropped");
                 Ok(())
             }
+        }
+    }
+}
+
+/// Hands the database's data epoch to the cache every `DATA_EPOCH_EVERY` until `stop`, so that a
+/// replica running across a restore stops serving what it cached before it.
+async fn track_data_epoch(cache: &Cache, store: &dyn Store, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(DATA_EPOCH_EVERY);
+    while tokio::select! { () = stop.cancelled() => false, _ = ticker.tick() => true } {
+        if let Ok(epoch) = store.data_epoch().await {
+            cache.adopt_data_epoch(epoch);
         }
     }
 }

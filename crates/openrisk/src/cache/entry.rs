@@ -6,8 +6,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
-use super::Coding;
+use super::coding::Coding;
 
 /// Bodies above this are compressed in Redis.
 const COMPRESS_ABOVE: usize = 4096;
@@ -52,6 +54,37 @@ impl PartialEq for Entry {
 }
 
 impl Entry {
+    /// A typed value's entry: its JSON, with the value kept decoded so that L1 hits do not decode.
+    pub fn of_value<T: Serialize + Send + Sync + 'static>(value: T, ttl: Duration) -> Entry {
+        let body = match serde_json::to_vec(&value) {
+            Ok(body) => Bytes::from(body),
+            Err(e) => {
+                // Served from L1 as it is; Redis gets no bytes a reader could take for the value.
+                tracing::error!(error = %e, "cache: a value does not serialize");
+                Bytes::new()
+            }
+        };
+        let entry = Entry {
+            content_type: "application/json".into(),
+            body,
+            ttl,
+            ..Entry::default()
+        };
+        let _ = entry.decoded.set(Arc::new(value));
+        entry
+    }
+
+    /// The typed value: as kept decoded, else decoded from the body once (an entry from L2) and
+    /// kept. `None` when the body does not hold a `T`.
+    pub fn value<T: DeserializeOwned + Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        if let Some(value) = self.decoded.get().and_then(|v| v.downcast_ref::<T>()) {
+            return Some(value.clone());
+        }
+        let value: T = serde_json::from_slice(&self.body).ok()?;
+        let _ = self.decoded.set(Arc::new(value.clone()));
+        Some(value)
+    }
+
     /// Marks the entry fresh for its TTL from now.
     pub fn fresh_from_now(mut self) -> Self {
         self.fresh_until = Some(Instant::now() + self.ttl);

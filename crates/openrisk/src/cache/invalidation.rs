@@ -2,7 +2,8 @@
 
 use uuid::Uuid;
 
-use super::Namespace::{self, *};
+use super::scope::Scope;
+use super::settings::Namespace::{self, *};
 
 /// A kind of write, named by what it changes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,5 +53,13 @@ impl Mutation {
             (false, _) => None,
         };
         Stale { namespaces, risk }
+    }
+}
+
+impl Stale {
+    /// The items whose own generations the write replaces, in `org`.
+    pub fn items(&self, org: Uuid) -> Vec<Scope> {
+        let details = |risk| Scope::item(org, RiskDetails, risk);
+        self.risk.map(details).into_iter().collect()
     }
 }

@@ -2,8 +2,8 @@
 //! `http::routes`); the cache layer follows the declaration, and a test fails when a route has
 //! none.
 
-use super::Namespace;
 use super::invalidation::Mutation;
+use super::settings::Namespace;
 
 /// What a route's GET does with the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

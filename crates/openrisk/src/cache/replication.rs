@@ -17,15 +17,17 @@
 //! that a write can answer once every other replica has applied it (see `acks`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::redis::{Redis, Unavailable};
-use super::{Cache, Namespace, Scope};
+use super::coherence::Coherence;
+use super::generations::Generations;
+use super::scope::Scope;
+use super::settings::Namespace;
+use super::tiers::Tiers;
+use crate::redis::{Messages, Pinger, Redis, Role, Unavailable};
 
 pub const CHANNEL: &str = "openrisk:invalidations";
 /// `<epoch> <identity of the Redis servers it was set on>`.
@@ -124,12 +126,21 @@ impl Message {
     }
 }
 
-impl Cache {
-    /// Follows the invalidation channel until `stop`, on a thread of its own: the bound on
-    /// cross-replica staleness and the detection of a hung Redis depend on it answering within
-    /// milliseconds, which request load on the shared runtime must not delay.
-    pub fn follow_invalidations(
-        self: Arc<Self>,
+/// Follows the invalidation channel for this replica.
+pub struct Follower {
+    pub coherence: Arc<Coherence>,
+    pub generations: Arc<Generations>,
+    pub tiers: Arc<Tiers>,
+}
+
+impl Follower {
+    /// Follows the channel until `stop`, on a thread of its own: the bound on cross-replica
+    /// staleness and the detection of a hung Redis depend on it answering within milliseconds,
+    /// which request load on the shared runtime must not delay.
+    pub fn spawn(
+        self,
+        redis_url: String,
+        redis_timeout: Duration,
         stop: CancellationToken,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -137,27 +148,22 @@ impl Cache {
             .build()?;
         std::thread::Builder::new()
             .name("cache-invalidations".into())
-            .spawn(move || runtime.block_on(self.replicate(stop)))
+            .spawn(move || runtime.block_on(self.run(redis_url, redis_timeout, stop)))
     }
 
-    /// Follows the invalidation channel until `stop`; does nothing without Redis.
-    async fn replicate(self: Arc<Self>, stop: CancellationToken) {
-        // Connections of its own, on this thread's runtime: the request path's stay on the
+    async fn run(self, redis_url: String, redis_timeout: Duration, stop: CancellationToken) {
+        // A connection of its own, on this thread's runtime: the request path's stays on the
         // request runtime, and this thread's checks do not trip the request path's breaker.
-        let l2 = match &self.settings.redis_url {
-            Some(url) => match Redis::new(url, self.settings.redis_timeout) {
-                Ok(l2) => Arc::new(l2),
-                Err(e) => return tracing::error!(error = %e, "cache: cannot follow invalidations"),
-            },
-            None => return,
+        let redis = match Redis::connect(&redis_url, Role::Follower, redis_timeout) {
+            Ok(redis) => Arc::new(redis),
+            Err(e) => return tracing::error!(error = %e, "cache: cannot follow invalidations"),
         };
         for attempt in 0.. {
             let subscribed = tokio::select! {
                 () = stop.cancelled() => return,
-                subscribed = self.follow(&l2, l2.pubsub_client(attempt)) => subscribed,
+                subscribed = self.follow(&redis, attempt) => subscribed,
             };
-            self.following.store(false, Relaxed);
-            self.failing_since();
+            self.coherence.stop_following();
             if subscribed {
                 tracing::warn!("cache: invalidation channel lost; bypassing the cache until resubscribed");
             }
@@ -168,64 +174,66 @@ impl Cache {
         }
     }
 
-    /// Subscribes on `server`, then applies messages until the subscription or Redis fails.
-    /// Returns whether it was subscribed at all.
-    async fn follow(&self, l2: &Arc<Redis>, server: &redis::Client) -> bool {
-        let limit = l2.timeout() * 4;
-        let Ok(Ok(mut pubsub)) = tokio::time::timeout(limit, server.get_async_pubsub()).await else {
+    /// Subscribes, then applies messages until the subscription or Redis fails. Returns whether
+    /// it was subscribed at all.
+    async fn follow(&self, redis: &Arc<Redis>, attempt: usize) -> bool {
+        let Ok((mut pinger, mut messages)) = redis.subscribe(CHANNEL, attempt).await else {
             return false;
         };
-        if !matches!(
-            tokio::time::timeout(limit, pubsub.subscribe(CHANNEL)).await,
-            Ok(Ok(()))
-        ) {
-            return false;
-        }
         // From here on no message is missed: settle the epoch, forget what may have been missed
         // before, then trust the cache again.
-        let Ok(identity) = l2.identity().await else {
+        let Ok(identity) = redis.identity().await else {
             return true;
         };
-        let Ok(epoch) = self.settle_epoch(l2, &identity).await else {
+        let Ok(epoch) = self.settle_epoch(redis, &identity).await else {
             return true;
         };
         self.adopt_epoch(epoch);
-        self.write_generations().clear();
-        self.recovered();
-        self.announce(l2).await;
-        self.following.store(true, Relaxed);
+        self.generations.clear();
+        self.announce(redis).await;
+        self.coherence.start_following();
         tracing::info!("cache: following the invalidation channel");
-        self.log_memory_policy(l2).await;
+        log_memory_policy(redis).await;
+        self.apply_until_lost(redis, &identity, &mut pinger, &mut messages)
+            .await;
+        true
+    }
 
-        let (mut sink, mut messages) = pubsub.split();
+    /// Applies messages until the subscription ends, stops answering, or Redis changes identity.
+    async fn apply_until_lost(
+        &self,
+        redis: &Arc<Redis>,
+        identity: &str,
+        pinger: &mut Pinger,
+        messages: &mut Messages,
+    ) {
         let mut check = tokio::time::interval(CHECK_EVERY);
         let mut checks = 0u32;
         loop {
             tokio::select! {
                 message = messages.next() => match message {
-                    Some(message) => {
-                        if let Some(message) = message.get_payload::<String>().ok().as_deref().and_then(Message::decode) {
-                            self.apply(message, l2);
+                    Some(text) => {
+                        if let Some(message) = text.as_deref().and_then(Message::decode) {
+                            self.apply(message, redis);
                         }
                     }
-                    None => return true,
+                    None => return,
                 },
                 _ = check.tick() => {
                     // Through the subscription itself: it is what must be alive, and its check
                     // does not suffer when request traffic keeps the other connection busy.
-                    let alive = tokio::time::timeout(l2.timeout() * 2, sink.ping::<redis::Value>()).await;
-                    if self.lost_invalidations.load(Relaxed) || !matches!(alive, Ok(Ok(_))) {
-                        return true;
+                    if self.coherence.invalidation_lost() || !pinger.alive(redis.timeout() * 2).await {
+                        return;
                     }
                     // A cluster master restarted or replaced while this subscription lives on
                     // another node; an identity that cannot be read now is checked next time.
                     checks += 1;
                     if checks.is_multiple_of(IDENTITY_EVERY) {
-                        if l2.identity().await.is_ok_and(|now| now != identity) {
+                        if redis.identity().await.is_ok_and(|now| now != identity) {
                             tracing::warn!("cache: Redis restarted or failed over; renewing the epoch");
-                            return true;
+                            return;
                         }
-                        self.announce(l2).await;
+                        self.announce(redis).await;
                     }
                 }
             }
@@ -234,12 +242,11 @@ impl Cache {
 
     /// The epoch to use: the one in Redis if it was set on these very servers and no invalidation
     /// of this replica was lost; otherwise a new one, announced to every replica.
-    async fn settle_epoch(&self, l2: &Redis, identity: &str) -> Result<u64, Unavailable> {
-        // A loss reported from here on is not covered by this renewal, and keeps the flag set.
-        let lost = self.lost_invalidations.swap(false, Relaxed);
+    async fn settle_epoch(&self, redis: &Redis, identity: &str) -> Result<u64, Unavailable> {
+        let lost = self.coherence.take_lost_invalidation();
         let settled = async {
             let drawn = rand::random::<u64>();
-            let held = l2
+            let held = redis
                 .get_or_init(EPOCH_KEY, &format!("{drawn} {identity}"), None)
                 .await?;
             let current = held
@@ -250,51 +257,33 @@ impl Cache {
                 Some(epoch) if !lost => Ok(epoch),
                 _ => {
                     let epoch = rand::random::<u64>();
-                    l2.set_value(EPOCH_KEY, &format!("{epoch} {identity}")).await?;
-                    l2.publish(CHANNEL, &Message::Epoch(epoch).encode()).await?;
+                    redis.set_value(EPOCH_KEY, &format!("{epoch} {identity}")).await?;
+                    redis.publish(CHANNEL, &Message::Epoch(epoch).encode()).await?;
                     Ok(epoch)
                 }
             }
         };
         let settled = settled.await;
         if settled.is_err() && lost {
-            self.lost_invalidations.store(true, Relaxed);
+            self.coherence.lose_invalidation();
         }
         settled
     }
 
-    /// Logs Redis's memory limit and eviction policy, and warns about settings that cost hits.
-    async fn log_memory_policy(&self, l2: &Redis) {
-        let Ok(servers) = l2.memory().await else {
-            return;
-        };
-        for server in servers {
-            let (maxmemory, policy) = (server.maxmemory, server.maxmemory_policy.as_str());
-            if maxmemory > 0 && policy == "noeviction" {
-                tracing::warn!(
-                    maxmemory,
-                    policy,
-                    "redis: full under noeviction, it stores no new entries and the namespaces written meanwhile go uncached; prefer allkeys-lru"
-                );
-            } else {
-                tracing::info!(maxmemory, policy, "redis: memory limit and eviction policy");
-            }
-        }
-    }
-
     /// Tells the other replicas that this one follows the channel, so that their writes wait for
     /// its acknowledgements.
-    async fn announce(&self, l2: &Redis) {
+    async fn announce(&self, redis: &Redis) {
         let hello = Message::Hello {
-            from: self.replica_id,
+            from: self.coherence.replica_id,
         };
-        let _ = l2.publish(CHANNEL, &hello.encode()).await;
+        let _ = redis.publish(CHANNEL, &hello.encode()).await;
     }
 
-    fn apply(&self, message: Message, l2: &Arc<Redis>) {
+    fn apply(&self, message: Message, redis: &Arc<Redis>) {
+        let me = self.coherence.replica_id;
         match message {
             // This replica applied its own writes before publishing them.
-            Message::Forget { from, .. } if from == self.replica_id => {}
+            Message::Forget { from, .. } if from == me => {}
             Message::Forget {
                 org,
                 namespaces,
@@ -311,51 +300,48 @@ impl Cache {
                             .map(|(namespace, id)| Scope::item(org, namespace, id)),
                     )
                     .collect();
-                self.forget(&scopes);
-                self.acks.heard(from);
+                self.generations.forget(&scopes);
+                self.coherence.acks.heard(from);
                 let ack = Message::Ack {
                     to: from,
                     token,
-                    from: self.replica_id,
+                    from: me,
                 };
                 // Spawned, so that the next message is applied meanwhile.
-                let l2 = Arc::clone(l2);
-                tokio::spawn(async move { l2.publish(CHANNEL, &ack.encode()).await });
+                let redis = Arc::clone(redis);
+                tokio::spawn(async move { redis.publish(CHANNEL, &ack.encode()).await });
             }
-            Message::Ack { to, token, from } if to == self.replica_id => self.acks.acknowledged(token, from),
+            Message::Ack { to, token, from } if to == me => self.coherence.acks.acknowledged(token, from),
             Message::Ack { .. } => {}
-            Message::Hello { from } if from != self.replica_id => self.acks.heard(from),
+            Message::Hello { from } if from != me => self.coherence.acks.heard(from),
             Message::Hello { .. } => {}
             Message::Epoch(epoch) => self.adopt_epoch(epoch),
         }
     }
 
     fn adopt_epoch(&self, epoch: u64) {
-        self.renew(&self.epoch, epoch);
-    }
-
-    /// Takes the database's data epoch (read at start-up and every second after): after a restore
-    /// from a backup, nothing cached from the data before it is served again.
-    pub fn adopt_data_epoch(&self, epoch: u64) {
-        self.renew(&self.data_epoch, epoch);
-    }
-
-    fn renew(&self, slot: &std::sync::atomic::AtomicU64, epoch: u64) {
-        if slot.swap(epoch, Relaxed) != epoch {
-            self.write_generations().clear();
-            self.l1.invalidate_all();
+        if self.coherence.adopt_epoch(epoch) {
+            self.generations.clear();
+            self.tiers.clear_l1();
         }
     }
+}
 
-    /// Connects to Redis and waits (at most `limit`) until the cache trusts its L1, so that a
-    /// starting replica serves from the cache from its first request when Redis answers.
-    pub async fn wait_until_trusted(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        if let Some(l2) = &self.l2 {
-            let _ = tokio::time::timeout(limit, l2.ping()).await;
-        }
-        while !self.trusted() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
+/// Logs Redis's memory limit and eviction policy, and warns about settings that cost hits.
+async fn log_memory_policy(redis: &Redis) {
+    let Ok(servers) = redis.memory().await else {
+        return;
+    };
+    for server in servers {
+        let (maxmemory, policy) = (server.maxmemory, server.maxmemory_policy.as_str());
+        if server.refuses_when_full() {
+            tracing::warn!(
+                maxmemory,
+                policy,
+                "redis: full under noeviction, it stores no new entries and the namespaces written meanwhile go uncached; prefer allkeys-lru"
+            );
+        } else {
+            tracing::info!(maxmemory, policy, "redis: memory limit and eviction policy");
         }
     }
 }

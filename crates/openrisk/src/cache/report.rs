@@ -1,52 +1,53 @@
 //! What `GET /api/v1/admin/cache` reports.
 
-use std::sync::atomic::Ordering::Relaxed;
-
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Cache, Namespace, Scope};
+use super::counts::{Counts, Outcome, Tier};
+use super::generations::Generations;
+use super::scope::Scope;
+use super::settings::{CacheSettings, Namespace};
+use crate::redis::{Redis, RedisState};
 
-impl Cache {
-    /// What `GET /api/v1/admin/cache` shows, with `org`'s generations.
-    pub async fn report(&self, org: Uuid) -> CacheReport {
-        let l2 = match &self.l2 {
-            Some(l2) => Some(l2.usage().await.ok()),
+/// What the report is made of, read by the cache.
+pub struct Parts<'a> {
+    pub settings: &'a CacheSettings,
+    pub counts: &'a Counts,
+    pub generations: &'a Generations,
+    /// The request path's connection, if Redis is configured.
+    pub redis: Option<&'a Redis>,
+    /// L1 entries and bytes.
+    pub l1: (u64, u64),
+}
+
+impl CacheReport {
+    /// The report, with `org`'s generations.
+    pub async fn of(parts: Parts<'_>, org: Uuid) -> CacheReport {
+        let redis = RedisState::of(parts.redis).await;
+        let l2 = match parts.redis {
+            Some(redis) => Some(redis.usage().await.ok()),
             None => None,
         };
-        let mut namespaces = Vec::new();
-        for &namespace in Namespace::ALL {
-            let counts = &self.counts[namespace.index()];
-            let tier = |t: usize| {
-                let [hits, misses, bypasses, errors] = std::array::from_fn(|r| counts[t][r].load(Relaxed));
-                TierCounts {
-                    hits,
-                    misses,
-                    hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
-                    bypasses,
-                    errors,
-                }
-            };
-            namespaces.push(NamespaceReport {
+        let namespaces = Namespace::ALL
+            .iter()
+            .map(|&namespace| NamespaceReport {
                 namespace,
-                ttl_seconds: self.settings.ttl(namespace).as_secs(),
-                generation: self
-                    .read_generations()
-                    .get(&Scope::namespace(org, namespace))
-                    .and_then(|known| known.generation)
+                ttl_seconds: parts.settings.ttl(namespace).as_secs(),
+                generation: parts
+                    .generations
+                    .known(Scope::namespace(org, namespace))
                     .map(|generation| format!("{generation:016x}")),
-                l1: tier(0),
-                l2: tier(1),
-            });
-        }
-        self.l1.run_pending_tasks().await;
+                l1: TierCounts::of(parts.counts, namespace, Tier::L1),
+                l2: TierCounts::of(parts.counts, namespace, Tier::L2),
+            })
+            .collect();
         CacheReport {
-            enabled: self.enabled(),
-            redis: self.redis_state().await,
+            enabled: parts.settings.enabled,
+            redis,
             l1: TierUsage {
-                entries: Some(self.l1.entry_count()),
-                bytes: Some(self.l1.weighted_size()),
-                max_bytes: Some(self.settings.l1_max_bytes),
+                entries: Some(parts.l1.0),
+                bytes: Some(parts.l1.1),
+                max_bytes: Some(parts.settings.l1_max_bytes),
             },
             l2: l2.map(|usage| TierUsage {
                 entries: usage.map(|(keys, _)| keys),
@@ -58,11 +59,24 @@ impl Cache {
     }
 }
 
+impl TierCounts {
+    fn of(counts: &Counts, namespace: Namespace, tier: Tier) -> TierCounts {
+        let count = |outcome| counts.get(namespace, tier, outcome);
+        let (hits, misses) = (count(Outcome::Hit), count(Outcome::Miss));
+        TierCounts {
+            hits,
+            misses,
+            hit_ratio: (hits + misses > 0).then(|| hits as f64 / (hits + misses) as f64),
+            bypasses: count(Outcome::Bypass),
+            errors: count(Outcome::Error),
+        }
+    }
+}
+
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct CacheReport {
     pub enabled: bool,
-    /// `up`, `down` or `disabled`.
-    pub redis: &'static str,
+    pub redis: RedisState,
     pub l1: TierUsage,
     /// Absent without Redis. Counts the whole Redis database.
     pub l2: Option<TierUsage>,

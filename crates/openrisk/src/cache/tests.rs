@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use super::keys::{entry_key, generation_key};
+use super::keys::{self, entry_key, generation_key};
 use super::{Cache, CacheSettings, Mutation, Namespace, Scope};
 
 fn cache() -> Cache {
@@ -30,7 +30,8 @@ fn a_key_is_stable_and_names_everything_that_identifies_a_value() {
     let cache = cache();
     let (org, other) = (Uuid::new_v4(), Uuid::new_v4());
     let risks = scope(org, Namespace::Risks);
-    let key = |scope, generation, parts: &[&[u8]]| cache.key(scope, generation, parts);
+    let key =
+        |scope, generation, parts: &[&[u8]]| keys::key(cache.coherence.key_epoch(), scope, generation, parts);
     let base = key(risks, 7, &[b"/api/v1/risks", b"limit=5", b"viewer"]);
     assert_eq!(base, key(risks, 7, &[b"/api/v1/risks", b"limit=5", b"viewer"]));
     let variants = [
@@ -105,8 +106,10 @@ async fn a_value_is_computed_once_per_generation() {
     let read = || async {
         let scope = scope(org, Namespace::Dashboard);
         let generation = cache.generation(scope).await.unwrap();
+        let key = keys::key(cache.coherence.key_epoch(), scope, generation, &[b"stats"]);
         cache
-            .get_or_set(scope, generation, &[b"stats"], || async {
+            .tiers
+            .get_or_set(scope, key, || async {
                 Ok::<u32, ()>(computed.fetch_add(1, SeqCst))
             })
             .await

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::{uncached, writes_nothing_cached};
 use crate::cache::{CacheReport, Namespace};
 use crate::domain::validation::Violations;

@@ -1,4 +1,7 @@
-//! The response cache in front of the cacheable GETs, and the invalidation behind writes.
+//! The response cache in front of the cacheable GETs, and the invalidation behind writes, as
+//! each route's policy declares them. The cache decides what is served (`Cache::serve`); this
+//! layer keeps to HTTP: the key's parts from the request, conditional requests, headers and
+//! content codings.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -10,26 +13,30 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
-use super::AppState;
+use super::authentication::Authentication;
 use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
-use super::extract::authenticate;
 use super::routes::Policies;
 use crate::cache::policy::{Read, Write};
-use crate::cache::{Cache, Coding, Entry, Lookup, Mutation, Namespace, Scope, Tier};
-use crate::domain::auth::Principal;
+use crate::cache::{
+    Admit, Cache, CacheStatus, Coding, Entry, Mutation, Namespace, Origin, ReadRequest, Scope, Served,
+};
+use crate::domain::auth::Role;
+
+/// What the layer reads.
+pub struct CacheLayer {
+    pub cache: Arc<Cache>,
+    pub policies: Arc<Policies>,
+    pub compression: CompressionSettings,
+}
 
 /// The layer: serves cacheable GETs through the cache and, after a successful write, invalidates
-/// what the write changed, before the response leaves. Both follow the policy the route declares.
-pub async fn layer(
-    State((state, policies)): State<(AppState, Arc<Policies>)>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// what the write changed, before the response leaves.
+pub async fn layer(State(layer): State<Arc<CacheLayer>>, request: Request, next: Next) -> Response {
     let Some((route, policy)) = request
         .extensions()
         .get::<MatchedPath>()
-        .and_then(|route| Some((route.as_str(), policies.get(route.as_str())?)))
+        .and_then(|route| Some((route.as_str(), layer.policies.get(route.as_str())?)))
     else {
         return next.run(request).await;
     };
@@ -38,54 +45,46 @@ pub async fn layer(
         .names_a_risk()
         .then(|| path_id(route, request.uri().path()))
         .flatten();
-    let method = request.method();
-    let action = if method == Method::GET {
-        match policy.read {
-            // A malformed id: the handler refuses it.
-            Some(Read::Cached { namespace, .. }) if namespace.per_item() && risk.is_none() => {
-                return next.run(request).await;
-            }
-            Some(Read::Cached { namespace, per_day }) => Action::Read { namespace, per_day },
-            _ => return next.run(request).await,
+    let action = match (request.method(), policy.read, policy.write) {
+        // A malformed id: the handler refuses it.
+        (&Method::GET, Some(Read::Cached { namespace, .. }), _) if namespace.per_item() && risk.is_none() => {
+            None
         }
-    } else if method.is_safe() {
+        (&Method::GET, Some(Read::Cached { namespace, per_day }), _) => {
+            Some(Action::Read { namespace, per_day })
+        }
+        (method, _, Some(Write::Invalidates(mutation))) if !method.is_safe() => Some(Action::Write(mutation)),
+        _ => None,
+    };
+    let Some(action) = action else {
         return next.run(request).await;
-    } else {
-        match policy.write {
-            Some(Write::Invalidates(mutation)) => Action::Write(mutation),
-            _ => return next.run(request).await,
+    };
+    // Who asks decides the key (organization, role) and what a write invalidates. A refused
+    // token is refused here, as its handler would refuse it first; without a caller (no token, a
+    // failed lookup) the handler decides.
+    let (org, role) = match request.extensions().get::<Authentication>() {
+        Some(Authentication::Caller(principal)) => (principal.organization_id, principal.role),
+        Some(refused @ (Authentication::Unknown | Authentication::Limited(_))) => {
+            return refused
+                .refusal()
+                .unwrap_or(ApiError::Unauthorized)
+                .into_response();
         }
+        _ => return next.run(request).await,
     };
-    // Who asks decides the key (organization, role) and what a write invalidates. A token that
-    // names no one is refused here, as its handler would refuse it first (every handler
-    // authenticates before anything else), without a second lookup. A lookup that failed (the
-    // database away, a connection lost) goes to the handler, which looks again inside the retry of
-    // reads.
-    let principal = match authenticate(&state, request.headers()).await {
-        Ok(principal) => principal,
-        Err(refused @ (ApiError::Unauthorized | ApiError::RateLimited(_))) => return refused.into_response(),
-        Err(_) => return next.run(request).await,
-    };
-    request.extensions_mut().insert(principal.clone());
     match action {
         Action::Read { namespace, per_day } => {
             let scope = match risk {
-                Some(risk) => Scope::item(principal.organization_id, namespace, risk),
-                None => Scope::namespace(principal.organization_id, namespace),
+                Some(risk) => Scope::item(org, namespace, risk),
+                None => Scope::namespace(org, namespace),
             };
-            let reply = Reply {
-                cache: &state.cache,
-                compression: state.compression,
-                coding: state.compression.wanted(request.headers()),
-                if_none_match: None,
-            };
-            read(reply, scope, per_day, &principal, request, next).await
+            read(&layer, scope, per_day, role, request, next).await
         }
         Action::Write(mutation) => {
             let response = next.run(request).await;
             if response.status().is_success() {
                 // Boxed: reads, far more frequent, need not carry its state.
-                Box::pin(state.cache.after_write(principal.organization_id, mutation, risk)).await;
+                Box::pin(layer.cache.after_write(org, mutation, risk)).await;
             }
             response
         }
@@ -98,125 +97,49 @@ enum Action {
 }
 
 async fn read(
-    mut reply: Reply<'_>,
+    layer: &CacheLayer,
     scope: Scope,
     per_day: bool,
-    principal: &Principal,
+    role: Role,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let cache = reply.cache;
-    let namespace = scope.namespace;
-    if !cache.enabled() {
-        cache.count_bypass(namespace);
-        return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
-    }
-    let Some(generation) = cache.generation(scope).await else {
-        cache.count_bypass(namespace);
-        return with_cache_headers(next.run(request).await, "BYPASS", "OpenRisk; fwd=bypass");
+    // Conditional requests are answered here: the handler computes the full response, which
+    // every caller of the key can share.
+    let reply = Reply {
+        cache: &layer.cache,
+        compression: layer.compression,
+        coding: layer.compression.wanted(request.headers()),
+        if_none_match: request.headers_mut().remove(header::IF_NONE_MATCH),
     };
-    // Conditional requests are answered here, from the entry: the handler computes the full
-    // response, which every caller of the key can share.
-    reply.if_none_match = request.headers_mut().remove(header::IF_NONE_MATCH);
-    let refresh = wants_fresh(request.headers());
-    let query = normalized_query(request.uri().query());
-    let mut parts: Vec<&[u8]> = vec![
-        request.uri().path().as_bytes(),
-        query.as_bytes(),
-        principal.role.as_str().as_bytes(),
-    ];
-    let today = per_day.then(|| {
-        use chrono::Datelike;
-        chrono::Utc::now().date_naive().num_days_from_ce().to_le_bytes()
-    });
-    if let Some(today) = &today {
-        parts.push(today);
-    }
-    let key = cache.key(scope, generation, &parts);
-    // A fresh L1 hit takes the short way; the long one is boxed, so that its state does not
-    // make every hit's future larger.
-    if !refresh && let Some(entry) = cache.fresh_in_l1(namespace, key).await {
-        return reply.send(key, &entry, "HIT", "OpenRisk; hit; detail=l1").await;
-    }
-    Box::pin(fill_through(reply, scope, key, refresh, request, next)).await
+    let uri = request.uri().clone();
+    let query = normalized_query(uri.query());
+    let read = ReadRequest {
+        parts: &[uri.path().as_bytes(), query.as_bytes(), role.as_str().as_bytes()],
+        per_day,
+        refresh: wants_fresh(request.headers()),
+    };
+    let cache: &Cache = &layer.cache;
+    let served = cache.serve(scope, &read, Handler { request, next }).await;
+    reply.send(served).await
 }
 
-/// `read` past a fresh L1 hit: a forced refresh, a stale entry, L2, or the handler.
-async fn fill_through(
-    reply: Reply<'_>,
-    scope: Scope,
-    key: u128,
-    refresh: bool,
+/// The handler behind a cacheable read.
+struct Handler {
     request: Request,
     next: Next,
-) -> Response {
-    let cache = reply.cache;
-    let namespace = scope.namespace;
-    let max_body = cache.settings().max_body_bytes;
-    let ttl = cache.settings().ttl(namespace);
+}
 
-    if refresh {
-        cache.count_bypass(namespace);
-        let captured = Captured::of(next.run(request).await).await;
-        return match captured.entry(max_body, ttl) {
-            Some(entry) => {
-                let entry = cache.store(scope, key, entry).await;
-                reply
-                    .send(key, &entry, "BYPASS", "OpenRisk; fwd=request; stored")
-                    .await
-            }
-            None => with_cache_headers(captured.into_response(), "BYPASS", "OpenRisk; fwd=request"),
-        };
+impl Origin for Handler {
+    type Uncached = Captured;
+
+    async fn fill(self, admit: Admit) -> Result<Entry, Captured> {
+        let captured = self.pass().await;
+        captured.entry(admit).ok_or(captured)
     }
-    // The request stays here unless the handler runs: a stale hit refreshes with it.
-    let handler = std::sync::Mutex::new(Some((request, next)));
-    let fill = async {
-        let taken = handler.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let Some((request, next)) = taken else {
-            return Err(Captured::internal_error());
-        };
-        let captured = Captured::of(next.run(request).await).await;
-        match captured.entry(max_body, ttl) {
-            Some(entry) => Ok(entry),
-            None => Err(captured),
-        }
-    };
-    let found = cache.get_or_fill(scope, key, fill).await;
-    let unused = handler.into_inner().unwrap_or_else(|p| p.into_inner());
-    match found {
-        Ok((entry, Lookup::Hit(Tier::L1))) if entry.is_stale() => {
-            if let Some((request, next)) = unused
-                && cache.begin_refresh(key)
-            {
-                let cache = cache.clone();
-                tokio::spawn(async move {
-                    let captured = Captured::of(next.run(request).await).await;
-                    if let Some(entry) = captured.entry(max_body, ttl) {
-                        cache.store(scope, key, entry).await;
-                    }
-                    cache.end_refresh(key);
-                });
-            }
-            reply
-                .send(key, &entry, "HIT", "OpenRisk; hit; detail=l1-stale")
-                .await
-        }
-        Ok((entry, Lookup::Hit(Tier::L1))) => {
-            reply.send(key, &entry, "HIT", "OpenRisk; hit; detail=l1").await
-        }
-        Ok((entry, Lookup::Hit(Tier::L2))) => {
-            reply.send(key, &entry, "HIT", "OpenRisk; hit; detail=l2").await
-        }
-        Ok((entry, Lookup::Miss)) => {
-            reply
-                .send(key, &entry, "MISS", "OpenRisk; fwd=miss; stored")
-                .await
-        }
-        Err(uncacheable) => with_cache_headers(
-            Arc::unwrap_or_clone(uncacheable).into_response(),
-            "MISS",
-            "OpenRisk; fwd=miss",
-        ),
+
+    async fn pass(self) -> Captured {
+        Captured::of(self.next.run(self.request).await).await
     }
 }
 
@@ -255,27 +178,40 @@ fn normalized_query(query: Option<&str>) -> Cow<'_, str> {
 
 /// A handler's response, read whole.
 #[derive(Clone)]
-struct Captured {
+pub struct Captured {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
 }
 
 impl Captured {
+    /// `response`, read whole; a body that cannot be read is a server error, never an empty answer.
     async fn of(response: Response) -> Captured {
         let (parts, body) = response.into_parts();
         // Cached routes answer bounded pages and documents.
-        let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-        Captured {
-            status: parts.status,
-            headers: parts.headers,
-            body,
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => Captured {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            },
+            Err(e) => {
+                let failure = ApiError::Internal(format!("a cacheable answer could not be read: {e}"));
+                let (parts, body) = failure.into_response().into_parts();
+                // A problem document is one buffer: it is read at once.
+                let body = futures_util::FutureExt::now_or_never(axum::body::to_bytes(body, usize::MAX));
+                Captured {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body: body.and_then(Result::ok).unwrap_or_default(),
+                }
+            }
         }
     }
 
-    /// The entry to cache: only whole 200 responses up to `max_body` bytes.
-    fn entry(&self, max_body: usize, ttl: std::time::Duration) -> Option<Entry> {
-        if self.status != StatusCode::OK || self.body.len() > max_body {
+    /// The entry to cache: only whole 200 responses that `admit` allows.
+    fn entry(&self, admit: Admit) -> Option<Entry> {
+        if self.status != StatusCode::OK || self.body.len() > admit.max_body {
             return None;
         }
         let text = |name| {
@@ -290,19 +226,9 @@ impl Captured {
                 .unwrap_or_else(|| format!("\"{}\"", &blake3::hash(&self.body).to_hex()[..16])),
             content_disposition: text(header::CONTENT_DISPOSITION),
             body: self.body.clone(),
-            ttl,
+            ttl: admit.ttl,
             ..Entry::default()
         })
-    }
-}
-
-impl Captured {
-    fn internal_error() -> Captured {
-        Captured {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-        }
     }
 }
 
@@ -315,9 +241,9 @@ impl IntoResponse for Captured {
     }
 }
 
-/// How a cached answer goes out to this request.
+/// How an answer goes out to this request.
 struct Reply<'a> {
-    cache: &'a Arc<Cache>,
+    cache: &'a Cache,
     compression: CompressionSettings,
     /// The coding the client prefers, if any.
     coding: Option<Coding>,
@@ -325,51 +251,35 @@ struct Reply<'a> {
 }
 
 impl Reply<'_> {
-    /// The entry under `key` as a response, in the client's coding when worth it; or 304 when
-    /// the client's `If-None-Match` names its ETag (the same for every coding).
-    async fn send(
-        &self,
-        key: u128,
-        entry: &Arc<Entry>,
-        x_cache: &'static str,
-        status: &'static str,
-    ) -> Response {
-        let not_modified = self
-            .if_none_match
-            .as_ref()
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|list| {
-                list.split(',').any(|tag| {
-                    let tag = tag.trim();
-                    tag == "*" || tag.trim_start_matches("W/") == entry.etag
-                })
-            });
-        let mut response = if not_modified {
-            StatusCode::NOT_MODIFIED.into_response()
-        } else {
-            let coding = self
-                .coding
-                .filter(|_| self.compression.worth(&entry.content_type, entry.body.len()));
-            let encoded = match coding {
-                Some(coding) => self.cache.encoded(key, entry, coding).await.map(|b| (coding, b)),
-                None => None,
-            };
-            match encoded {
-                Some((coding, body)) => {
-                    let mut response = Response::new(Body::from(body));
-                    response.headers_mut().insert(
-                        header::CONTENT_ENCODING,
-                        HeaderValue::from_static(coding.as_str()),
-                    );
-                    response
+    async fn send(&self, served: Served<Captured>) -> Response {
+        let status = served.status();
+        let response = match served {
+            Served::Entry { entry, key, .. } => self.entry(key, &entry).await,
+            Served::Uncached { answer, .. } => {
+                let etag = answer.headers.get(header::ETAG).and_then(|v| v.to_str().ok());
+                match answer.status == StatusCode::OK && etag.is_some_and(|etag| self.names(etag)) {
+                    true => not_modified(&answer.headers),
+                    false => answer.into_response(),
                 }
-                None => Response::new(Body::from(entry.body.clone())),
             }
         };
-        let headers = response.headers_mut();
-        if !not_modified && let Ok(value) = HeaderValue::from_str(&entry.content_type) {
-            headers.insert(header::CONTENT_TYPE, value);
-        }
+        with_cache_headers(response, status)
+    }
+
+    /// Whether the client's `If-None-Match` names `etag` (the same for every coding).
+    fn names(&self, etag: &str) -> bool {
+        let listed = self.if_none_match.as_ref().and_then(|v| v.to_str().ok());
+        listed.is_some_and(|list| {
+            list.split(',').any(|tag| {
+                let tag = tag.trim();
+                tag == "*" || tag.trim_start_matches("W/") == etag
+            })
+        })
+    }
+
+    /// The entry under `key` as a response, in the client's coding when worth it; or 304.
+    async fn entry(&self, key: u128, entry: &Arc<Entry>) -> Response {
+        let mut headers = HeaderMap::new();
         if let Ok(value) = HeaderValue::from_str(&entry.etag) {
             headers.insert(header::ETAG, value);
         }
@@ -380,15 +290,53 @@ impl Reply<'_> {
         {
             headers.insert(header::CONTENT_DISPOSITION, value);
         }
-        with_cache_headers(response, x_cache, status)
+        if self.names(&entry.etag) {
+            return not_modified(&headers);
+        }
+        if let Ok(value) = HeaderValue::from_str(&entry.content_type) {
+            headers.insert(header::CONTENT_TYPE, value);
+        }
+        let coding = self
+            .coding
+            .filter(|_| self.compression.worth(&entry.content_type, entry.body.len()));
+        let encoded = match coding {
+            Some(coding) => self
+                .cache
+                .encoded(key, entry, coding)
+                .await
+                .map(|body| (coding, body)),
+            None => None,
+        };
+        let body = match encoded {
+            Some((coding, body)) => {
+                headers.insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(coding.as_str()),
+                );
+                body
+            }
+            None => entry.body.clone(),
+        };
+        (headers, body).into_response()
     }
 }
 
+/// `304 Not Modified` with the validators and disposition of `headers`.
+fn not_modified(headers: &HeaderMap) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    for name in [header::ETAG, header::CONTENT_DISPOSITION] {
+        if let Some(value) = headers.get(&name) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    response
+}
+
 /// `X-Cache`, `Cache-Status` (RFC 9211) and the headers that keep shared caches out.
-fn with_cache_headers(mut response: Response, x_cache: &'static str, status: &'static str) -> Response {
+fn with_cache_headers(mut response: Response, status: CacheStatus) -> Response {
     let headers = response.headers_mut();
-    headers.insert("x-cache", HeaderValue::from_static(x_cache));
-    headers.insert("cache-status", HeaderValue::from_static(status));
+    headers.insert("x-cache", HeaderValue::from_static(status.x_cache()));
+    headers.insert("cache-status", HeaderValue::from_static(status.cache_status()));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("private, no-cache"),

@@ -5,11 +5,11 @@ use axum::response::Response;
 use chrono::Utc;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, QueryParams, Viewer};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::Namespace;
 use crate::cache::policy::cached_per_day;
 use crate::domain::dashboard::{self, Matrix, Stats, Timeline, TopRisks};

@@ -5,9 +5,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::cache::rate_limit::Limited;
 use crate::domain::list::ParamError;
 use crate::domain::validation::{FieldError, Violations};
+use crate::limits::Limited;
 use crate::store::StoreError;
 
 /// The problem document.
@@ -143,7 +143,7 @@ impl ApiError {
             ),
             Timeout => format!(
                 "the request took longer than {} s",
-                super::REQUEST_TIMEOUT.as_secs()
+                super::state::REQUEST_TIMEOUT.as_secs()
             ),
             // The cause goes to the log only: a 5xx never shows internals.
             Internal(_) => "the server failed to handle the request".into(),
@@ -155,6 +155,9 @@ impl ApiError {
 fn whole_seconds(duration: std::time::Duration) -> u64 {
     duration.as_secs_f64().ceil().max(1.0) as u64
 }
+
+/// What answers when a problem document cannot be written.
+const INTERNAL_PROBLEM: &[u8] = br#"{"type":"https://openrisk.dev/problems/internal","title":"Internal server error","status":500,"detail":"the server failed to handle the request"}"#;
 
 pub fn problem_response(
     status: StatusCode,
@@ -170,7 +173,11 @@ pub fn problem_response(
         detail,
         errors,
     };
-    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let body = serde_json::to_vec(&problem).unwrap_or_else(|e| {
+        // Never an empty body: the fixed document of an internal error.
+        tracing::error!(error = %e, "a problem document does not serialize");
+        INTERNAL_PROBLEM.to_vec()
+    });
     (
         status,
         [(

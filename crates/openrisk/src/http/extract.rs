@@ -13,10 +13,11 @@ use serde_json::Value;
 use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
+use super::authentication::{Authentication, authenticate};
 use super::error::ApiError;
-use super::{AppState, BODY_LIMIT};
+use super::state::{AppState, BODY_LIMIT};
 use crate::domain::Precondition;
-use crate::domain::auth::{Principal, Role, hash_token};
+use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{ParamError, Params};
 use crate::domain::validation::Violations;
 
@@ -67,40 +68,19 @@ impl<A: Access> FromRequestParts<AppState> for Auth<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        // The cache layer may have authenticated the request already.
-        let principal = match parts.extensions.get::<Principal>() {
-            Some(principal) => principal.clone(),
-            None => authenticate(state, &parts.headers).await?,
+        let principal = match parts.extensions.get::<Authentication>() {
+            Some(Authentication::Caller(principal)) => principal.clone(),
+            Some(Authentication::Failed) => {
+                authenticate(state.store.as_ref(), &state.cache, &state.limits, &parts.headers).await?
+            }
+            Some(refused) => return Err(refused.refusal().unwrap_or(ApiError::Unauthorized)),
+            None => return Err(ApiError::Unauthorized),
         };
         if !A::allows(&principal) {
             return Err(ApiError::Forbidden);
         }
         Ok(Auth(principal, PhantomData))
     }
-}
-
-/// The principal behind the request's bearer token (the token lookup is cached), within its
-/// rate limit.
-pub async fn authenticate(state: &AppState, headers: &HeaderMap) -> Result<Principal, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .ok_or(ApiError::Unauthorized)?;
-    let principal = state
-        .cache
-        .authenticate(state.store.as_ref(), &hash_token(token), crate::domain::now())
-        .await
-        .map_err(|e| ApiError::from_store(&e))?
-        .ok_or(ApiError::Unauthorized)?;
-    state
-        .limits
-        .request(principal.token_id)
-        .await
-        .map_err(ApiError::RateLimited)?;
-    Ok(principal)
 }
 
 /// An export, or a summary computed afresh: counted against the token's stricter limit, and

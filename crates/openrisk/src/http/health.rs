@@ -7,9 +7,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::uncached;
+use crate::redis::RedisState;
+use crate::store::READY_TIMEOUT;
 
 #[derive(Serialize, ToSchema)]
 pub struct Readiness {
@@ -20,9 +22,6 @@ pub struct Readiness {
     #[schema(value_type = Object)]
     cache: serde_json::Value,
 }
-
-/// How long the database may take to answer the readiness check.
-pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -71,14 +70,18 @@ async fn ready(State(state): State<AppState>) -> Response {
     database["backend"] = state.store.backend().into();
     database["warnings"] = serde_json::to_value(&warnings).unwrap_or_default();
     database["pool"] = serde_json::to_value(&pool).unwrap_or_default();
-    let redis = state.cache.redis_state().await;
+    let redis = RedisState::of(state.cache.redis()).await;
+    let redis_memory = match state.cache.redis() {
+        Some(redis) => redis.memory().await.ok(),
+        None => None,
+    };
     // Redis down, or the invalidation channel not followed: still serving, without the cache.
-    let degraded = redis == "down" || !state.cache.trusted();
+    let degraded = redis == RedisState::Down || !state.cache.trusted();
     let cache = serde_json::json!({
         "enabled": state.cache.enabled(),
         "redis": redis,
         "trusted": state.cache.trusted(),
-        "redis_memory": state.cache.redis_memory().await,
+        "redis_memory": redis_memory,
         "status": if !state.cache.enabled() { "disabled" } else if degraded { "degraded" } else { "up" },
     });
     let status = if status == "ok" && state.cache.enabled() && degraded {

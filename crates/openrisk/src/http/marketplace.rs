@@ -8,11 +8,11 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::cached;
 use crate::cache::{Mutation, Namespace};
 use crate::domain::list::{Page, PageRequest};

@@ -6,11 +6,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, NoQuery, Viewer};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::uncached;
 use crate::domain::auth::Role;
 use crate::domain::org::{Organization, User};

@@ -5,8 +5,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::uncached;
 
 pub fn routes() -> Routes {

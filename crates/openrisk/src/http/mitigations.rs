@@ -5,11 +5,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::cached;
 use crate::cache::{Mutation, Namespace};
 use crate::domain::list::{Page, PageRequest};

@@ -2,6 +2,7 @@
 
 mod admin;
 mod assets;
+mod authentication;
 mod cache_layer;
 mod compression;
 mod dashboard;
@@ -19,12 +20,12 @@ mod request_metrics;
 mod respond;
 mod risks;
 mod routes;
+mod state;
 mod summary_page;
 mod tokens;
 mod users;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::http::{HeaderName, Method, Request, StatusCode};
@@ -35,40 +36,16 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-use crate::cache::Cache;
-use crate::cache::rate_limit::RateLimiter;
-use crate::domain::marketplace::Catalog;
-use crate::store::{PoolSettings, Store};
 pub use compression::CompressionSettings;
 use error::{ApiError, ConnectionLost, problem_response};
-pub use health::READY_TIMEOUT;
 pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
+pub use state::{AppState, BODY_LIMIT, REQUEST_TIMEOUT};
 
 use routes::{Policies, Routes};
 
 /// Where the OpenAPI document and its reference page are served.
 pub const OPENAPI: &str = "/api/openapi.json";
 pub const DOCS: &str = "/api/docs";
-
-/// Request bodies above this answer 413.
-pub const BODY_LIMIT: usize = 1024 * 1024;
-
-/// A request still running after this answers 503, so no client waits forever.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub catalog: Arc<Catalog>,
-    /// The pool settings the store was opened with.
-    pub pool: Arc<PoolSettings>,
-    /// Replicas expected to share the database.
-    pub replicas: u32,
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    pub cache: Arc<Cache>,
-    pub compression: CompressionSettings,
-    pub limits: Arc<RateLimiter>,
-}
 
 /// Every route, documented, with its cache policy: a route exists only through the OpenAPI router,
 /// so the document cannot drift from the code.
@@ -100,6 +77,17 @@ fn api() -> (Router<AppState>, utoipa::openapi::OpenApi, Arc<Policies>) {
 pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) -> Router {
     let (routes, openapi, policies) = api();
     let openapi = Arc::new(openapi);
+    let authenticator = Arc::new(authentication::Authenticator {
+        store: state.store.clone(),
+        cache: state.cache.clone(),
+        limits: state.limits.clone(),
+    });
+    let compression = state.compression.layer();
+    let cached = Arc::new(cache_layer::CacheLayer {
+        cache: state.cache.clone(),
+        policies,
+        compression: state.compression,
+    });
     let request_id = HeaderName::from_static("x-request-id");
     routes
         .route(
@@ -113,7 +101,7 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
         .merge(utoipa_swagger_ui::SwaggerUi::new(DOCS).config(utoipa_swagger_ui::Config::new([OPENAPI])))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .with_state(state.clone())
+        .with_state(state)
         .layer(
             ServiceBuilder::new()
                 .layer(request_metrics::RecorderScopeLayer(recorder))
@@ -133,11 +121,12 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
                 .map_response(|response: Response<_>| response.map(axum::body::Body::new))
-                .layer(state.compression.layer())
+                .layer(compression)
                 .layer(axum::middleware::from_fn_with_state(
-                    (state, policies),
-                    cache_layer::layer,
+                    authenticator,
+                    authentication::layer,
                 ))
+                .layer(axum::middleware::from_fn_with_state(cached, cache_layer::layer))
                 .layer(axum::middleware::from_fn(retry_reads)),
         )
 }

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr};
 use utoipa::{Modify, OpenApi as _};
 
-use super::Policies;
+use super::routes::Policies;
 
 /// The media type of every error answer (RFC 9457).
 pub const PROBLEM: &str = "application/problem+json";

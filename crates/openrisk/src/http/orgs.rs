@@ -6,11 +6,11 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Auth, JsonBody, RequestBody, System};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::policy::writes_nothing_cached;
 use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::org::{NewOrganization, Organization};

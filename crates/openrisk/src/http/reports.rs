@@ -13,10 +13,10 @@ use rust_xlsxwriter::Workbook;
 use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Auth, QueryParams, Viewer, expensive};
 use super::routes::Routes;
+use super::state::AppState;
 use super::{respond, summary_page};
 use crate::cache::Namespace;
 use crate::cache::policy::{cached_per_day, uncached};

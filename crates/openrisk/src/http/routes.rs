@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 
-use super::AppState;
+use super::state::AppState;
 use crate::cache::policy::RoutePolicy;
 
 /// The cache policy of every path, by its route template.

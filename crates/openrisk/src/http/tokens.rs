@@ -5,11 +5,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, PathId, QueryParams, RequestBody};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::Mutation;
 use crate::cache::policy::{invalidates, uncached};
 use crate::domain::auth::{generate_token, hash_token};

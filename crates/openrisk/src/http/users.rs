@@ -4,11 +4,11 @@ use axum::extract::State;
 use axum::response::Response;
 use utoipa_axum::routes;
 
-use super::AppState;
 use super::error::{ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
 use super::respond;
 use super::routes::Routes;
+use super::state::AppState;
 use crate::cache::Mutation;
 use crate::cache::policy::uncached;
 use crate::domain::list::{Page, PageRequest};

@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod pool;
+mod pool_status;
 mod postgres;
 mod rows;
 mod secrets;
@@ -22,7 +23,7 @@ use crate::domain::mitigation::Mitigation;
 use crate::domain::risk::Risk;
 use crate::domain::validation::Violations;
 
-pub use pool::{ACQUIRE_WAIT_BUCKETS, PoolStatus, PoolWarning};
+pub use pool_status::{ACQUIRE_WAIT_BUCKETS, PoolStatus, PoolWarning};
 pub use postgres::PgStore;
 pub use secrets::{SecretKey, SecretKeys, SecretsSettings};
 pub use settings::{PoolMode, PoolSettings};
@@ -31,6 +32,9 @@ pub use traits::{
     AggregateDrift, AssetStore, InstallationStore, MitigationStore, OrgStore, ReportStore, RiskStore,
     SeedStore,
 };
+
+/// How long the database may take to answer a readiness check.
+pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -74,7 +74,8 @@ impl PgStore {
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.pool, &self.settings, None, self.server_max_connections)
+        self.pool
+            .status(&self.settings, None, self.server_max_connections)
     }
 }
 

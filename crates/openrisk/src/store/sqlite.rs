@@ -91,7 +91,8 @@ impl SqliteStore {
     }
 
     fn pool_status(&self) -> PoolStatus {
-        PoolStatus::of(&self.readers, &self.settings, Some(self.writer.inner()), None)
+        self.readers
+            .status(&self.settings, Some(self.writer.inner()), None)
     }
 }
 

@@ -1,7 +1,6 @@
 //! The background monitor: every second it publishes the pool's, the cache's, the database's and
 //! the process's state as metrics and logs each pool health warning when it appears (and at most
-//! once a minute while it lasts) and when it clears. It also hands the database's data epoch to
-//! the cache, so that a replica running across a restore stops serving what it cached before it.
+//! once a minute while it lasts) and when it clears.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +10,8 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::cache::Cache;
-use crate::http::READY_TIMEOUT;
-use crate::store::{PoolStatus, PoolWarning, Store};
+use crate::redis::{BreakerState, Redis, RedisState};
+use crate::store::{PoolStatus, PoolWarning, READY_TIMEOUT, Store};
 
 const EVERY: Duration = Duration::from_secs(1);
 /// How often a warning that persists is logged again.
@@ -43,9 +42,6 @@ pub async fn run(watched: Watched, stop: CancellationToken) {
         publish(&status, &warnings);
         log_changes(&warnings, &mut logged);
         publish_cache(&watched.cache).await;
-        if let Ok(epoch) = watched.store.data_epoch().await {
-            watched.cache.adopt_data_epoch(epoch);
-        }
         let ready = tokio::time::timeout(READY_TIMEOUT, watched.store.ping()).await;
         metrics::gauge!("openrisk_ready").set(f64::from(u8::from(matches!(ready, Ok(Ok(()))))));
         process.collect();
@@ -77,20 +73,18 @@ fn publish(status: &PoolStatus, warnings: &[PoolWarning]) {
 }
 
 async fn publish_cache(cache: &Cache) {
-    for (namespace, tier, result, count) in cache.lookup_counts() {
-        metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier,
-            "result" => result)
+    for (namespace, tier, outcome, count) in cache.lookup_counts() {
+        metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier.as_str(),
+            "result" => outcome.as_str())
         .absolute(count);
     }
     let (entries, bytes) = cache.l1_usage();
     metrics::gauge!("cache_entries", "tier" => "l1").set(entries as f64);
     metrics::gauge!("cache_bytes", "tier" => "l1").set(bytes as f64);
-    let up = match cache.redis_state().await {
-        "up" => 1.0,
-        _ => 0.0,
-    };
-    metrics::gauge!("cache_redis_up").set(up);
-    metrics::gauge!("cache_breaker_state").set(cache.breaker_state() as u8 as f64);
+    let up = RedisState::of(cache.redis()).await == RedisState::Up;
+    metrics::gauge!("cache_redis_up").set(f64::from(u8::from(up)));
+    metrics::gauge!("cache_breaker_state")
+        .set(cache.redis().map_or(BreakerState::Closed, Redis::breaker_state) as u8 as f64);
     metrics::gauge!("cache_subscription_up").set(f64::from(u8::from(cache.trusted())));
 }
 

@@ -1,18 +1,75 @@
-//! L2: Redis, shared by every replica. Every call is time-boxed, and a failure is an answer ("not
-//! available now"), never an error for the request: the caller falls back to L1 and the database.
+//! Redis, the one place that speaks to it: connections by role, every call time-boxed behind one
+//! breaker policy, and a failure an answer ("not available now"), never an error for the request.
+//! The cache's tiers, its invalidations, its follower and the rate limits each hold a connection of
+//! their own (`Role`), so that no role's traffic queues behind another's.
+
+mod breaker;
+mod info;
+mod pubsub;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use breaker::BreakerState;
+pub use info::MemoryPolicy;
+pub use pubsub::{Messages, Pinger};
+
+use breaker::Breaker;
 
 /// How often a missing connection is retried.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
-/// Consecutive failures that open the breaker.
-const OPEN_AFTER: u32 = 3;
-/// How long an open breaker lets no call through before one probe.
-const OPEN_FOR: Duration = Duration::from_millis(500);
+
+/// What a connection is for; each role has its own connection and breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Cache lookups and fills on the request path.
+    Requests,
+    /// Writes' invalidations: more patient (`INVALIDATION_PATIENCE`), because an invalidation that
+    /// times out costs every replica its whole cache, while a read that times out only goes to the
+    /// database.
+    Invalidations,
+    /// The invalidation channel's follower, on a runtime of its own.
+    Follower,
+    /// Rate-limit leases.
+    Limits,
+}
+
+/// How many times the configured time-out a write's invalidation may take. Under CPU saturation
+/// Redis calls queue behind the load: the reads' time-out then sends reads to the database, but
+/// the writes' must not turn a slow Redis into lost invalidations.
+const INVALIDATION_PATIENCE: u32 = 10;
+
+impl Role {
+    fn timeout(self, base: Duration) -> Duration {
+        match self {
+            Role::Invalidations => base * INVALIDATION_PATIENCE,
+            _ => base,
+        }
+    }
+}
+
+/// Whether Redis answers, as readiness and metrics report it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisState {
+    /// No Redis configured.
+    Disabled,
+    Up,
+    Down,
+}
+
+impl RedisState {
+    /// `Disabled` without Redis; else whether it answers a ping now.
+    pub async fn of(redis: Option<&Redis>) -> RedisState {
+        match redis {
+            None => RedisState::Disabled,
+            Some(redis) if redis.ping().await.is_ok() => RedisState::Up,
+            Some(_) => RedisState::Down,
+        }
+    }
+}
 
 pub struct Redis {
     target: Target,
@@ -25,12 +82,12 @@ pub struct Redis {
 
 /// One server, or a Redis Cluster (`redis+cluster://host:port,host:port,…`).
 enum Target {
-    Single(redis::Client),
+    Single(::redis::Client),
     Cluster {
-        client: Box<redis::cluster::ClusterClient>,
+        client: Box<::redis::cluster::ClusterClient>,
         /// Pub/sub is cluster-wide: one node's subscription hears every publication. Tried in
         /// turn, so that a node that fails is not the only one.
-        nodes: Vec<redis::Client>,
+        nodes: Vec<::redis::Client>,
     },
 }
 
@@ -38,111 +95,33 @@ enum Target {
 #[derive(Clone)]
 enum Connection {
     Single(ConnectionManager),
-    Cluster(redis::cluster_async::ClusterConnection),
+    Cluster(::redis::cluster_async::ClusterConnection),
 }
 
-impl redis::aio::ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, redis::Value> {
+impl Connection {
+    async fn query<T: ::redis::FromRedisValue>(&mut self, cmd: &::redis::Cmd) -> ::redis::RedisResult<T> {
         match self {
-            Connection::Single(conn) => conn.req_packed_command(cmd),
-            Connection::Cluster(conn) => conn.req_packed_command(cmd),
+            Connection::Single(conn) => cmd.query_async(conn).await,
+            Connection::Cluster(conn) => cmd.query_async(conn).await,
         }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
-        match self {
-            Connection::Single(conn) => conn.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(conn) => conn.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(conn) => conn.get_db(),
-            Connection::Cluster(conn) => conn.get_db(),
-        }
-    }
-}
-
-/// A circuit breaker: after `OPEN_AFTER` failures in a row no call is made for `OPEN_FOR`; then
-/// one probe goes through (half-open), and its success closes the breaker.
-#[derive(Default)]
-struct Breaker {
-    failures: AtomicU32,
-    opened_at: Mutex<Option<Instant>>,
-    probing: AtomicBool,
-}
-
-/// `closed`, `open` or `half-open`, as `cache_breaker_state` reports it (0, 1, 2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed = 0,
-    Open = 1,
-    HalfOpen = 2,
-}
-
-impl Breaker {
-    fn opened_at(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.opened_at.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn state(&self) -> BreakerState {
-        match *self.opened_at() {
-            None => BreakerState::Closed,
-            Some(at) if at.elapsed() < OPEN_FOR => BreakerState::Open,
-            Some(_) => BreakerState::HalfOpen,
-        }
-    }
-
-    /// Whether a call may go through now.
-    fn allow(&self) -> bool {
-        match self.state() {
-            BreakerState::Closed => true,
-            BreakerState::Open => false,
-            // One probe at a time.
-            BreakerState::HalfOpen => !self.probing.swap(true, Relaxed),
-        }
-    }
-
-    fn succeeded(&self) {
-        self.failures.store(0, Relaxed);
-        self.probing.store(false, Relaxed);
-        *self.opened_at() = None;
-    }
-
-    /// Counts a failure; returns whether the breaker (re)opened.
-    fn failed(&self) -> bool {
-        let failures = self.failures.fetch_add(1, Relaxed) + 1;
-        if !(self.probing.swap(false, Relaxed) || failures >= OPEN_AFTER) {
-            return false;
-        }
-        let mut opened_at = self.opened_at();
-        if opened_at.is_none() {
-            tracing::warn!("redis: not answering; the cache goes on without it");
-        }
-        *opened_at = Some(Instant::now());
-        true
     }
 }
 
 /// Redis did not answer (in time).
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Unavailable;
 
 impl Redis {
+    /// A connection for `role` to `url`, whose calls take at most the role's share of `timeout`.
     /// Connects lazily: a Redis that is down at start-up is picked up when it appears.
-    pub fn new(url: &str, timeout: Duration) -> redis::RedisResult<Self> {
+    pub fn connect(url: &str, role: Role, timeout: Duration) -> anyhow::Result<Self> {
+        let timeout = role.timeout(timeout);
         let target = match url.strip_prefix("redis+cluster://") {
             Some(nodes) => {
                 let nodes: Vec<String> = nodes.split(',').map(|node| format!("redis://{node}")).collect();
                 Target::Cluster {
                     client: Box::new(
-                        redis::cluster::ClusterClientBuilder::new(nodes.clone())
+                        ::redis::cluster::ClusterClientBuilder::new(nodes.clone())
                             .connection_timeout(timeout)
                             .response_timeout(timeout)
                             .retries(1)
@@ -150,11 +129,11 @@ impl Redis {
                     ),
                     nodes: nodes
                         .iter()
-                        .map(|node| redis::Client::open(node.as_str()))
-                        .collect::<redis::RedisResult<_>>()?,
+                        .map(|node| ::redis::Client::open(node.as_str()))
+                        .collect::<::redis::RedisResult<_>>()?,
                 }
             }
-            None => Target::Single(redis::Client::open(url)?),
+            None => Target::Single(::redis::Client::open(url)?),
         };
         Ok(Redis {
             target,
@@ -170,7 +149,7 @@ impl Redis {
     }
 
     /// The server to subscribe on at the `attempt`th try (cluster nodes take turns).
-    pub fn pubsub_client(&self, attempt: usize) -> &redis::Client {
+    fn pubsub_client(&self, attempt: usize) -> &::redis::Client {
         match &self.target {
             Target::Single(client) => client,
             Target::Cluster { nodes, .. } => &nodes[attempt % nodes.len()],
@@ -185,7 +164,7 @@ impl Redis {
         if let Some(manager) = self.lock().clone() {
             return Ok(manager);
         }
-        // One caller connects; the others carry on without L2 meanwhile.
+        // One caller connects; the others carry on without Redis meanwhile.
         let mut last = self.connecting.try_lock().map_err(|_| Unavailable)?;
         if last.is_some_and(|at| at.elapsed() < RECONNECT_EVERY) {
             return Err(Unavailable);
@@ -225,12 +204,12 @@ impl Redis {
     }
 
     /// Runs `cmd` within the time limit, unless the breaker is open.
-    async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Unavailable> {
+    async fn run<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> Result<T, Unavailable> {
         if !self.breaker.allow() {
             return Err(Unavailable);
         }
         let result = match self.connection().await {
-            Ok(mut conn) => match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(mut conn) => match tokio::time::timeout(self.timeout, conn.query::<T>(cmd)).await {
                 Ok(Ok(value)) => Ok(value),
                 // Full under `noeviction`: Redis answers, it just stores nothing more.
                 Ok(Err(e)) if e.code() == Some("OOM") => {
@@ -259,7 +238,7 @@ impl Redis {
     }
 
     pub async fn publish(&self, channel: &str, message: &str) -> Result<(), Unavailable> {
-        self.run::<i64>(redis::cmd("PUBLISH").arg(channel).arg(message))
+        self.run::<i64>(::redis::cmd("PUBLISH").arg(channel).arg(message))
             .await
             .map(|_| ())
     }
@@ -272,41 +251,41 @@ impl Redis {
         value: &str,
         lifetime: Option<Duration>,
     ) -> Result<String, Unavailable> {
-        if let Some(held) = self.run::<Option<String>>(redis::cmd("GET").arg(key)).await? {
+        if let Some(held) = self.run::<Option<String>>(::redis::cmd("GET").arg(key)).await? {
             return Ok(held);
         }
-        let mut set = redis::cmd("SET");
+        let mut set = ::redis::cmd("SET");
         set.arg(key).arg(value).arg("NX");
         if let Some(lifetime) = lifetime {
             set.arg("PX").arg(millis(lifetime));
         }
         self.run::<()>(&set).await?;
         // `None` here: deleted again meanwhile.
-        self.run::<Option<String>>(redis::cmd("GET").arg(key))
+        self.run::<Option<String>>(::redis::cmd("GET").arg(key))
             .await?
             .ok_or(Unavailable)
     }
 
     pub async fn set_value(&self, key: &str, value: &str) -> Result<(), Unavailable> {
-        self.run::<()>(redis::cmd("SET").arg(key).arg(value)).await
+        self.run::<()>(::redis::cmd("SET").arg(key).arg(value)).await
     }
 
     /// Sets every key to its value; the keys must share a cluster slot.
     pub async fn set_values(&self, pairs: &[(String, String)]) -> Result<(), Unavailable> {
-        self.run::<()>(redis::cmd("MSET").arg(pairs)).await
+        self.run::<()>(::redis::cmd("MSET").arg(pairs)).await
     }
 
     /// Deletes `keys`, which must share a cluster slot.
     pub async fn delete(&self, keys: &[String]) -> Result<(), Unavailable> {
-        self.run::<i64>(redis::cmd("DEL").arg(keys)).await.map(|_| ())
+        self.run::<i64>(::redis::cmd("DEL").arg(keys)).await.map(|_| ())
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, Unavailable> {
-        self.run(redis::cmd("GET").arg(key)).await
+        self.run(::redis::cmd("GET").arg(key)).await
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), Unavailable> {
-        self.run(redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)))
+        self.run(::redis::cmd("SET").arg(key).arg(value).arg("PX").arg(millis(ttl)))
             .await
     }
 
@@ -317,18 +296,18 @@ impl Redis {
         key: &str,
         args: &[i64],
     ) -> Result<Vec<i64>, Unavailable> {
-        self.run(redis::cmd("EVAL").arg(script).arg(1).arg(key).arg(args))
+        self.run(::redis::cmd("EVAL").arg(script).arg(1).arg(key).arg(args))
             .await
     }
 
     pub async fn ping(&self) -> Result<(), Unavailable> {
-        self.run::<String>(&redis::cmd("PING")).await.map(|_| ())
+        self.run::<String>(&::redis::cmd("PING")).await.map(|_| ())
     }
 
     /// Keys in the database and memory used, as Redis reports them (the whole database: this
     /// service does not count its own keys, which would need a scan).
     pub async fn usage(&self) -> Result<(u64, u64), Unavailable> {
-        let keys: u64 = self.run(&redis::cmd("DBSIZE")).await?;
+        let keys: u64 = self.run(&::redis::cmd("DBSIZE")).await?;
         let bytes = self.memory().await?.iter().map(|server| server.used_memory).sum();
         Ok((keys, bytes))
     }
@@ -336,10 +315,12 @@ impl Redis {
     /// Which server processes hold the data: their `run_id`s, which change on every restart (and
     /// differ on a server that took over), as one short hash.
     pub async fn identity(&self) -> Result<String, Unavailable> {
-        let info = self.run::<redis::Value>(redis::cmd("INFO").arg("server")).await?;
-        let mut run_ids: Vec<String> = info_texts(&info)
+        let answer = self
+            .run::<::redis::Value>(::redis::cmd("INFO").arg("server"))
+            .await?;
+        let mut run_ids: Vec<String> = info::texts(&answer)
             .iter()
-            .filter_map(|text| info_field(text, "run_id"))
+            .filter_map(|text| info::field(text, "run_id"))
             .collect();
         if run_ids.is_empty() {
             return Err(Unavailable);
@@ -351,45 +332,11 @@ impl Redis {
 
     /// Each server's memory limit and eviction policy.
     pub async fn memory(&self) -> Result<Vec<MemoryPolicy>, Unavailable> {
-        let info = self.run::<redis::Value>(redis::cmd("INFO").arg("memory")).await?;
-        let mut servers = Vec::new();
-        for text in info_texts(&info) {
-            let field = |name: &str| info_field(&text, name).unwrap_or_default();
-            servers.push(MemoryPolicy {
-                maxmemory: field("maxmemory").parse().unwrap_or(0),
-                maxmemory_policy: field("maxmemory_policy"),
-                used_memory: field("used_memory").parse().unwrap_or(0),
-            });
-        }
-        Ok(servers)
+        let answer = self
+            .run::<::redis::Value>(::redis::cmd("INFO").arg("memory"))
+            .await?;
+        Ok(MemoryPolicy::of_each(&answer))
     }
-}
-
-/// A server's `maxmemory` (0: no limit) and `maxmemory-policy`, with its memory in use.
-#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct MemoryPolicy {
-    pub maxmemory: u64,
-    pub maxmemory_policy: String,
-    pub used_memory: u64,
-}
-
-/// The `INFO` texts in an answer: one from a server, a map of them from a cluster.
-fn info_texts(value: &redis::Value) -> Vec<String> {
-    match value {
-        redis::Value::BulkString(bytes) => vec![String::from_utf8_lossy(bytes).into_owned()],
-        redis::Value::VerbatimString { text, .. } | redis::Value::SimpleString(text) => vec![text.clone()],
-        redis::Value::Map(pairs) => pairs.iter().flat_map(|(_, v)| info_texts(v)).collect(),
-        redis::Value::Array(items) => items.iter().flat_map(info_texts).collect(),
-        _ => Vec::new(),
-    }
-}
-
-fn info_field(text: &str, field: &str) -> Option<String> {
-    text.lines().find_map(|line| {
-        line.strip_prefix(field)
-            .and_then(|rest| rest.strip_prefix(':'))
-            .map(|value| value.trim().to_owned())
-    })
 }
 
 /// A duration in whole milliseconds, at least one, as Redis takes it.

@@ -12,14 +12,13 @@
 //! limit of their own and a cap on how many of one organization's run at once on a replica.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::redis::Redis;
+use crate::redis::{Redis, Role};
 
 /// How long a lease's cells may be spent.
 const LEASE_FOR: Duration = Duration::from_millis(250);
@@ -104,7 +103,7 @@ struct Lease {
 
 pub struct RateLimiter {
     settings: RateLimitSettings,
-    l2: Option<Redis>,
+    redis: Option<Redis>,
     /// Read on every request: a map that looks up without waiting, and a lock held for a few
     /// instructions, never across a call to Redis.
     leases: moka::sync::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
@@ -115,7 +114,9 @@ impl RateLimiter {
     pub fn new(settings: RateLimitSettings, redis: Option<(&str, Duration)>) -> anyhow::Result<Self> {
         Ok(RateLimiter {
             settings,
-            l2: redis.map(|(url, timeout)| Redis::new(url, timeout)).transpose()?,
+            redis: redis
+                .map(|(url, timeout)| Redis::connect(url, Role::Limits, timeout))
+                .transpose()?,
             // A token idle this long has its whole burst back anyway.
             leases: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
@@ -175,8 +176,8 @@ impl RateLimiter {
             }
             .max(1)
         };
-        let shared = match &self.l2 {
-            Some(l2) => l2
+        let shared = match &self.redis {
+            Some(redis) => redis
                 .eval_integers(
                     GCRA_SCRIPT,
                     &format!("openrisk:{{rl:{token}}}:{}", class.as_str()),

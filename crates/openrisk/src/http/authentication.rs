@@ -1,0 +1,102 @@
+//! Authentication and rate limits, once per request, in a layer of their own: the bearer token's
+//! principal (the lookup is cached), counted against the token's rate limit. What the layer
+//! resolved goes into the request's extensions, where the cache layer and the `Auth` extractor
+//! read it. Requests without an `Authorization` header pass untouched: routes that need a caller
+//! refuse them in their extractor.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::error::ApiError;
+use crate::cache::Cache;
+use crate::domain::auth::{Principal, hash_token};
+use crate::limits::{Limited, RateLimiter};
+use crate::store::Store;
+
+/// What the layer needs: the token lookup, its cache and the limits.
+pub struct Authenticator {
+    pub store: Arc<dyn Store>,
+    pub cache: Arc<Cache>,
+    pub limits: Arc<RateLimiter>,
+}
+
+/// What the layer resolved for a request with an `Authorization` header.
+#[derive(Clone, Debug)]
+pub enum Authentication {
+    /// A known caller, within its rate limit.
+    Caller(Principal),
+    /// No valid bearer token: 401.
+    Unknown,
+    /// Over the token's rate limit: 429.
+    Limited(Limited),
+    /// The lookup failed (the database away, a connection lost): the extractor looks again,
+    /// inside the retry of reads.
+    Failed,
+}
+
+impl Authentication {
+    /// The refusal to answer with, for `Unknown` and `Limited`.
+    pub fn refusal(&self) -> Option<ApiError> {
+        match self {
+            Authentication::Unknown => Some(ApiError::Unauthorized),
+            Authentication::Limited(limited) => Some(ApiError::RateLimited(*limited)),
+            Authentication::Caller(_) | Authentication::Failed => None,
+        }
+    }
+}
+
+/// The layer.
+pub async fn layer(
+    State(authenticator): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.headers().contains_key(header::AUTHORIZATION) {
+        let (store, cache, limits) = (
+            authenticator.store.as_ref(),
+            &authenticator.cache,
+            &authenticator.limits,
+        );
+        let resolved = match authenticate(store, cache, limits, request.headers()).await {
+            Ok(principal) => Authentication::Caller(principal),
+            Err(ApiError::Unauthorized) => Authentication::Unknown,
+            Err(ApiError::RateLimited(limited)) => Authentication::Limited(limited),
+            Err(_) => Authentication::Failed,
+        };
+        request.extensions_mut().insert(resolved);
+    }
+    next.run(request).await
+}
+
+/// The principal behind the request's bearer token, within its rate limit.
+pub async fn authenticate(
+    store: &dyn Store,
+    cache: &Cache,
+    limits: &RateLimiter,
+    headers: &HeaderMap,
+) -> Result<Principal, ApiError> {
+    let token = bearer_token(headers).ok_or(ApiError::Unauthorized)?;
+    let principal = cache
+        .authenticate(store, &hash_token(token), crate::domain::now())
+        .await
+        .map_err(|e| ApiError::from_store(&e))?
+        .ok_or(ApiError::Unauthorized)?;
+    limits
+        .request(principal.token_id)
+        .await
+        .map_err(ApiError::RateLimited)?;
+    Ok(principal)
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
