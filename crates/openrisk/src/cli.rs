@@ -113,48 +113,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config => println!("{config}"),
         Command::Org {
             command: OrgCommand::Create { slug, name },
-        } => {
-            let store = open_store(&config).await?;
-            let draft = NewOrganization {
-                slug: Some(slug),
-                name,
-                admin_email: None,
-            }
-            .validate()
-            .map_err(|v| anyhow::anyhow!("invalid organization: {:?}", v.errors()))?;
-            let token = generate_token();
-            let grant = TokenGrant {
-                hash: hash_token(&token),
-                name: "admin".into(),
-                role: Role::Admin,
-                system: false,
-                expires_at: None,
-            };
-            store.create_organization(&draft, &grant).await?;
-            println!("{token}");
-        }
+        } => create_organization(&config, slug, name).await?,
         Command::Token {
             command: TokenCommand::Create { org, role, name },
-        } => {
-            let store = open_store(&config).await?;
-            let org = store
-                .organization_by_slug(&org)
-                .await
-                .context("no such organization")?;
-            let admin = first_admin(store.as_ref(), &org).await?;
-            let draft = TokenDraft {
-                user_id: Some(admin.id),
-                name,
-                role: Some(role.parse().map_err(anyhow::Error::msg)?),
-                expires_at: None,
-            };
-            let token = generate_token();
-            store
-                .create_token(org.id, admin.id, &draft, hash_token(&token))
-                .await?;
-            after_write(&config, &org, &[Mutation::Token]).await?;
-            println!("{token}");
-        }
+        } => create_token(&config, &org, &role, name).await?,
         Command::Backup { file } => {
             let started = std::time::Instant::now();
             store::backup::backup(&config.database_url, &file).await?;
@@ -182,6 +144,52 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             after_write(&config, &org, &[Mutation::User, Mutation::Asset, Mutation::Risk]).await?;
         }
     }
+    Ok(())
+}
+
+/// `openrisk org create`: prints the new organization's admin token.
+async fn create_organization(config: &Config, slug: String, name: Option<String>) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let draft = NewOrganization {
+        slug: Some(slug),
+        name,
+        admin_email: None,
+    }
+    .validate()
+    .map_err(|v| anyhow::anyhow!("invalid organization: {:?}", v.errors()))?;
+    let token = generate_token();
+    let grant = TokenGrant {
+        hash: hash_token(&token),
+        name: "admin".into(),
+        role: Role::Admin,
+        system: false,
+        expires_at: None,
+    };
+    store.create_organization(&draft, &grant).await?;
+    println!("{token}");
+    Ok(())
+}
+
+/// `openrisk token create`: a token for the organization's first admin, printed.
+async fn create_token(config: &Config, org: &str, role: &str, name: String) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let org = store
+        .organization_by_slug(org)
+        .await
+        .context("no such organization")?;
+    let admin = first_admin(store.as_ref(), &org).await?;
+    let draft = TokenDraft {
+        user_id: Some(admin.id),
+        name,
+        role: Some(role.parse().map_err(anyhow::Error::msg)?),
+        expires_at: None,
+    };
+    let token = generate_token();
+    store
+        .create_token(org.id, admin.id, &draft, hash_token(&token))
+        .await?;
+    after_write(config, &org, &[Mutation::Token]).await?;
+    println!("{token}");
     Ok(())
 }
 

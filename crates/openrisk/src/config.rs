@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::cache::{CacheSettings, Namespace};
 use crate::http::CompressionSettings;
 use crate::limits::{Limit, RateLimitSettings};
-use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
+use crate::store::{DatabaseUrl, PoolMode, PoolSettings, SecretKey, SecretsSettings};
 use crate::telemetry::LogFormat;
 
 /// A variable with a value the service cannot run with.
@@ -30,7 +30,7 @@ fn invalid(variable: &'static str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: String,
+    pub database_url: DatabaseUrl,
     pub pool: PoolSettings,
     /// How many replicas share the database: their pools together must fit its connection limit.
     pub expected_replicas: u32,
@@ -53,11 +53,10 @@ impl Config {
     }
 
     /// Reads configuration through `lookup`, so tests can supply variables without touching the
-    /// process environment.
+    /// process environment. Each settings type is read on its own (`Env`'s readers below).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-
-        let listen = match get("OPENRISK_LISTEN") {
+        let env = Env(&lookup);
+        let listen = match env.get("OPENRISK_LISTEN") {
             None => SocketAddr::from(([127, 0, 0, 1], 8080)),
             Some(raw) => raw.parse().map_err(|_| {
                 invalid(
@@ -66,20 +65,86 @@ impl Config {
                 )
             })?,
         };
-        let data_dir = PathBuf::from(get("OPENRISK_DATA_DIR").unwrap_or_else(|| "./data".into()));
-        let database_url =
-            get("DATABASE_URL").unwrap_or_else(|| format!("sqlite://{}/openrisk.db", data_dir.display()));
-        if !["sqlite:", "postgres://", "postgresql://"]
-            .iter()
-            .any(|p| database_url.starts_with(p))
-        {
+        let data_dir = PathBuf::from(env.get("OPENRISK_DATA_DIR").unwrap_or_else(|| "./data".into()));
+        let database_url: DatabaseUrl = env
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| format!("sqlite://{}/openrisk.db", data_dir.display()))
+            .parse()
+            .map_err(|message: &str| invalid("DATABASE_URL", message))?;
+        let expected_replicas = env.count("OPENRISK_EXPECTED_REPLICAS", 1)?.unwrap_or(1);
+        let bootstrap_token = env.get("OPENRISK_BOOTSTRAP_TOKEN");
+        if bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(invalid(
-                "DATABASE_URL",
-                "must start with sqlite:// or postgres://",
+                "OPENRISK_BOOTSTRAP_TOKEN",
+                "must be at least 16 characters",
             ));
         }
+        let log_format = match env.get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(raw) => return Err(invalid("LOG_FORMAT", format!("{raw:?}: must be text or json"))),
+        };
+        Ok(Config {
+            listen,
+            pool: env.pool()?,
+            cache: env.cache()?,
+            bootstrap_token,
+            log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".into()),
+            log_format,
+            request_metrics: env.switch("METRICS_REQUESTS")?,
+            compression: env.compression()?,
+            secrets: env.secrets(&data_dir, expected_replicas)?,
+            rate_limits: env.rate_limits()?,
+            expected_replicas,
+            database_url,
+            data_dir,
+        })
+    }
+}
 
-        let mode = match get("DB_POOL_MODE") {
+/// The environment, as each settings type reads it: a variable set to blanks is unset.
+struct Env<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A whole number of at least `min`, if set.
+    fn count(&self, name: &'static str, min: u64) -> Result<Option<u32>, ConfigError> {
+        self.get(name)
+            .map(|raw| {
+                raw.parse::<u32>()
+                    .ok()
+                    .filter(|n| u64::from(*n) >= min)
+                    .ok_or_else(|| invalid(name, format!("{raw:?}: must be an integer ≥ {min}")))
+            })
+            .transpose()
+    }
+
+    fn seconds(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        self.get(name).map(|raw| parse_seconds(name, &raw)).transpose()
+    }
+
+    /// `true` unless set to `false` or `0`.
+    fn switch(&self, name: &'static str) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None | Some("true") | Some("1") => Ok(true),
+            Some("false") | Some("0") => Ok(false),
+            Some(raw) => Err(invalid(name, format!("{raw:?}: must be true or false"))),
+        }
+    }
+
+    fn bytes(&self, name: &'static str, default: u64) -> Result<u64, ConfigError> {
+        self.get(name).map_or(Ok(default), |raw| {
+            raw.parse()
+                .map_err(|_| invalid(name, format!("{raw:?}: must be a number of bytes")))
+        })
+    }
+
+    /// The pool mode's preset, with each variable set overriding one limit.
+    fn pool(&self) -> Result<PoolSettings, ConfigError> {
+        let mode = match self.get("DB_POOL_MODE") {
             None => PoolMode::Default,
             Some(raw) => PoolMode::parse(&raw).ok_or_else(|| {
                 invalid(
@@ -89,35 +154,27 @@ impl Config {
             })?,
         };
         let mut pool = mode.preset();
-        let count = |name: &'static str, min: u64| -> Result<Option<u32>, ConfigError> {
-            get(name)
-                .map(|raw| {
-                    raw.parse::<u32>()
-                        .ok()
-                        .filter(|n| u64::from(*n) >= min)
-                        .ok_or_else(|| invalid(name, format!("{raw:?}: must be an integer ≥ {min}")))
-                })
-                .transpose()
-        };
-        if let Some(n) = count("DB_MAX_OPEN_CONNECTIONS", 1)? {
-            pool.max_open = n;
-            pool.overridden.push("DB_MAX_OPEN_CONNECTIONS");
-        }
-        if let Some(n) = count("DB_MAX_IDLE_CONNECTIONS", 0)? {
-            pool.max_idle = n;
-            pool.overridden.push("DB_MAX_IDLE_CONNECTIONS");
+        for (name, min, slot) in [
+            ("DB_MAX_OPEN_CONNECTIONS", 1, &mut pool.max_open),
+            ("DB_MAX_IDLE_CONNECTIONS", 0, &mut pool.max_idle),
+        ] {
+            if let Some(n) = self.count(name, min)? {
+                *slot = n;
+                pool.overridden.push(name);
+            }
         }
         for (name, slot) in [
             ("DB_CONN_MAX_LIFETIME", &mut pool.max_lifetime),
             ("DB_CONN_MAX_IDLE_TIME", &mut pool.max_idle_time),
             ("DB_ACQUIRE_TIMEOUT", &mut pool.acquire_timeout),
         ] {
-            if let Some(raw) = get(name) {
-                *slot = parse_seconds(name, &raw)?;
+            if let Some(seconds) = self.seconds(name)? {
+                *slot = seconds;
                 pool.overridden.push(name);
             }
         }
         if pool.max_idle > pool.max_open {
+            // Name the variable the operator set, or the one the preset's other limit came from.
             let variable = if pool.overridden.contains(&"DB_MAX_IDLE_CONNECTIONS") {
                 "DB_MAX_IDLE_CONNECTIONS"
             } else {
@@ -134,18 +191,11 @@ impl Config {
         if pool.acquire_timeout.is_zero() {
             return Err(invalid("DB_ACQUIRE_TIMEOUT", "must be greater than 0"));
         }
+        Ok(pool)
+    }
 
-        let expected_replicas = match get("OPENRISK_EXPECTED_REPLICAS") {
-            None => 1,
-            Some(raw) => raw.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                invalid(
-                    "OPENRISK_EXPECTED_REPLICAS",
-                    format!("{raw:?}: must be an integer ≥ 1"),
-                )
-            })?,
-        };
-
-        let redis_url = get("REDIS_URL");
+    fn cache(&self) -> Result<CacheSettings, ConfigError> {
+        let redis_url = self.get("REDIS_URL");
         if let Some(url) = &redis_url
             && !["redis://", "rediss://", "redis+cluster://"]
                 .iter()
@@ -156,31 +206,21 @@ impl Config {
                 "must start with redis://, rediss:// or redis+cluster://",
             ));
         }
-        let switch = |name: &'static str| match get(name).as_deref() {
-            None | Some("true") | Some("1") => Ok(true),
-            Some("false") | Some("0") => Ok(false),
-            Some(raw) => Err(invalid(name, format!("{raw:?}: must be true or false"))),
-        };
-        let cache_enabled = switch("CACHE_ENABLED")?;
+        let cache_enabled = self.switch("CACHE_ENABLED")?;
         // CACHE_TTL, when set, replaces every namespace's default; CACHE_TTL_<NAMESPACE> wins.
-        let cache_ttl = get("CACHE_TTL")
+        let cache_ttl = self
+            .get("CACHE_TTL")
             .map(|raw| parse_seconds("CACHE_TTL", &raw))
             .transpose()?;
         let mut ttl = Vec::new();
         for (namespace, variable) in Namespace::ALL.iter().zip(CACHE_TTL_VARIABLES) {
             let default = namespace.default_ttl();
-            ttl.push(match get(variable) {
+            ttl.push(match self.get(variable) {
                 Some(raw) => parse_seconds(variable, &raw)?,
                 None => cache_ttl.unwrap_or(default),
             });
         }
-        let bytes = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |raw| {
-                raw.parse()
-                    .map_err(|_| invalid(name, format!("{raw:?}: must be a number of bytes")))
-            })
-        };
-        let redis_timeout = match get("CACHE_REDIS_TIMEOUT_MS") {
+        let redis_timeout = match self.get("CACHE_REDIS_TIMEOUT_MS") {
             None => Duration::from_millis(50),
             Some(raw) => raw
                 .parse::<u64>()
@@ -194,31 +234,35 @@ impl Config {
                     )
                 })?,
         };
-        let cache = CacheSettings {
+        Ok(CacheSettings {
             enabled: cache_enabled,
             redis_url,
             ttl,
-            l1_max_bytes: bytes("CACHE_L1_MAX_BYTES", 64 * 1024 * 1024)?,
-            max_body_bytes: usize::try_from(bytes("CACHE_MAX_BODY_BYTES", 1024 * 1024)?)
+            l1_max_bytes: self.bytes("CACHE_L1_MAX_BYTES", 64 * 1024 * 1024)?,
+            max_body_bytes: usize::try_from(self.bytes("CACHE_MAX_BODY_BYTES", 1024 * 1024)?)
                 .unwrap_or(usize::MAX),
             redis_timeout,
-        };
-        let bootstrap_token = get("OPENRISK_BOOTSTRAP_TOKEN");
-        if bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
-            return Err(invalid(
-                "OPENRISK_BOOTSTRAP_TOKEN",
-                "must be at least 16 characters",
-            ));
-        }
+        })
+    }
+
+    /// The keys that seal connector secrets; more than one replica must share one from the
+    /// environment.
+    fn secrets(
+        &self,
+        data_dir: &std::path::Path,
+        expected_replicas: u32,
+    ) -> Result<SecretsSettings, ConfigError> {
         let key = |variable: &'static str, raw: &str| {
             SecretKey::parse(raw)
                 .ok_or_else(|| invalid(variable, "must be 32 bytes in base64 (openssl rand -base64 32)"))
         };
         let secrets = SecretsSettings {
-            key: get("OPENRISK_SECRETS_KEY")
+            key: self
+                .get("OPENRISK_SECRETS_KEY")
                 .map(|raw| key("OPENRISK_SECRETS_KEY", &raw))
                 .transpose()?,
-            previous: get("OPENRISK_SECRETS_PREVIOUS_KEYS")
+            previous: self
+                .get("OPENRISK_SECRETS_PREVIOUS_KEYS")
                 .map(|raw| {
                     raw.split(',')
                         .filter(|k| !k.trim().is_empty())
@@ -242,16 +286,20 @@ impl Config {
                 "needs OPENRISK_SECRETS_KEY, the key that seals from now on",
             ));
         }
+        Ok(secrets)
+    }
+
+    fn rate_limits(&self) -> Result<RateLimitSettings, ConfigError> {
         // 0 turns a limit off.
         let limit = |rate: &'static str, burst: &'static str, per: f64, defaults: (u32, u32)| {
-            let rate = count(rate, 0)?.unwrap_or(defaults.0);
-            let burst = count(burst, 1)?.unwrap_or(defaults.1);
+            let rate = self.count(rate, 0)?.unwrap_or(defaults.0);
+            let burst = self.count(burst, 1)?.unwrap_or(defaults.1);
             Ok::<_, ConfigError>((rate > 0).then(|| Limit {
                 per_second: f64::from(rate) / per,
                 burst,
             }))
         };
-        let rate_limits = RateLimitSettings {
+        Ok(RateLimitSettings {
             requests: limit("RATE_LIMIT_PER_SECOND", "RATE_LIMIT_BURST", 1.0, (100, 300))?,
             expensive: limit(
                 "RATE_LIMIT_EXPENSIVE_PER_MINUTE",
@@ -259,31 +307,14 @@ impl Config {
                 60.0,
                 (30, 10),
             )?,
-            expensive_concurrency: count("RATE_LIMIT_EXPENSIVE_CONCURRENCY", 0)?.unwrap_or(4),
-        };
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(raw) => return Err(invalid("LOG_FORMAT", format!("{raw:?}: must be text or json"))),
-        };
+            expensive_concurrency: self.count("RATE_LIMIT_EXPENSIVE_CONCURRENCY", 0)?.unwrap_or(4),
+        })
+    }
 
-        Ok(Config {
-            listen,
-            data_dir,
-            database_url,
-            pool,
-            expected_replicas,
-            cache,
-            bootstrap_token,
-            log_filter: get("RUST_LOG").unwrap_or_else(|| "info".into()),
-            log_format,
-            request_metrics: switch("METRICS_REQUESTS")?,
-            compression: CompressionSettings {
-                enabled: switch("COMPRESSION_ENABLED")?,
-                min_bytes: usize::try_from(bytes("COMPRESSION_MIN_BYTES", 1024)?).unwrap_or(usize::MAX),
-            },
-            secrets,
-            rate_limits,
+    fn compression(&self) -> Result<CompressionSettings, ConfigError> {
+        Ok(CompressionSettings {
+            enabled: self.switch("COMPRESSION_ENABLED")?,
+            min_bytes: usize::try_from(self.bytes("COMPRESSION_MIN_BYTES", 1024)?).unwrap_or(usize::MAX),
         })
     }
 }
@@ -318,125 +349,119 @@ pub fn mask_url(url: &str) -> String {
 }
 
 /// `openrisk config`: the effective configuration, one variable per line, secrets masked.
+/// Variables and their effective values, as `openrisk config` prints them.
+type Lines = Vec<(&'static str, String)>;
+
 impl fmt::Display for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pool = &self.pool;
-        let source = |name: &str| {
-            if pool.overridden.contains(&name) {
-                "(set)".to_owned()
-            } else {
-                format!("(mode {})", pool.mode.as_str())
-            }
+        let mut lines: Lines = vec![
+            ("OPENRISK_LISTEN", self.listen.to_string()),
+            ("OPENRISK_DATA_DIR", self.data_dir.display().to_string()),
+            ("DATABASE_URL", mask_url(self.database_url.as_str())),
+        ];
+        lines.extend(self.pool_lines());
+        lines.push(("OPENRISK_EXPECTED_REPLICAS", self.expected_replicas.to_string()));
+        lines.extend(self.cache_lines());
+        lines.extend(self.secret_lines());
+        lines.extend(self.limit_lines());
+        let log_format = match self.log_format {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
         };
-        writeln!(f, "OPENRISK_LISTEN={}", self.listen)?;
-        writeln!(f, "OPENRISK_DATA_DIR={}", self.data_dir.display())?;
-        writeln!(f, "DATABASE_URL={}", mask_url(&self.database_url))?;
-        writeln!(f, "DB_POOL_MODE={}", pool.mode.as_str())?;
-        writeln!(
-            f,
-            "DB_MAX_OPEN_CONNECTIONS={} {}",
-            pool.max_open,
-            source("DB_MAX_OPEN_CONNECTIONS")
-        )?;
-        writeln!(
-            f,
-            "DB_MAX_IDLE_CONNECTIONS={} {}",
-            pool.max_idle,
-            source("DB_MAX_IDLE_CONNECTIONS")
-        )?;
-        writeln!(
-            f,
-            "DB_CONN_MAX_LIFETIME={} {}",
-            pool.max_lifetime.as_secs(),
-            source("DB_CONN_MAX_LIFETIME")
-        )?;
-        writeln!(
-            f,
-            "DB_CONN_MAX_IDLE_TIME={} {}",
-            pool.max_idle_time.as_secs(),
-            source("DB_CONN_MAX_IDLE_TIME")
-        )?;
-        writeln!(
-            f,
-            "DB_ACQUIRE_TIMEOUT={} {}",
-            pool.acquire_timeout.as_secs(),
-            source("DB_ACQUIRE_TIMEOUT")
-        )?;
-        writeln!(f, "OPENRISK_EXPECTED_REPLICAS={}", self.expected_replicas)?;
+        lines.extend([
+            ("METRICS_REQUESTS", self.request_metrics.to_string()),
+            ("COMPRESSION_ENABLED", self.compression.enabled.to_string()),
+            ("COMPRESSION_MIN_BYTES", self.compression.min_bytes.to_string()),
+            ("RUST_LOG", self.log_filter.clone()),
+            ("LOG_FORMAT", log_format.to_owned()),
+        ]);
+        let text: Vec<String> = lines
+            .iter()
+            .map(|(name, value)| format!("{name}={value}"))
+            .collect();
+        f.write_str(&text.join("\n"))
+    }
+}
+
+impl Config {
+    /// Each limit, and whether it was set or came from the mode's preset.
+    fn pool_lines(&self) -> Lines {
+        let pool = &self.pool;
+        let with_source = |name: &'static str, value: u64| {
+            let source = match pool.overridden.contains(&name) {
+                true => "(set)".to_owned(),
+                false => format!("(mode {})", pool.mode.as_str()),
+            };
+            (name, format!("{value} {source}"))
+        };
+        vec![
+            ("DB_POOL_MODE", pool.mode.as_str().to_owned()),
+            with_source("DB_MAX_OPEN_CONNECTIONS", pool.max_open.into()),
+            with_source("DB_MAX_IDLE_CONNECTIONS", pool.max_idle.into()),
+            with_source("DB_CONN_MAX_LIFETIME", pool.max_lifetime.as_secs()),
+            with_source("DB_CONN_MAX_IDLE_TIME", pool.max_idle_time.as_secs()),
+            with_source("DB_ACQUIRE_TIMEOUT", pool.acquire_timeout.as_secs()),
+        ]
+    }
+
+    fn cache_lines(&self) -> Lines {
         let cache = &self.cache;
-        writeln!(
-            f,
-            "REDIS_URL={}",
-            cache
-                .redis_url
-                .as_deref()
-                .map(mask_url)
-                .unwrap_or_else(|| "(unset)".into())
-        )?;
-        writeln!(f, "CACHE_ENABLED={}", cache.enabled)?;
+        let redis = cache.redis_url.as_deref().map(mask_url);
+        let mut lines = vec![
+            ("REDIS_URL", redis.unwrap_or_else(|| "(unset)".into())),
+            ("CACHE_ENABLED", cache.enabled.to_string()),
+        ];
         for (namespace, variable) in Namespace::ALL.iter().zip(CACHE_TTL_VARIABLES) {
-            writeln!(f, "{variable}={}", cache.ttl(*namespace).as_secs())?;
+            lines.push((variable, cache.ttl(*namespace).as_secs().to_string()));
         }
-        writeln!(f, "CACHE_L1_MAX_BYTES={}", cache.l1_max_bytes)?;
-        writeln!(f, "CACHE_MAX_BODY_BYTES={}", cache.max_body_bytes)?;
-        writeln!(f, "CACHE_REDIS_TIMEOUT_MS={}", cache.redis_timeout.as_millis())?;
-        writeln!(
-            f,
-            "OPENRISK_BOOTSTRAP_TOKEN={}",
-            if self.bootstrap_token.is_some() {
-                "********"
-            } else {
-                "(unset)"
-            }
-        )?;
-        writeln!(
-            f,
-            "OPENRISK_SECRETS_KEY={}",
-            match &self.secrets.key {
-                Some(_) => "********".to_owned(),
-                None => format!("(unset: key file {})", self.secrets.key_file.display()),
-            }
-        )?;
-        writeln!(
-            f,
-            "OPENRISK_SECRETS_PREVIOUS_KEYS={}",
-            if self.secrets.previous.is_empty() {
-                "(unset)"
-            } else {
-                "********"
-            }
-        )?;
+        lines.extend([
+            ("CACHE_L1_MAX_BYTES", cache.l1_max_bytes.to_string()),
+            ("CACHE_MAX_BODY_BYTES", cache.max_body_bytes.to_string()),
+            (
+                "CACHE_REDIS_TIMEOUT_MS",
+                cache.redis_timeout.as_millis().to_string(),
+            ),
+        ]);
+        lines
+    }
+
+    /// Secrets masked: only whether each is set.
+    fn secret_lines(&self) -> Lines {
+        let masked = |set: bool| match set {
+            true => "********".to_owned(),
+            false => "(unset)".to_owned(),
+        };
+        let key = match &self.secrets.key {
+            Some(_) => masked(true),
+            None => format!("(unset: key file {})", self.secrets.key_file.display()),
+        };
+        vec![
+            ("OPENRISK_BOOTSTRAP_TOKEN", masked(self.bootstrap_token.is_some())),
+            ("OPENRISK_SECRETS_KEY", key),
+            (
+                "OPENRISK_SECRETS_PREVIOUS_KEYS",
+                masked(!self.secrets.previous.is_empty()),
+            ),
+        ]
+    }
+
+    fn limit_lines(&self) -> Lines {
         let limits = &self.rate_limits;
         let per = |limit: Option<Limit>, scale: f64| limit.map_or(0.0, |l| l.per_second * scale);
-        writeln!(f, "RATE_LIMIT_PER_SECOND={}", per(limits.requests, 1.0))?;
-        writeln!(f, "RATE_LIMIT_BURST={}", limits.requests.map_or(0, |l| l.burst))?;
-        writeln!(
-            f,
-            "RATE_LIMIT_EXPENSIVE_PER_MINUTE={}",
-            per(limits.expensive, 60.0)
-        )?;
-        writeln!(
-            f,
-            "RATE_LIMIT_EXPENSIVE_BURST={}",
-            limits.expensive.map_or(0, |l| l.burst)
-        )?;
-        writeln!(
-            f,
-            "RATE_LIMIT_EXPENSIVE_CONCURRENCY={}",
-            limits.expensive_concurrency
-        )?;
-        writeln!(f, "METRICS_REQUESTS={}", self.request_metrics)?;
-        writeln!(f, "COMPRESSION_ENABLED={}", self.compression.enabled)?;
-        writeln!(f, "COMPRESSION_MIN_BYTES={}", self.compression.min_bytes)?;
-        writeln!(f, "RUST_LOG={}", self.log_filter)?;
-        write!(
-            f,
-            "LOG_FORMAT={}",
-            match self.log_format {
-                LogFormat::Text => "text",
-                LogFormat::Json => "json",
-            }
-        )
+        let burst = |limit: Option<Limit>| limit.map_or(0, |l| l.burst);
+        vec![
+            ("RATE_LIMIT_PER_SECOND", per(limits.requests, 1.0).to_string()),
+            ("RATE_LIMIT_BURST", burst(limits.requests).to_string()),
+            (
+                "RATE_LIMIT_EXPENSIVE_PER_MINUTE",
+                per(limits.expensive, 60.0).to_string(),
+            ),
+            ("RATE_LIMIT_EXPENSIVE_BURST", burst(limits.expensive).to_string()),
+            (
+                "RATE_LIMIT_EXPENSIVE_CONCURRENCY",
+                limits.expensive_concurrency.to_string(),
+            ),
+        ]
     }
 }
 
@@ -463,7 +488,7 @@ mod tests {
     fn nothing_set_gives_the_documented_defaults() {
         let config = parse(&[]).expect("defaults");
         assert_eq!(config.listen, SocketAddr::from(([127, 0, 0, 1], 8080)));
-        assert_eq!(config.database_url, "sqlite://./data/openrisk.db");
+        assert_eq!(config.database_url.as_str(), "sqlite://./data/openrisk.db");
         assert_eq!(config.pool, PoolMode::Default.preset());
         assert!(config.pool.overridden.is_empty());
         assert_eq!(config.expected_replicas, 1);
@@ -480,7 +505,10 @@ mod tests {
     #[test]
     fn the_data_directory_places_the_default_database() {
         let config = parse(&[("OPENRISK_DATA_DIR", "/var/lib/openrisk")]).expect("valid");
-        assert_eq!(config.database_url, "sqlite:///var/lib/openrisk/openrisk.db");
+        assert_eq!(
+            config.database_url.as_str(),
+            "sqlite:///var/lib/openrisk/openrisk.db"
+        );
     }
 
     #[test]

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::error::ApiError;
+use super::middleware::{Inner, Middleware, run};
 use crate::cache::Cache;
 use crate::domain::auth::{Principal, hash_token};
 use crate::limits::{Limited, RateLimiter};
@@ -49,27 +49,25 @@ impl Authentication {
     }
 }
 
-/// The layer.
-pub async fn layer(
-    State(authenticator): State<Arc<Authenticator>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    if request.headers().contains_key(header::AUTHORIZATION) {
-        let (store, cache, limits) = (
-            authenticator.store.as_ref(),
-            &authenticator.cache,
-            &authenticator.limits,
-        );
-        let resolved = match authenticate(store, cache, limits, request.headers()).await {
+impl Middleware for Authenticator {
+    async fn handle<S: Inner>(self: Arc<Self>, mut request: Request, inner: S) -> Response {
+        if request.headers().contains_key(header::AUTHORIZATION) {
+            let resolved = self.resolve(request.headers()).await;
+            request.extensions_mut().insert(resolved);
+        }
+        run(inner, request).await
+    }
+}
+
+impl Authenticator {
+    async fn resolve(&self, headers: &HeaderMap) -> Authentication {
+        match authenticate(self.store.as_ref(), &self.cache, &self.limits, headers).await {
             Ok(principal) => Authentication::Caller(principal),
             Err(ApiError::Unauthorized) => Authentication::Unknown,
             Err(ApiError::RateLimited(limited)) => Authentication::Limited(limited),
             Err(_) => Authentication::Failed,
-        };
-        request.extensions_mut().insert(resolved);
+        }
     }
-    next.run(request).await
 }
 
 /// The principal behind the request's bearer token, within its rate limit.

@@ -7,15 +7,15 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::authentication::Authentication;
 use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
+use super::middleware::{Inner, Middleware, run};
 use super::routes::Policies;
 use crate::cache::policy::{Read, Write};
 use crate::cache::{
@@ -30,15 +30,21 @@ pub struct CacheLayer {
     pub compression: CompressionSettings,
 }
 
-/// The layer: serves cacheable GETs through the cache and, after a successful write, invalidates
-/// what the write changed, before the response leaves.
-pub async fn layer(State(layer): State<Arc<CacheLayer>>, request: Request, next: Next) -> Response {
+impl Middleware for CacheLayer {
+    /// Serves cacheable GETs through the cache and, after a successful write, invalidates what
+    /// the write changed, before the response leaves.
+    async fn handle<S: Inner>(self: Arc<Self>, request: Request, next: S) -> Response {
+        handle(&self, request, next).await
+    }
+}
+
+async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Response {
     let Some((route, policy)) = request
         .extensions()
         .get::<MatchedPath>()
         .and_then(|route| Some((route.as_str(), layer.policies.get(route.as_str())?)))
     else {
-        return next.run(request).await;
+        return run(next, request).await;
     };
     // On a route whose answers are one risk's details, that risk is the path's `{id}`.
     let risk = policy
@@ -57,7 +63,7 @@ pub async fn layer(State(layer): State<Arc<CacheLayer>>, request: Request, next:
         _ => None,
     };
     let Some(action) = action else {
-        return next.run(request).await;
+        return run(next, request).await;
     };
     // Who asks decides the key (organization, role) and what a write invalidates. A refused
     // token is refused here, as its handler would refuse it first; without a caller (no token, a
@@ -70,7 +76,7 @@ pub async fn layer(State(layer): State<Arc<CacheLayer>>, request: Request, next:
                 .unwrap_or(ApiError::Unauthorized)
                 .into_response();
         }
-        _ => return next.run(request).await,
+        _ => return run(next, request).await,
     };
     match action {
         Action::Read { namespace, per_day } => {
@@ -78,10 +84,10 @@ pub async fn layer(State(layer): State<Arc<CacheLayer>>, request: Request, next:
                 Some(risk) => Scope::item(org, namespace, risk),
                 None => Scope::namespace(org, namespace),
             };
-            read(&layer, scope, per_day, role, request, next).await
+            read(layer, scope, per_day, role, request, next).await
         }
         Action::Write(mutation) => {
-            let response = next.run(request).await;
+            let response = run(next, request).await;
             if response.status().is_success() {
                 // Boxed: reads, far more frequent, need not carry its state.
                 Box::pin(layer.cache.after_write(org, mutation, risk)).await;
@@ -96,13 +102,13 @@ enum Action {
     Write(Mutation),
 }
 
-async fn read(
+async fn read<S: Inner>(
     layer: &CacheLayer,
     scope: Scope,
     per_day: bool,
     role: Role,
     mut request: Request,
-    next: Next,
+    next: S,
 ) -> Response {
     // Conditional requests are answered here: the handler computes the full response, which
     // every caller of the key can share.
@@ -125,12 +131,12 @@ async fn read(
 }
 
 /// The handler behind a cacheable read.
-struct Handler {
+struct Handler<S> {
     request: Request,
-    next: Next,
+    next: S,
 }
 
-impl Origin for Handler {
+impl<S: Inner> Origin for Handler<S> {
     type Uncached = Captured;
 
     async fn fill(self, admit: Admit) -> Result<Entry, Captured> {
@@ -139,7 +145,7 @@ impl Origin for Handler {
     }
 
     async fn pass(self) -> Captured {
-        Captured::of(self.next.run(self.request).await).await
+        Captured::of(run(self.next, self.request).await).await
     }
 }
 

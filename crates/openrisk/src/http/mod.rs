@@ -12,6 +12,7 @@ mod health;
 mod marketplace;
 mod me;
 mod metrics;
+mod middleware;
 mod mitigations;
 mod openapi;
 mod orgs;
@@ -41,6 +42,7 @@ use error::{ApiError, ConnectionLost, problem_response};
 pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};
 pub use state::{AppState, BODY_LIMIT, REQUEST_TIMEOUT};
 
+use middleware::MiddlewareLayer;
 use routes::{Policies, Routes};
 
 /// Where the OpenAPI document and its reference page are served.
@@ -122,11 +124,8 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
                 .map_response(|response: Response<_>| response.map(axum::body::Body::new))
                 .layer(compression)
-                .layer(axum::middleware::from_fn_with_state(
-                    authenticator,
-                    authentication::layer,
-                ))
-                .layer(axum::middleware::from_fn_with_state(cached, cache_layer::layer))
+                .layer(MiddlewareLayer(authenticator))
+                .layer(MiddlewareLayer(cached))
                 .layer(axum::middleware::from_fn(retry_reads)),
         )
 }

@@ -17,27 +17,24 @@ use anyhow::{Context, bail};
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{Connection, PgConnection, SqliteConnection};
 
+use super::DatabaseUrl;
+
 enum Target {
     Sqlite(Box<SqliteConnectOptions>),
     Postgres(String),
 }
 
 impl Target {
-    fn of(database_url: &str) -> anyhow::Result<Target> {
-        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
-            Ok(Target::Postgres(database_url.to_owned()))
-        } else if database_url.starts_with("sqlite:") {
-            Ok(Target::Sqlite(Box::new(SqliteConnectOptions::from_str(
-                database_url,
-            )?)))
-        } else {
-            bail!("DATABASE_URL must start with sqlite:// or postgres://")
-        }
+    fn of(database_url: &DatabaseUrl) -> anyhow::Result<Target> {
+        Ok(match database_url {
+            DatabaseUrl::Postgres(url) => Target::Postgres(url.clone()),
+            DatabaseUrl::Sqlite(url) => Target::Sqlite(Box::new(SqliteConnectOptions::from_str(url)?)),
+        })
     }
 }
 
 /// Writes a consistent copy of the database `database_url` names to `file`, which must not exist.
-pub async fn backup(database_url: &str, file: &Path) -> anyhow::Result<()> {
+pub async fn backup(database_url: &DatabaseUrl, file: &Path) -> anyhow::Result<()> {
     if file.exists() {
         bail!("{} exists already: choose a new file", file.display());
     }
@@ -68,7 +65,7 @@ pub async fn backup(database_url: &str, file: &Path) -> anyhow::Result<()> {
 
 /// Restores the backup `file` into the empty database `database_url` names, and draws a new data
 /// epoch in it.
-pub async fn restore(database_url: &str, file: &Path) -> anyhow::Result<()> {
+pub async fn restore(database_url: &DatabaseUrl, file: &Path) -> anyhow::Result<()> {
     if !file.is_file() {
         bail!("no backup file at {}", file.display());
     }

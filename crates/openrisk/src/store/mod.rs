@@ -10,6 +10,7 @@ mod settings;
 mod sql;
 mod sqlite;
 mod traits;
+mod url;
 
 use std::sync::Arc;
 
@@ -32,6 +33,7 @@ pub use traits::{
     AggregateDrift, AssetStore, InstallationStore, MitigationStore, OrgStore, ReportStore, RiskStore,
     SeedStore,
 };
+pub use url::DatabaseUrl;
 
 /// How long the database may take to answer a readiness check.
 pub const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -203,15 +205,12 @@ pub trait Store:
 
 /// Opens the store `url` names and applies its migrations.
 pub async fn connect(
-    url: &str,
+    url: &DatabaseUrl,
     pool: &PoolSettings,
     secrets: Arc<SecretKeys>,
 ) -> anyhow::Result<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, pool, secrets).await?))
-    } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, pool, secrets).await?))
-    } else {
-        anyhow::bail!("DATABASE_URL must start with sqlite:// or postgres://")
-    }
+    Ok(match url {
+        DatabaseUrl::Postgres(url) => Arc::new(PgStore::connect(url, pool, secrets).await?),
+        DatabaseUrl::Sqlite(url) => Arc::new(SqliteStore::connect(url, pool, secrets).await?),
+    })
 }

@@ -133,10 +133,11 @@ fn describe() {
         Unit::Bytes,
         "Sizes of response bodies known before sending (streamed exports are not counted)."
     );
-    describe_gauge!(
-        "cache_subscription_up",
-        "1 while the invalidation channel is followed (the cache is trusted), else 0."
-    );
+    describe_pool();
+    describe_cache();
+}
+
+fn describe_pool() {
     describe_gauge!(
         "db_pool_connections",
         "Open database connections by state (idle, in_use)."
@@ -169,6 +170,18 @@ fn describe() {
         Unit::Seconds,
         "Time spent waiting for a database connection, apart from the queries run on it."
     );
+    describe_histogram!(
+        "db_query_duration_seconds",
+        Unit::Seconds,
+        "Database work by store operation: one observation per statement or transaction, timed from connection acquired to released."
+    );
+}
+
+fn describe_cache() {
+    describe_gauge!(
+        "cache_subscription_up",
+        "1 while the invalidation channel is followed (the cache is trusted), else 0."
+    );
     describe_counter!(
         "cache_requests_total",
         "Cache lookups by namespace, tier (l1, l2) and result (hit, miss, bypass, error)."
@@ -187,10 +200,5 @@ fn describe() {
     describe_gauge!(
         "cache_breaker_state",
         "The circuit breaker in front of Redis: 0 closed, 1 open, 2 half-open."
-    );
-    describe_histogram!(
-        "db_query_duration_seconds",
-        Unit::Seconds,
-        "Database work by store operation: one observation per statement or transaction, timed from connection acquired to released."
     );
 }

@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod api;
+mod architecture;
 mod backup;
 mod bad_input;
 mod cache;
