@@ -5,6 +5,10 @@
 //! Invariant: an entry is found only under the key it was stored with, and keys carry every
 //! generation and epoch that can void it (`keys`), so nothing here decides freshness but the TTL.
 //! A miss runs its origin once however many requests miss the key at the same moment.
+//!
+//! Orderings: the only atomic here, `get_or_fill`'s `source`, is `Relaxed`: it is written by the
+//! fill future and read after awaiting it, in the same task. Shared state (L1, the shares, the
+//! refresh set) has locks or moka's own synchronization.
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -377,4 +377,21 @@ mod tests {
         assert_ne!(normalized_query(Some("a=1")), normalized_query(Some("a=2")));
         assert_eq!(normalized_query(None), "");
     }
+
+    #[tokio::test]
+    async fn an_answer_that_cannot_be_read_is_a_server_error_never_an_empty_cacheable_200() {
+        let failing = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"{\"items\":[")),
+            Err(std::io::Error::other("connection reset")),
+        ]);
+        let response = Response::new(Body::from_stream(failing));
+        let captured = Captured::of(response).await;
+        assert_eq!(captured.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!captured.body.is_empty(), "a problem document");
+        let admit = Admit {
+            max_body: 1 << 20,
+            ttl: std::time::Duration::from_secs(60),
+        };
+        assert!(captured.entry(admit).is_none(), "not cacheable");
+    }
 }

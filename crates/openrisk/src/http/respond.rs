@@ -58,3 +58,28 @@ pub fn created_json(value: &impl Serialize) -> Response {
 pub fn json(value: &impl Serialize) -> Response {
     with_json(value, |body| ([JSON], body).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Unserializable;
+
+    impl Serialize for Unserializable {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no JSON form"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_value_that_does_not_serialize_answers_a_problem_never_an_empty_body() {
+        for response in [json(&Unserializable), created_json(&Unserializable)] {
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let problem: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(problem["status"], 500);
+        }
+    }
+}

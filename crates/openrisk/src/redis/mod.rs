@@ -330,6 +330,22 @@ impl Redis {
         Ok(hash.to_hex()[..16].to_owned())
     }
 
+    /// Subscribes to `channel`, on the cluster node whose turn `attempt` is (one server: it).
+    pub async fn subscribe(&self, channel: &str, attempt: usize) -> Result<(Pinger, Messages), Unavailable> {
+        let limit = self.timeout * 4;
+        let server = self.pubsub_client(attempt);
+        let mut pubsub = tokio::time::timeout(limit, server.get_async_pubsub())
+            .await
+            .map_err(|_| Unavailable)?
+            .map_err(|_| Unavailable)?;
+        tokio::time::timeout(limit, pubsub.subscribe(channel))
+            .await
+            .map_err(|_| Unavailable)?
+            .map_err(|_| Unavailable)?;
+        let (sink, stream) = pubsub.split();
+        Ok((Pinger(sink), Messages(stream)))
+    }
+
     /// Each server's memory limit and eviction policy.
     pub async fn memory(&self) -> Result<Vec<MemoryPolicy>, Unavailable> {
         let answer = self

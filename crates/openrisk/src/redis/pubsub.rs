@@ -5,31 +5,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use super::{Redis, Unavailable};
-
 /// The receiving half: messages published on the channel.
-pub struct Messages(::redis::aio::PubSubStream);
+pub struct Messages(pub(super) ::redis::aio::PubSubStream);
 
 /// The sending half, kept to check that the subscription still answers.
-pub struct Pinger(::redis::aio::PubSubSink);
-
-impl Redis {
-    /// Subscribes to `channel`, on the cluster node whose turn `attempt` is (one server: it).
-    pub async fn subscribe(&self, channel: &str, attempt: usize) -> Result<(Pinger, Messages), Unavailable> {
-        let limit = self.timeout * 4;
-        let server = self.pubsub_client(attempt);
-        let mut pubsub = tokio::time::timeout(limit, server.get_async_pubsub())
-            .await
-            .map_err(|_| Unavailable)?
-            .map_err(|_| Unavailable)?;
-        tokio::time::timeout(limit, pubsub.subscribe(channel))
-            .await
-            .map_err(|_| Unavailable)?
-            .map_err(|_| Unavailable)?;
-        let (sink, stream) = pubsub.split();
-        Ok((Pinger(sink), Messages(stream)))
-    }
-}
+pub struct Pinger(pub(super) ::redis::aio::PubSubSink);
 
 impl Messages {
     /// The next message: `None` once the subscription has ended; `Some(None)` for a payload that
