@@ -54,11 +54,10 @@ pub use report::{CacheReport, NamespaceReport, TierCounts, TierUsage};
 pub use scope::Scope;
 pub use settings::{CacheSettings, Namespace};
 pub use status::{CacheStatus, HitFrom, Served};
-pub use tiers::STALE_GRACE;
 
 use coherence::Coherence;
 use generations::Generations;
-use tiers::Tiers;
+use tiers::{STALE_GRACE, Tiers};
 
 pub struct Cache {
     settings: Arc<CacheSettings>,
@@ -90,10 +89,6 @@ impl Cache {
 
     pub fn enabled(&self) -> bool {
         self.settings.enabled
-    }
-
-    pub fn settings(&self) -> &CacheSettings {
-        &self.settings
     }
 
     /// Whether cached values may be used now (see `coherence`).

@@ -167,7 +167,8 @@ impl Tiers {
             let status = CacheStatus::Hit(HitFrom::L1Stale);
             return Served::Entry { entry, key, status };
         }
-        match self.get_or_fill(scope, key, origin.fill(admit)).await {
+        // L1 was looked up already: `found` had nothing fresh.
+        match self.fill_once(scope, key, origin.fill(admit)).await {
             Ok((entry, source)) => {
                 let status = match source {
                     Source::L1 => CacheStatus::Hit(HitFrom::L1),
@@ -204,8 +205,7 @@ impl Tiers {
         }
     }
 
-    /// The value under `key`: from L1, else L2, else `fill`, run once however many callers miss
-    /// the key at the same time (the others wait for its result). `fill`'s errors are not cached.
+    /// The value under `key`: from L1, else as `fill_once` finds it.
     async fn get_or_fill<E>(
         &self,
         scope: Scope,
@@ -222,6 +222,21 @@ impl Tiers {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Hit);
             return Ok((entry, Source::L1));
         }
+        self.fill_once(scope, key, fill).await
+    }
+
+    /// The value under `key`, missing from L1 a moment ago: from L2, else `fill`, run once however
+    /// many callers miss the key at the same time (the others wait for its result, or find what
+    /// another stored meanwhile). `fill`'s errors are not cached.
+    async fn fill_once<E>(
+        &self,
+        scope: Scope,
+        key: u128,
+        fill: impl Future<Output = Result<Entry, E>>,
+    ) -> Result<(Arc<Entry>, Source), Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
         const FROM_L1: u8 = 0;
         const FROM_L2: u8 = 1;
         const FILLED: u8 = 2;
@@ -259,7 +274,7 @@ impl Tiers {
         result.map(|entry| (entry, source))
     }
 
-    /// Stores a value computed outside `get_or_fill` (a refresh).
+    /// Stores a value computed outside `fill_once` (a refresh).
     async fn store(&self, scope: Scope, key: u128, entry: Entry) -> Arc<Entry> {
         let entry = Arc::new(
             Entry {

@@ -39,12 +39,14 @@ pub enum Authentication {
 }
 
 impl Authentication {
-    /// The refusal to answer with, for `Unknown` and `Limited`.
-    pub fn refusal(&self) -> Option<ApiError> {
+    /// The caller; `Ok(None)` when the lookup failed and may be tried again; the refusal to
+    /// answer with for a token that names no one (401) or is over its limit (429).
+    pub fn caller(&self) -> Result<Option<&Principal>, ApiError> {
         match self {
-            Authentication::Unknown => Some(ApiError::Unauthorized),
-            Authentication::Limited(limited) => Some(ApiError::RateLimited(*limited)),
-            Authentication::Caller(_) | Authentication::Failed => None,
+            Authentication::Caller(principal) => Ok(Some(principal)),
+            Authentication::Failed => Ok(None),
+            Authentication::Unknown => Err(ApiError::Unauthorized),
+            Authentication::Limited(limited) => Err(ApiError::RateLimited(*limited)),
         }
     }
 }

@@ -68,14 +68,13 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
     // Who asks decides the key (organization, role) and what a write invalidates. A refused
     // token is refused here, as its handler would refuse it first; without a caller (no token, a
     // failed lookup) the handler decides.
-    let (org, role) = match request.extensions().get::<Authentication>() {
-        Some(Authentication::Caller(principal)) => (principal.organization_id, principal.role),
-        Some(refused @ (Authentication::Unknown | Authentication::Limited(_))) => {
-            return refused
-                .refusal()
-                .unwrap_or(ApiError::Unauthorized)
-                .into_response();
-        }
+    let caller = request
+        .extensions()
+        .get::<Authentication>()
+        .map(Authentication::caller);
+    let (org, role) = match caller {
+        Some(Ok(Some(principal))) => (principal.organization_id, principal.role),
+        Some(Err(refusal)) => return refusal.into_response(),
         _ => return run(next, request).await,
     };
     match action {
@@ -184,7 +183,7 @@ fn normalized_query(query: Option<&str>) -> Cow<'_, str> {
 
 /// A handler's response, read whole.
 #[derive(Clone)]
-pub struct Captured {
+struct Captured {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,

@@ -68,13 +68,11 @@ impl<A: Access> FromRequestParts<AppState> for Auth<A> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let principal = match parts.extensions.get::<Authentication>() {
-            Some(Authentication::Caller(principal)) => principal.clone(),
-            Some(Authentication::Failed) => {
-                authenticate(state.store.as_ref(), &state.cache, &state.limits, &parts.headers).await?
-            }
-            Some(refused) => return Err(refused.refusal().unwrap_or(ApiError::Unauthorized)),
-            None => return Err(ApiError::Unauthorized),
+        let resolved = parts.extensions.get::<Authentication>();
+        let principal = match resolved.ok_or(ApiError::Unauthorized)?.caller()? {
+            Some(principal) => principal.clone(),
+            // Inside the retry of reads: a lost connection gets a second chance.
+            None => authenticate(state.store.as_ref(), &state.cache, &state.limits, &parts.headers).await?,
         };
         if !A::allows(&principal) {
             return Err(ApiError::Forbidden);

@@ -1,6 +1,5 @@
 //! Which database `DATABASE_URL` names, read once at start-up.
 
-use std::fmt;
 use std::str::FromStr;
 
 /// A database URL whose backend is known.
@@ -31,12 +30,6 @@ impl DatabaseUrl {
         match self {
             DatabaseUrl::Sqlite(url) | DatabaseUrl::Postgres(url) => url,
         }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
