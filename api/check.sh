@@ -86,8 +86,10 @@ PYTHONPATH=$OUT/client "$GENERATOR/bin/python" api/walkthrough.py "$BASE" "$ADMI
 for role in admin viewer; do
   token=$ADMIN; [ $role = viewer ] && token=$VIEWER
   echo "== Schemathesis as $role, $SECONDS_PER_ROLE s"
+  # Every check is on by default; naming them on the command line (`--checks all`) would also
+  # override the one the configuration switches off for one operation.
   "$FUZZER/bin/st" --config-file api/schemathesis.toml run "$BASE/api/openapi.json" \
-    -H "Authorization: Bearer $token" --checks all --max-time "$SECONDS_PER_ROLE" \
+    -H "Authorization: Bearer $token" --max-time "$SECONDS_PER_ROLE" \
     --report junit --report-junit-path "$OUT/fuzz-$role.xml" --no-color || status=1
 done
 
