@@ -63,6 +63,21 @@ pub async fn get(router: &axum::Router, path: &str, headers: &[(&str, &str)]) ->
     Ok(cache)
 }
 
+/// The body of one GET of `path` through `router` in process, as the handler wrote it (no coding).
+pub async fn body(router: &axum::Router, path: &str) -> anyhow::Result<bytes::Bytes> {
+    use tower::ServiceExt;
+    let request = axum::http::Request::get(path)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .body(axum::body::Body::empty())?;
+    let response = router.clone().oneshot(request).await?;
+    anyhow::ensure!(
+        response.status() == axum::http::StatusCode::OK,
+        "{path}: {}",
+        response.status()
+    );
+    Ok(axum::body::to_bytes(response.into_body(), usize::MAX).await?)
+}
+
 /// Nanoseconds per request over `count` GETs of `path` in a row.
 pub async fn batch(
     router: &axum::Router,

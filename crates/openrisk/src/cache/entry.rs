@@ -1,5 +1,7 @@
 //! A cached value: the finished response body and the headers that go with it, as stored in L1
-//! and, encoded, in Redis.
+//! and, encoded, in Redis. Redis holds a body of some size in zstd, the coding clients prefer:
+//! the replica that fills an entry compresses it once, and every replica that reads it sends
+//! those bytes to zstd clients as they are.
 
 use std::any::Any;
 use std::sync::{Arc, OnceLock};
@@ -11,10 +13,14 @@ use serde::de::DeserializeOwned;
 
 use super::coding::Coding;
 
-/// Bodies above this are compressed in Redis.
-const COMPRESS_ABOVE: usize = 4096;
-const FORMAT: u8 = 1;
-const COMPRESSED: u8 = 1;
+/// Bodies above this are kept in zstd in Redis: no larger than the smallest answer compressed
+/// for clients (`COMPRESSION_MIN_BYTES` defaults to 1 KiB), so that such answers share the coding.
+const COMPRESS_ABOVE: usize = 512;
+/// Format 1 held bodies in lz4: a replica of that version rejects these, and this one those.
+const FORMAT: u8 = 2;
+const ZSTD: u8 = 1;
+/// A stored body's length beyond which its bytes are taken as corrupt rather than allocated.
+const MAX_STORED_BODY: usize = 256 << 20;
 
 #[derive(Clone, Debug, Default)]
 pub struct Entry {
@@ -104,6 +110,7 @@ impl Entry {
         let mut made = false;
         let encoded = slot.get_or_init(|| {
             made = true;
+            metrics::counter!("cache_codings_made_total", "coding" => coding.as_str()).increment(1);
             coding.compress(&self.body)
         });
         (encoded.clone(), made)
@@ -125,12 +132,18 @@ impl Entry {
         u32::try_from(size).unwrap_or(u32::MAX)
     }
 
-    /// `format, flags, content type, etag, disposition, body` with u16 length prefixes.
+    /// `format, flags, content type, etag, disposition, body` with u16 length prefixes; the
+    /// body as it is, or (flag `ZSTD`) its length as a u32 and its zstd coding, made here if no
+    /// request has made it yet and kept in the entry.
     pub fn encode(&self) -> Vec<u8> {
-        let compress = self.body.len() > COMPRESS_ABOVE;
-        let mut out = BytesMut::with_capacity(self.body.len() + 128);
+        let zstd = match self.body.len() > COMPRESS_ABOVE {
+            true => self.encoded(Coding::Zstd).0,
+            false => None,
+        };
+        let stored = zstd.as_ref().unwrap_or(&self.body);
+        let mut out = BytesMut::with_capacity(stored.len() + 128);
         out.put_u8(FORMAT);
-        out.put_u8(if compress { COMPRESSED } else { 0 });
+        out.put_u8(if zstd.is_some() { ZSTD } else { 0 });
         for text in [
             self.content_type.as_str(),
             self.etag.as_str(),
@@ -140,11 +153,10 @@ impl Entry {
             out.put_u16(text.len() as u16);
             out.put_slice(text);
         }
-        if compress {
-            out.put_slice(&lz4_flex::compress_prepend_size(&self.body));
-        } else {
-            out.put_slice(&self.body);
+        if zstd.is_some() {
+            out.put_u32(u32::try_from(self.body.len()).unwrap_or(u32::MAX));
         }
+        out.put_slice(stored);
         out.to_vec()
     }
 
@@ -170,22 +182,39 @@ impl Entry {
         let content_type = text()?;
         let etag = text()?;
         let disposition = text()?;
-        let body = if flags & COMPRESSED != 0 {
-            Bytes::from(lz4_flex::decompress_size_prepended(buf).ok()?)
-        } else {
-            Bytes::copy_from_slice(buf)
+        let entry = Entry {
+            content_type,
+            etag,
+            content_disposition: (!disposition.is_empty()).then_some(disposition),
+            ttl,
+            ..Entry::default()
         };
-        Some(
-            Entry {
-                content_type,
-                etag,
-                content_disposition: (!disposition.is_empty()).then_some(disposition),
-                body,
-                ttl,
-                ..Entry::default()
+        let entry = match flags & ZSTD != 0 {
+            false => Entry {
+                body: Bytes::copy_from_slice(buf),
+                ..entry
+            },
+            true => {
+                if buf.remaining() < 4 {
+                    return None;
+                }
+                let len = usize::try_from(buf.get_u32()).ok()?;
+                if len > MAX_STORED_BODY {
+                    return None;
+                }
+                let body = zstd::bulk::decompress(buf, len).ok()?;
+                if body.len() != len {
+                    return None;
+                }
+                let entry = Entry {
+                    body: Bytes::from(body),
+                    ..entry
+                };
+                let _ = entry.encoded[Coding::Zstd.index()].set(Some(Bytes::copy_from_slice(buf)));
+                entry
             }
-            .fresh_from_now(),
-        )
+        };
+        Some(entry.fresh_from_now())
     }
 }
 
@@ -196,6 +225,7 @@ mod tests {
     #[test]
     fn entries_survive_encoding_compressed_or_not() {
         for body in [Bytes::from_static(b"{}"), Bytes::from(vec![b'x'; 10_000])] {
+            let compressed = body.len() > COMPRESS_ABOVE;
             let entry = Entry {
                 content_type: "application/json".into(),
                 etag: "\"3-abc\"".into(),
@@ -208,8 +238,26 @@ mod tests {
             let decoded = Entry::decode(&encoded, entry.ttl).unwrap();
             assert_eq!(decoded, entry);
             assert!(!decoded.is_stale());
+            // A compressed body arrives with its zstd coding, sent as it is.
+            let coded = decoded.encoded[Coding::Zstd.index()].get().cloned().flatten();
+            assert_eq!(coded.is_some(), compressed);
+            if let Some(coded) = coded {
+                assert_eq!(zstd::stream::decode_all(&coded[..]).unwrap(), entry.body);
+                assert!(encoded.len() < 200, "{} bytes in Redis", encoded.len());
+            }
         }
         assert!(Entry::decode(&[9, 0], Duration::ZERO).is_none());
         assert!(Entry::decode(&[FORMAT, 0, 0, 200], Duration::ZERO).is_none());
+        // A length that the stored coding does not hold is corruption, not an allocation.
+        let big = Entry {
+            body: Bytes::from(vec![b'y'; 5_000]),
+            ..Entry::default()
+        };
+        let mut bytes = big.encode();
+        let length_at = 2 + 3 * 2; // format, flags, three empty texts
+        bytes[length_at..length_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(Entry::decode(&bytes, Duration::ZERO).is_none());
+        bytes[length_at..length_at + 4].copy_from_slice(&4_999u32.to_be_bytes());
+        assert!(Entry::decode(&bytes, Duration::ZERO).is_none());
     }
 }

@@ -136,11 +136,12 @@ mod tests {
 
     #[test]
     fn the_client_preference_wins_then_the_server_order() {
-        assert_eq!(negotiate(&accept("gzip, deflate, br, zstd")), Some(Coding::Br));
+        assert_eq!(negotiate(&accept("gzip, deflate, br, zstd")), Some(Coding::Zstd));
+        assert_eq!(negotiate(&accept("gzip, deflate, br")), Some(Coding::Br));
         assert_eq!(negotiate(&accept("gzip;q=1, br;q=0.5")), Some(Coding::Gzip));
         assert_eq!(negotiate(&accept("zstd, gzip;q=0.9")), Some(Coding::Zstd));
-        assert_eq!(negotiate(&accept("*")), Some(Coding::Br));
-        assert_eq!(negotiate(&accept("br;q=0, *;q=0.1")), Some(Coding::Zstd));
+        assert_eq!(negotiate(&accept("*")), Some(Coding::Zstd));
+        assert_eq!(negotiate(&accept("zstd;q=0, *;q=0.1")), Some(Coding::Br));
         assert_eq!(negotiate(&accept("X-GZIP")), Some(Coding::Gzip));
         assert_eq!(negotiate(&accept("identity")), None);
         assert_eq!(negotiate(&accept("gzip;q=0")), None);

@@ -140,6 +140,86 @@ async fn writes_are_seen_across(a: &TestApp, b: &Replica) {
     }
 }
 
+/// An answer is compressed once for all replicas: the one that fills the entry stores it in Redis
+/// in zstd, and the others send those bytes as they are. A coding Redis does not hold is made by
+/// the replica that needs it, once.
+async fn an_entry_is_compressed_once_for_every_replica(backend: Backend) {
+    let redis = RedisServer::start();
+    let (a, b) = replica_pair(backend, &redis).await;
+    for n in 0..30 {
+        a.create_risk(
+            &a.token,
+            json!({"title": format!("Vendor {n}"), "likelihood": 3, "impact": 4}),
+        )
+        .await;
+    }
+    let zstd = r#"cache_codings_made_total{coding="zstd"}"#;
+    let br = r#"cache_codings_made_total{coding="br"}"#;
+    let get = |base: &str, accept: &str| {
+        a.client
+            .get(format!("{base}/api/v1/risks"))
+            .bearer_auth(&a.token)
+            .header("accept-encoding", accept)
+            .send()
+    };
+    let entries = || {
+        redis
+            .cli(&["KEYS", "openrisk:*:c:*"])
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let before = entries();
+    let filled = get(&a.address, "gzip, deflate, br, zstd").await.unwrap();
+    assert_eq!(filled.headers()["x-cache"], "MISS");
+    assert_eq!(filled.headers()["content-encoding"], "zstd");
+    let filled = filled.bytes().await.unwrap();
+    assert_eq!(
+        a.metric(zstd).await,
+        Some(1.0),
+        "made once, by the replica that filled it"
+    );
+    // The entry goes to Redis in the background.
+    for _ in 0..100 {
+        if entries() > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let from_redis = get(&b.service.base, "gzip, deflate, br, zstd").await.unwrap();
+    assert_eq!(from_redis.headers()["cache-status"], "OpenRisk; hit; detail=l2");
+    assert_eq!(from_redis.headers()["content-encoding"], "zstd");
+    assert_eq!(from_redis.bytes().await.unwrap(), filled, "the filler's bytes");
+    let b_metrics = b
+        .client
+        .get(format!("{}/metrics", b.service.base))
+        .send()
+        .await
+        .unwrap();
+    let b_metrics = b_metrics.text().await.unwrap();
+    assert!(
+        !b_metrics.contains(zstd),
+        "the other replica compressed again: {b_metrics}"
+    );
+
+    let brotli = get(&b.service.base, "br").await.unwrap();
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    let brotli = brotli.bytes().await.unwrap();
+    let mut plain = Vec::new();
+    brotli::BrotliDecompress(&mut &brotli[..], &mut plain).unwrap();
+    assert_eq!(plain, zstd::stream::decode_all(&filled[..]).unwrap());
+    get(&b.service.base, "br").await.unwrap();
+    let b_metrics = b
+        .client
+        .get(format!("{}/metrics", b.service.base))
+        .send()
+        .await
+        .unwrap();
+    let b_metrics = b_metrics.text().await.unwrap();
+    assert!(b_metrics.contains(&format!("{br} 1\n")), "{b_metrics}");
+}
+
 /// Reads and writes on both replicas while Redis dies, comes back empty, dies again and comes back
 /// with a snapshot taken before the writes: never a 5xx, never a stale read.
 async fn redis_outages_cause_no_errors_and_no_stale_reads(backend: Backend) {
@@ -322,6 +402,7 @@ mod cluster {
 
 on_each_backend!(
     writes_on_one_replica_are_seen_on_the_other,
+    an_entry_is_compressed_once_for_every_replica,
     redis_outages_cause_no_errors_and_no_stale_reads,
     a_hung_redis_does_not_stall_requests,
     a_lost_subscription_stops_trust_in_l1,
