@@ -40,7 +40,7 @@ impl Mutation {
             // dashboard and the summary are full risks.
             Mutation::Asset => (&[Assets, Risks, RiskDetails, Dashboard, Reports], false),
             Mutation::Installation => (&[Marketplace], false),
-            // Token lookups; the role is part of every other key already.
+            // Token lookups. Answers that differ by role carry the role in their key.
             Mutation::User | Mutation::Token => (&[Auth], false),
         };
         let mut namespaces = namespaces.to_vec();

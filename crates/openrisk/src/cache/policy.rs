@@ -8,11 +8,30 @@ use super::settings::Namespace;
 /// What a route's GET does with the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
-    /// Answers are cached in `namespace`. With `per_day`, the key carries the date, because the
-    /// answer holds figures relative to today (overdue, timelines) that change at midnight.
-    Cached { namespace: Namespace, per_day: bool },
+    /// Answers are cached in `namespace`, shared by `audience`. With `per_day`, the key carries
+    /// the date, because the answer holds figures relative to today (overdue, timelines) that
+    /// change at midnight.
+    Cached {
+        namespace: Namespace,
+        per_day: bool,
+        audience: Audience,
+    },
     /// Never cached: operations data, streamed exports, answers about the caller.
     Uncached,
+}
+
+/// Who shares one cached answer: a key is only as wide as what the answer depends on. Every
+/// role may read every cached route (each asks for a viewer at least), so the role is in the key
+/// only where the body differs by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Every caller of the organization.
+    Organization,
+    /// Callers of the organization with the same role.
+    Role,
+    /// Every caller of every organization: one public document, changed only by a release
+    /// (the key carries the release's content version; `Cache-Control: public`).
+    Everyone,
 }
 
 /// What a route's writes (POST, PUT, PATCH, DELETE) do to the cache once they succeed.
@@ -30,11 +49,12 @@ pub struct RoutePolicy {
     pub write: Option<Write>,
 }
 
-/// A GET cached in `namespace`.
+/// A GET cached in `namespace`, one answer for the whole organization.
 pub const fn cached(namespace: Namespace) -> RoutePolicy {
     read(Read::Cached {
         namespace,
         per_day: false,
+        audience: Audience::Organization,
     })
 }
 
@@ -43,6 +63,16 @@ pub const fn cached_per_day(namespace: Namespace) -> RoutePolicy {
     read(Read::Cached {
         namespace,
         per_day: true,
+        audience: Audience::Organization,
+    })
+}
+
+/// A GET whose answer is the same public document for every caller of every organization.
+pub const fn cached_for_everyone(namespace: Namespace) -> RoutePolicy {
+    read(Read::Cached {
+        namespace,
+        per_day: false,
+        audience: Audience::Everyone,
     })
 }
 
@@ -75,6 +105,23 @@ const fn read(read: Read) -> RoutePolicy {
 }
 
 impl RoutePolicy {
+    /// The route's answer differs by the caller's role: its key carries the role.
+    pub const fn by_role(self) -> RoutePolicy {
+        match self.read {
+            Some(Read::Cached {
+                namespace, per_day, ..
+            }) => RoutePolicy {
+                read: Some(Read::Cached {
+                    namespace,
+                    per_day,
+                    audience: Audience::Role,
+                }),
+                ..self
+            },
+            _ => self,
+        }
+    }
+
     /// The route's writes invalidate what `mutation` affects.
     pub const fn and_invalidates(self, mutation: Mutation) -> RoutePolicy {
         RoutePolicy {

@@ -75,6 +75,17 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// The catalog's content version: a hash of its definitions, the same on every replica of a
+    /// release and different as soon as a definition changes.
+    pub fn version() -> String {
+        let mut hasher = blake3::Hasher::new();
+        for (file, text) in FILES {
+            hasher.update(file.as_bytes());
+            hasher.update(text.as_bytes());
+        }
+        hasher.finalize().to_hex()[..16].to_owned()
+    }
+
     pub fn load() -> Result<Catalog, String> {
         let mut entries = Vec::new();
         for (file, text) in FILES {

@@ -17,17 +17,19 @@ use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
 use super::middleware::{Inner, Middleware, run};
 use super::routes::Policies;
-use crate::cache::policy::{Read, Write};
+use crate::cache::policy::{Audience, Read, Write};
 use crate::cache::{
     Admit, Cache, CacheStatus, Coding, Entry, Mutation, Namespace, Origin, ReadRequest, Scope, Served,
 };
-use crate::domain::auth::Role;
 
 /// What the layer reads.
 pub struct CacheLayer {
     pub cache: Arc<Cache>,
     pub policies: Arc<Policies>,
     pub compression: CompressionSettings,
+    /// The content version of what is public (the catalog): part of the key of answers cached
+    /// for everyone, so that replicas of two releases never share one.
+    pub release: String,
 }
 
 impl Middleware for CacheLayer {
@@ -56,16 +58,27 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
         (&Method::GET, Some(Read::Cached { namespace, .. }), _) if namespace.per_item() && risk.is_none() => {
             None
         }
-        (&Method::GET, Some(Read::Cached { namespace, per_day }), _) => {
-            Some(Action::Read { namespace, per_day })
-        }
+        (
+            &Method::GET,
+            Some(Read::Cached {
+                namespace,
+                per_day,
+                audience,
+            }),
+            _,
+        ) => Some(Action::Read {
+            namespace,
+            per_day,
+            audience,
+        }),
         (method, _, Some(Write::Invalidates(mutation))) if !method.is_safe() => Some(Action::Write(mutation)),
         _ => None,
     };
     let Some(action) = action else {
         return run(next, request).await;
     };
-    // Who asks decides the key (organization, role) and what a write invalidates. A refused
+    // Who asks decides the key (organization, and role where the answer differs by role) and
+    // what a write invalidates. A refused
     // token is refused here, as its handler would refuse it first; without a caller (no token, a
     // failed lookup) the handler decides.
     let caller = request
@@ -78,12 +91,24 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
         _ => return run(next, request).await,
     };
     match action {
-        Action::Read { namespace, per_day } => {
-            let scope = match risk {
-                Some(risk) => Scope::item(org, namespace, risk),
-                None => Scope::namespace(org, namespace),
+        Action::Read {
+            namespace,
+            per_day,
+            audience,
+        } => {
+            let scope = match (audience, risk) {
+                // One entry for every organization.
+                (Audience::Everyone, _) => Scope::namespace(uuid::Uuid::nil(), namespace),
+                (_, Some(risk)) => Scope::item(org, namespace, risk),
+                (_, None) => Scope::namespace(org, namespace),
             };
-            read(layer, scope, per_day, role, request, next).await
+            let shared_by = match audience {
+                Audience::Organization => &[][..],
+                Audience::Role => role.as_str().as_bytes(),
+                Audience::Everyone => layer.release.as_bytes(),
+            };
+            let public = audience == Audience::Everyone;
+            read(layer, scope, per_day, shared_by, public, request, next).await
         }
         Action::Write(mutation) => {
             let response = run(next, request).await;
@@ -97,15 +122,23 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
 }
 
 enum Action {
-    Read { namespace: Namespace, per_day: bool },
+    Read {
+        namespace: Namespace,
+        per_day: bool,
+        audience: Audience,
+    },
     Write(Mutation),
 }
 
+/// Serves a cacheable read in `scope`. `shared_by` is the key's part naming who shares the
+/// answer (the role, the release, or nothing for the whole organization); a `public` answer may
+/// be kept by shared caches.
 async fn read<S: Inner>(
     layer: &CacheLayer,
     scope: Scope,
     per_day: bool,
-    role: Role,
+    shared_by: &[u8],
+    public: bool,
     mut request: Request,
     next: S,
 ) -> Response {
@@ -116,11 +149,12 @@ async fn read<S: Inner>(
         compression: layer.compression,
         coding: layer.compression.wanted(request.headers()),
         if_none_match: request.headers_mut().remove(header::IF_NONE_MATCH),
+        public,
     };
     let uri = request.uri().clone();
     let query = normalized_query(uri.query());
     let read = ReadRequest {
-        parts: &[uri.path().as_bytes(), query.as_bytes(), role.as_str().as_bytes()],
+        parts: &[uri.path().as_bytes(), query.as_bytes(), shared_by],
         per_day,
         refresh: wants_fresh(request.headers()),
     };
@@ -253,6 +287,8 @@ struct Reply<'a> {
     /// The coding the client prefers, if any.
     coding: Option<Coding>,
     if_none_match: Option<HeaderValue>,
+    /// The answer is the same public document for everyone.
+    public: bool,
 }
 
 impl Reply<'_> {
@@ -268,7 +304,9 @@ impl Reply<'_> {
                 }
             }
         };
-        with_cache_headers(response, status)
+        // Only the document itself is public: never an error.
+        let public = self.public && matches!(response.status(), StatusCode::OK | StatusCode::NOT_MODIFIED);
+        with_cache_headers(response, status, public)
     }
 
     /// Whether the client's `If-None-Match` names `etag` (the same for every coding).
@@ -337,16 +375,19 @@ fn not_modified(headers: &HeaderMap) -> Response {
     response
 }
 
-/// `X-Cache`, `Cache-Status` (RFC 9211) and the headers that keep shared caches out.
-fn with_cache_headers(mut response: Response, status: CacheStatus) -> Response {
+/// `X-Cache`, `Cache-Status` (RFC 9211), and what shared caches may do: keep a public document
+/// for a day (it changes only with a release, and its strong ETag revalidates it), and keep
+/// everything else out.
+fn with_cache_headers(mut response: Response, status: CacheStatus, public: bool) -> Response {
     let headers = response.headers_mut();
     headers.insert("x-cache", HeaderValue::from_static(status.x_cache()));
     headers.insert("cache-status", HeaderValue::from_static(status.cache_status()));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("private, no-cache"),
-    );
-    headers.insert(header::VARY, compression::VARY);
+    let (cache_control, vary) = match public {
+        true => ("public, max-age=86400", compression::VARY_PUBLIC),
+        false => ("private, no-cache", compression::VARY),
+    };
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache_control));
+    headers.insert(header::VARY, vary);
     response
 }
 

@@ -124,6 +124,9 @@ pub fn negotiate(headers: &HeaderMap) -> Option<Coding> {
 /// `Vary` for any answer whose bytes depend on the caller and on the codings it accepts.
 pub const VARY: HeaderValue = HeaderValue::from_static("Authorization, Accept-Encoding");
 
+/// `Vary` for a public answer: the same for every caller, in the codings each accepts.
+pub const VARY_PUBLIC: HeaderValue = HeaderValue::from_static("Accept-Encoding");
+
 #[cfg(test)]
 mod tests {
     use super::*;

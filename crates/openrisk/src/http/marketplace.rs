@@ -13,7 +13,7 @@ use super::extract::{Admin, Auth, JsonBody, NoQuery, PathId, QueryParams, Reques
 use super::respond;
 use super::routes::Routes;
 use super::state::AppState;
-use crate::cache::policy::cached;
+use crate::cache::policy::{cached, cached_for_everyone};
 use crate::cache::{Mutation, Namespace};
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::marketplace::{
@@ -34,8 +34,15 @@ pub struct Connectors {
 
 pub fn routes() -> Routes {
     Routes::new()
-        .add(routes!(list_connectors), cached(Namespace::Marketplace))
-        .add(routes!(get_connector), cached(Namespace::Marketplace))
+        // The catalog is the same public document for every tenant, changed only by a release.
+        .add(
+            routes!(list_connectors),
+            cached_for_everyone(Namespace::Marketplace),
+        )
+        .add(
+            routes!(get_connector),
+            cached_for_everyone(Namespace::Marketplace),
+        )
         .add(
             routes!(list_installations, create_installation),
             cached(Namespace::Marketplace).and_invalidates(Mutation::Installation),

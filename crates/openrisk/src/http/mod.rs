@@ -89,6 +89,7 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
         cache: state.cache.clone(),
         policies,
         compression: state.compression,
+        release: crate::domain::marketplace::Catalog::version(),
     });
     let request_id = HeaderName::from_static("x-request-id");
     routes

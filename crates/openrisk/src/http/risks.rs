@@ -39,7 +39,8 @@ pub fn routes() -> Routes {
             routes!(get_risk, update_risk, delete_risk),
             cached(Namespace::RiskDetails).and_invalidates(Mutation::Risk),
         )
-        .add(routes!(risk_history), cached(Namespace::RiskDetails))
+        // Admins read a deleted risk's history; other roles get 404.
+        .add(routes!(risk_history), cached(Namespace::RiskDetails).by_role())
 }
 
 #[utoipa::path(

@@ -99,6 +99,33 @@ mod tests {
         }
     }
 
+    /// The role is in a key only where the body differs by role; the public catalog is one
+    /// entry for everyone.
+    #[test]
+    fn keys_are_as_wide_as_the_answer() {
+        use crate::cache::policy::Audience;
+        let (_, _, policies) = crate::http::api();
+        let audience = |path: &str| match policies[path].read {
+            Some(Read::Cached { audience, .. }) => audience,
+            other => panic!("{path}: {other:?}"),
+        };
+        // Admins read a deleted risk's history; other roles get 404.
+        assert_eq!(audience("/api/v1/risks/{id}/history"), Audience::Role);
+        for path in [
+            "/api/v1/marketplace/connectors",
+            "/api/v1/marketplace/connectors/{slug}",
+        ] {
+            assert_eq!(audience(path), Audience::Everyone, "{path}");
+        }
+        for path in [
+            "/api/v1/risks",
+            "/api/v1/risks/{id}",
+            "/api/v1/marketplace/installations",
+        ] {
+            assert_eq!(audience(path), Audience::Organization, "{path}");
+        }
+    }
+
     #[test]
     fn answers_relative_to_today_are_keyed_by_day() {
         let (_, _, policies) = crate::http::api();

@@ -1,7 +1,7 @@
 //! The connector catalog and installations: validation against each connector's JSON Schema,
 //! one installation per connector, admin-only writes, and secrets that never come back.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::common::{Backend, assert_problem, spawn_app};
@@ -19,6 +19,7 @@ fn jira_config() -> Value {
 
 on_each_backend!(
     the_catalog_lists_every_connector,
+    the_catalog_is_one_public_document_for_every_tenant,
     installations_validate_mask_and_stay_per_organization
 );
 
@@ -80,6 +81,50 @@ async fn the_catalog_lists_every_connector(backend: Backend) {
     assert_problem(status, &problem, StatusCode::BAD_REQUEST, &["category"]);
     let (status, _) = app.get("/api/v1/marketplace/connectors", "nope").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// The catalog is the same for every organization and role: one cached entry serves them all, and
+/// shared caches may keep it (strong ETag, `public`, a day), while an organization's own answers
+/// stay private.
+async fn the_catalog_is_one_public_document_for_every_tenant(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let other_org = app.create_org("umbrella").await;
+    let viewer = app.token_with_role(&other_org, "viewer").await;
+    let path = "/api/v1/marketplace/connectors";
+    let first = app.request(Method::GET, path, &app.token).send().await.unwrap();
+    assert_eq!(first.headers()["x-cache"], "MISS");
+    let etag = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(!etag.starts_with("W/"), "a strong ETag: {etag}");
+    assert_eq!(first.headers()["cache-control"], "public, max-age=86400");
+    assert_eq!(first.headers()["vary"], "Accept-Encoding");
+    let body = first.bytes().await.unwrap();
+    // Another organization's viewer gets the same entry.
+    let other = app.request(Method::GET, path, &viewer).send().await.unwrap();
+    assert_eq!(other.headers()["x-cache"], "HIT");
+    assert_eq!(other.headers()["etag"], etag.as_str());
+    assert_eq!(other.bytes().await.unwrap(), body);
+    let revalidated = app
+        .request(Method::GET, path, &viewer)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(revalidated.headers()["cache-control"], "public, max-age=86400");
+    // Errors and per-organization answers are never public.
+    let missing = app
+        .request(Method::GET, "/api/v1/marketplace/connectors/nope", &viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_ne!(missing.headers()["cache-control"], "public, max-age=86400");
+    let installations = app
+        .request(Method::GET, "/api/v1/marketplace/installations", &viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(installations.headers()["cache-control"], "private, no-cache");
 }
 
 async fn installations_validate_mask_and_stay_per_organization(backend: Backend) {

@@ -149,6 +149,8 @@ fn random_write(
 async fn entries_never_cross_organizations_or_roles(backend: Backend, redis: &str) {
     let app = cached_app(backend, redis, &[]).await;
     let mut principals = Vec::new();
+    // Each organization's deleted risk, whose history admins read and other roles do not.
+    let mut deleted_history = std::collections::HashMap::new();
     for (n, org) in ["alpha", "beta", "gamma"].iter().enumerate() {
         let admin = if n == 0 {
             app.token.clone()
@@ -162,6 +164,14 @@ async fn entries_never_cross_organizations_or_roles(backend: Backend, redis: &st
             )
             .await;
         }
+        let gone = json!({"title": format!("{org} gone"), "likelihood": 1, "impact": 1});
+        let gone = app.create_risk(&admin, gone).await;
+        let gone = gone["id"].as_str().unwrap();
+        assert_eq!(
+            app.delete(&format!("/api/v1/risks/{gone}"), &admin).await.0,
+            StatusCode::NO_CONTENT
+        );
+        deleted_history.insert(org.to_string(), format!("/api/v1/risks/{gone}/history"));
         for role in ["viewer", "analyst"] {
             principals.push((org.to_string(), role, app.token_with_role(&admin, role).await));
         }
@@ -176,21 +186,40 @@ async fn entries_never_cross_organizations_or_roles(backend: Backend, redis: &st
         "/api/v1/dashboard/matrix",
         "/api/v1/assets",
         "/api/v1/reports/summary",
+        "/api/v1/marketplace/connectors",
+        "history",
     ];
+    // Who shares an entry: the organization, its callers of one role (a deleted risk's history),
+    // or everyone (the public catalog). The first read by each audience must miss.
     let mut seen = std::collections::HashSet::new();
     let mut rng = StdRng::seed_from_u64(7);
-    for _ in 0..150 {
+    for _ in 0..200 {
         let (org, role, token) = &principals[rng.random_range(0..principals.len())];
-        let query = queries[rng.random_range(0..queries.len())];
-        let (_, headers, cached) = fetch(&app, query, token, false).await;
-        if seen.insert((org.clone(), *role, query)) {
+        let query = match queries[rng.random_range(0..queries.len())] {
+            "history" => deleted_history[org].as_str(),
+            query => query,
+        };
+        let audience = match query {
+            "/api/v1/marketplace/connectors" => ("everyone".to_owned(), ""),
+            history if history.ends_with("/history") => (org.clone(), *role),
+            _ => (org.clone(), ""),
+        };
+        let (status, headers, cached) = fetch(&app, query, token, false).await;
+        if seen.insert((audience.clone(), query)) && status == StatusCode::OK {
             assert_eq!(
                 x_cache(&headers),
                 "MISS",
-                "{org}/{role} {query} served another's entry"
+                "{org}/{role} {query} served another audience's entry"
             );
         }
-        let (_, _, fresh) = fetch(&app, query, token, true).await;
+        let (fresh_status, _, fresh) = fetch(&app, query, token, true).await;
+        assert_eq!(status, fresh_status, "{org}/{role} {query}");
         assert_eq!(comparable(&cached), comparable(&fresh), "{org}/{role} {query}");
+        let history_readable = !query.ends_with("/history") || *role == "admin";
+        assert_eq!(
+            status == StatusCode::OK,
+            history_readable,
+            "{org}/{role} {query}: {status}"
+        );
     }
 }
