@@ -19,7 +19,8 @@
 #
 # Environment: LOADTEST_PG_URL, an existing PostgreSQL database used to create and drop the run's own
 # (default postgres://postgres@127.0.0.1:5432/test); REDIS_URL (default redis://127.0.0.1:6379);
-# WRITE_SHARE and THINK_TIME, passed to the journeys (loadtest/lib/journeys.js).
+# WRITE_SHARE, THINK_TIME and ACCEPT_ENCODING (what every request accepts, e.g. a browser's
+# "gzip, deflate, br, zstd"), passed to the journeys (loadtest/lib/journeys.js).
 # Reports: target/loadtest/<scenario>-<time>/. Exit status: non-zero when a threshold fails.
 # Everything it starts and creates is removed at exit, Ctrl-C included. Targets 127.0.0.1 only.
 set -euo pipefail

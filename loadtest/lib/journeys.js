@@ -42,6 +42,9 @@ const readBacks = new Counter('read_backs');
 const API = `${(__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/$/, '')}/api/v1`;
 export const WRITE_SHARE = Number(__ENV.WRITE_SHARE || 0.05);
 export const THINK_TIME = Number(__ENV.THINK_TIME || 1.5);
+// What every request accepts, as a browser's `gzip, deflate, br, zstd` (k6 decodes it), or
+// `identity`; unset, k6's own default.
+const ACCEPT_ENCODING = __ENV.ACCEPT_ENCODING ? { 'Accept-Encoding': __ENV.ACCEPT_ENCODING } : {};
 const USERS = (__ENV.TOKENS || '')
   .split(',')
   .filter(Boolean)
@@ -71,7 +74,11 @@ const query = (params) =>
     .join('&');
 
 function headers(user, extra) {
-  return Object.assign({ Authorization: `Bearer ${user.token}`, 'Content-Type': 'application/json' }, extra);
+  return Object.assign(
+    { Authorization: `Bearer ${user.token}`, 'Content-Type': 'application/json' },
+    ACCEPT_ENCODING,
+    extra,
+  );
 }
 
 // One request; records errors and, on cacheable answers, hits. Returns the response when its status

@@ -263,7 +263,7 @@ async fn after_write(config: &Config, org: &Organization, mutations: &[Mutation]
     let cache = Cache::new(config.cache.clone()).context("invalid cache settings (REDIS_URL)")?;
     for &mutation in mutations {
         // Which risks changed is not known here: all of them may have.
-        cache.after_write(org.id, mutation, None).await;
+        cache.after_write(org.id, mutation, None, None).await;
     }
     Ok(())
 }

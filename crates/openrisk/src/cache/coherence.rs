@@ -53,6 +53,18 @@ impl Coherence {
         }
     }
 
+    /// Waits (at most `limit`) until cached values may be used, so that a starting replica serves
+    /// from the cache from its first request when Redis answers.
+    pub async fn wait_until_trusted(&self, redis: Option<&crate::redis::Redis>, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        if let Some(redis) = redis {
+            let _ = tokio::time::timeout(limit, redis.ping()).await;
+        }
+        while !self.trusted() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// Whether cached values may be used now: without Redis always; with Redis only while this
     /// replica follows the channel and every invalidation it made reached Redis.
     pub fn trusted(&self) -> bool {

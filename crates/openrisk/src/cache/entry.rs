@@ -4,6 +4,7 @@
 //! those bytes to zstd clients as they are.
 
 use std::any::Any;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::coding::Coding;
+use crate::domain::coverage::PageCoverage;
 
 /// Bodies above this are kept in zstd in Redis: no larger than the smallest answer compressed
 /// for clients (`COMPRESSION_MIN_BYTES` defaults to 1 KiB), so that such answers share the coding.
@@ -22,7 +24,7 @@ const ZSTD: u8 = 1;
 /// A stored body's length beyond which its bytes are taken as corrupt rather than allocated.
 const MAX_STORED_BODY: usize = 256 << 20;
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Entry {
     /// Whose it is (not stored: Redis keys carry it), for L1's shares.
     pub org: uuid::Uuid,
@@ -39,6 +41,14 @@ pub struct Entry {
     pub decoded: OnceLock<Arc<dyn Any + Send + Sync>>,
     /// The body in each content coding a client asked for (`Coding::index` order), made once.
     pub encoded: [OnceLock<Option<Bytes>>; 3],
+    /// What the answer shows, for an answer kept through the changes that leave it as it was
+    /// (see `changes`); `None`: only a new generation makes it stale.
+    pub coverage: Option<Arc<PageCoverage>>,
+    /// The organization's change number its computation began after.
+    pub number: u64,
+    /// The change number through which it was last found current (`Relaxed`: a hint, whose
+    /// older value only costs checking some changes again).
+    pub checked: AtomicU64,
 }
 
 impl PartialEq for Entry {
@@ -49,12 +59,16 @@ impl PartialEq for Entry {
             &self.content_disposition,
             &self.body,
             self.ttl,
+            &self.coverage,
+            self.number,
         ) == (
             &other.content_type,
             &other.etag,
             &other.content_disposition,
             &other.body,
             other.ttl,
+            &other.coverage,
+            other.number,
         )
     }
 }
@@ -101,6 +115,16 @@ impl Entry {
         self.fresh_until.is_some_and(|until| Instant::now() > until)
     }
 
+    /// The change number through which the entry is known current.
+    pub fn checked_through(&self) -> u64 {
+        self.checked.load(Relaxed).max(self.number)
+    }
+
+    /// Records that the entry is current through change `number`.
+    pub fn checked(&self, number: u64) {
+        self.checked.fetch_max(number, Relaxed);
+    }
+
     /// The body in `coding` (`None` if it could not be encoded), and whether this call made it.
     pub fn encoded(&self, coding: Coding) -> (Option<Bytes>, bool) {
         let slot = &self.encoded[coding.index()];
@@ -132,9 +156,10 @@ impl Entry {
         u32::try_from(size).unwrap_or(u32::MAX)
     }
 
-    /// `format, flags, content type, etag, disposition, body` with u16 length prefixes; the
-    /// body as it is, or (flag `ZSTD`) its length as a u32 and its zstd coding, made here if no
-    /// request has made it yet and kept in the entry.
+    /// `format, flags, content type, etag, disposition` with u16 length prefixes, the change
+    /// number, the coverage as JSON with a u32 length prefix (empty for none), then the body as it
+    /// is, or (flag `ZSTD`) its length as a u32 and its zstd coding, made here if no request has
+    /// made it yet and kept in the entry.
     pub fn encode(&self) -> Vec<u8> {
         let zstd = match self.body.len() > COMPRESS_ABOVE {
             true => self.encoded(Coding::Zstd).0,
@@ -153,6 +178,13 @@ impl Entry {
             out.put_u16(text.len() as u16);
             out.put_slice(text);
         }
+        out.put_u64(self.number);
+        let coverage = match &self.coverage {
+            Some(coverage) => serde_json::to_vec(coverage).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        out.put_u32(u32::try_from(coverage.len()).unwrap_or(0));
+        out.put_slice(&coverage);
         if zstd.is_some() {
             out.put_u32(u32::try_from(self.body.len()).unwrap_or(u32::MAX));
         }
@@ -182,11 +214,27 @@ impl Entry {
         let content_type = text()?;
         let etag = text()?;
         let disposition = text()?;
+        if buf.remaining() < 12 {
+            return None;
+        }
+        let number = buf.get_u64();
+        let coverage_len = usize::try_from(buf.get_u32()).ok()?;
+        if buf.remaining() < coverage_len {
+            return None;
+        }
+        let coverage = match coverage_len {
+            0 => None,
+            len => Some(Arc::new(serde_json::from_slice(&buf[..len]).ok()?)),
+        };
+        buf.advance(coverage_len);
         let entry = Entry {
             content_type,
             etag,
             content_disposition: (!disposition.is_empty()).then_some(disposition),
             ttl,
+            coverage,
+            number,
+            checked: AtomicU64::new(number),
             ..Entry::default()
         };
         let entry = match flags & ZSTD != 0 {
@@ -254,7 +302,7 @@ mod tests {
             ..Entry::default()
         };
         let mut bytes = big.encode();
-        let length_at = 2 + 3 * 2; // format, flags, three empty texts
+        let length_at = 2 + 3 * 2 + 8 + 4; // format, flags, three empty texts, number, no coverage
         bytes[length_at..length_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(Entry::decode(&bytes, Duration::ZERO).is_none());
         bytes[length_at..length_at + 4].copy_from_slice(&4_999u32.to_be_bytes());

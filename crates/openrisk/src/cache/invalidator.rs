@@ -1,29 +1,36 @@
 //! A write's invalidation, here and on every replica: the scopes' generations are replaced in
 //! Redis by new random values (or deleted, when Redis is too full to store them: the next reader
 //! then draws new ones), items' generations are deleted, and every replica is told on the channel
-//! to forget what it knows of them, and waited for (`acks`).
+//! to forget what it knows of them, and waited for (`acks`). A change the write made to a risk is
+//! numbered and travels with the message, in place of the risk lists' generation (`changes`).
 //!
 //! Invariant: when the write's response leaves, no replica that trusts its cache can build a key
 //! from a replaced generation. Either Redis and the channel took the invalidation, or this replica
 //! stops trusting its cache (a lost invalidation, settled by a new epoch) and the write waits
 //! until every other replica's own check of Redis must have failed too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
+use super::changes::ChangeLog;
 use super::coherence::Coherence;
 use super::generations::Generations;
 use super::keys::generation_key;
 use super::replication::{self, Message};
 use super::scope::Scope;
 use super::settings::Namespace;
+use crate::domain::coverage::RiskChange;
 use crate::redis::{Redis, Role};
 
 pub struct Invalidator {
     /// A connection of its own, so that invalidations do not queue behind the reads' traffic.
     redis: Option<Redis>,
     redis_timeout: Duration,
+    coherence: Arc<Coherence>,
+    generations: Arc<Generations>,
+    changes: Arc<ChangeLog>,
 }
 
 /// How far an invalidation got in Redis.
@@ -38,25 +45,52 @@ enum Reach {
 }
 
 impl Invalidator {
-    pub fn new(redis_url: Option<&str>, redis_timeout: Duration) -> anyhow::Result<Self> {
+    /// An invalidator over this process's knowledge of coherence, generations and changes.
+    pub fn new(
+        redis_url: Option<&str>,
+        redis_timeout: Duration,
+        (coherence, generations, changes): (Arc<Coherence>, Arc<Generations>, Arc<ChangeLog>),
+    ) -> anyhow::Result<Self> {
         Ok(Invalidator {
             redis: redis_url
                 .map(|url| Redis::connect(url, Role::Invalidations, redis_timeout))
                 .transpose()?,
             redis_timeout,
+            coherence,
+            generations,
+            changes,
         })
     }
 
     /// Makes every cached value of the organization's `namespaces` and of the `items`
-    /// unreachable, on every replica, before it returns.
+    /// unreachable, on every replica, before it returns; logs the write's `change` to a risk, if
+    /// it says.
     pub async fn invalidate(
         &self,
-        coherence: &Coherence,
-        generations: &Generations,
         org: Uuid,
         namespaces: &[Namespace],
         items: &[Scope],
+        change: Option<Arc<RiskChange>>,
     ) {
+        let (coherence, generations, changes) = (&*self.coherence, &*self.generations, &*self.changes);
+        // A numbered change stands in for the risk lists' generation; one that cannot be
+        // numbered replaces it.
+        let change = match change {
+            Some(change) => changes
+                .number(self.redis.as_ref(), org)
+                .await
+                .ok()
+                .map(|number| (number, change)),
+            None => None,
+        };
+        let namespaces: Vec<Namespace> = namespaces
+            .iter()
+            .copied()
+            .filter(|&namespace| change.is_none() || namespace != Namespace::Risks)
+            .collect();
+        if let Some((number, change)) = &change {
+            changes.apply(org, *number, change.clone());
+        }
         let scopes: Vec<Scope> = namespaces
             .iter()
             .map(|&namespace| Scope::namespace(org, namespace))
@@ -70,13 +104,14 @@ impl Invalidator {
         let acknowledged = coherence.acks.expect(coherence.replica_id, token);
         let message = Message::Forget {
             org,
-            namespaces: namespaces.to_vec(),
+            namespaces: namespaces.clone(),
             items: items
                 .iter()
                 .filter_map(|scope| Some((scope.namespace, scope.item?)))
                 .collect(),
             from: coherence.replica_id,
             token,
+            change,
         };
         let reach = match &self.redis {
             None => Reach::Replaced,
@@ -94,7 +129,7 @@ impl Invalidator {
             // No reader here may find the old generation in Redis again.
             coherence.lose_invalidation();
         }
-        for namespace in namespaces {
+        for namespace in &namespaces {
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
         }
         match acknowledged {

@@ -1,18 +1,17 @@
-//! The response and query cache, a facade over parts that each own their state:
-//! - `generations`: what this process knows of each scope's generation (the shared values live
-//!   in Redis), with the version guard that keeps a read from installing a replaced one;
-//! - `coherence`: whether cached values may be trusted now, and the epochs every key carries;
-//! - `tiers`: L1 and L2, single flight, stale-while-revalidate, content codings;
-//! - `invalidator` and `replication`: a write's invalidation, and the channel every replica
-//!   follows to apply the others';
-//! - `principals`: the principal behind each token, as last read.
+//! The response and query cache, a facade over parts that each own their state: `generations`
+//! (each scope's generation, with the version guard that keeps a read from installing a replaced
+//! one), `coherence` (whether cached values may be trusted now; the epochs every key carries),
+//! `tiers` (L1 and L2, single flight, stale-while-revalidate, content codings), `invalidator` and
+//! `replication` (a write's invalidation, and the channel every replica follows), `principals`
+//! (the principal behind each token) and `changes` (each organization's numbered risk changes).
 //!
 //! Keys carry the organization, its namespace's generation and the epochs (`keys`); a write
-//! replaces the generations of what it changed (`invalidation`), after its commit and before its
-//! response, so every later read builds a new key and misses the stale entries, which then
-//! expire by TTL.
+//! replaces the generations of what it changed (`invalidation`) before its response, so every later
+//! read misses the stale entries. A write that says what it did to a risk is logged instead for
+//! the risk lists, whose pages stay cached through the changes that leave them as they were.
 
 mod acks;
+mod changes;
 mod coding;
 mod coherence;
 mod counts;
@@ -42,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::domain::auth::Principal;
+use crate::domain::coverage::RiskChange;
 use crate::redis::{Redis, Role};
 use crate::store::{Store, StoreError};
 
@@ -55,6 +55,7 @@ pub use scope::Scope;
 pub use settings::{CacheSettings, Namespace};
 pub use status::{CacheStatus, HitFrom, Served};
 
+use changes::ChangeLog;
 use coherence::Coherence;
 use generations::Generations;
 use tiers::{STALE_GRACE, Tiers};
@@ -68,6 +69,7 @@ pub struct Cache {
     tiers: Arc<Tiers>,
     invalidator: invalidator::Invalidator,
     principals: principals::Principals,
+    changes: Arc<ChangeLog>,
 }
 
 impl Cache {
@@ -76,11 +78,20 @@ impl Cache {
         let url = settings.redis_url.as_deref();
         let connect = |url| Redis::connect(url, Role::Requests, settings.redis_timeout).map(Arc::new);
         let redis = url.map(connect).transpose()?;
+        let changes = Arc::new(ChangeLog::default());
+        let coherence = Arc::new(Coherence::new(url.is_some()));
+        let generations = Arc::new(Generations::new(redis.clone()));
+        let invalidator = invalidator::Invalidator::new(
+            url,
+            settings.redis_timeout,
+            (coherence.clone(), generations.clone(), changes.clone()),
+        )?;
         Ok(Cache {
-            coherence: Arc::new(Coherence::new(url.is_some())),
-            generations: Arc::new(Generations::new(redis.clone())),
-            tiers: Arc::new(Tiers::new(settings.clone(), redis.clone())),
-            invalidator: invalidator::Invalidator::new(url, settings.redis_timeout)?,
+            coherence,
+            generations,
+            tiers: Arc::new(Tiers::new(settings.clone(), redis.clone(), changes.clone())),
+            changes,
+            invalidator,
             principals: Default::default(),
             redis,
             settings,
@@ -124,12 +135,7 @@ impl Cache {
             false => None,
         };
         let Some(generation) = generation else {
-            self.tiers.counts.add(scope.namespace, Tier::L1, Outcome::Bypass);
-            let answer = origin.pass().await;
-            return Served::Uncached {
-                answer,
-                status: CacheStatus::Bypass,
-            };
+            return self.tiers.bypass(scope, origin).await;
         };
         let key = keys::read_key(self.coherence.key_epoch(), scope, generation, read);
         Tiers::serve(&self.tiers, scope, key, read.refresh, origin).await
@@ -140,20 +146,27 @@ impl Cache {
         self.tiers.encoded(key, entry, coding).await
     }
 
-    /// What every successful write does, from HTTP or elsewhere (the command line): makes what
-    /// `mutation` changed unreachable. `risk` is the risk the write changed, when known.
-    pub async fn after_write(&self, org: Uuid, mutation: Mutation, risk: Option<Uuid>) {
+    /// What every successful write does (from HTTP or the command line): makes what `mutation`
+    /// changed unreachable. `risk`: the risk it changed, if known; `change`: what it did to it.
+    pub async fn after_write(
+        &self,
+        org: Uuid,
+        mutation: Mutation,
+        risk: Option<Uuid>,
+        change: Option<RiskChange>,
+    ) {
         let stale = mutation.affects(risk);
-        self.invalidate(org, &stale.namespaces, &stale.items(org)).await;
+        let items = stale.items(org);
+        let change = change.map(Arc::new);
+        self.invalidator
+            .invalidate(org, &stale.namespaces, &items, change)
+            .await
     }
 
     /// Makes every cached value of the organization's `namespaces` and of the `items`
     /// unreachable, here and on every replica (see `invalidator`).
     pub async fn invalidate(&self, org: Uuid, namespaces: &[Namespace], items: &[Scope]) {
-        let invalidation =
-            self.invalidator
-                .invalidate(&self.coherence, &self.generations, org, namespaces, items);
-        invalidation.await
+        self.invalidator.invalidate(org, namespaces, items, None).await
     }
 
     /// The principal a token stands for, cached in the `auth` namespace of its organization so
@@ -167,15 +180,9 @@ impl Cache {
         if !self.enabled() {
             return store.authenticate(token_hash, now).await.map_err(Arc::new);
         }
-        // Read before the generation: an entry is never credited with an epoch newer than the
-        // generation it was read under.
+        // Before the generation: an entry is never credited with a newer epoch than its generation.
         let epoch = self.coherence.key_epoch();
-        let token = principals::Token {
-            store,
-            hash: token_hash,
-            now,
-            epoch,
-        };
+        let token = principals::Token::new(store, token_hash, now, epoch);
         let generation = |scope| self.generation(scope);
         self.principals.authenticate(&self.tiers, token, generation).await
     }
@@ -192,6 +199,7 @@ impl Cache {
             coherence: self.coherence.clone(),
             generations: self.generations.clone(),
             tiers: self.tiers.clone(),
+            changes: self.changes.clone(),
         };
         follower.spawn(url, self.settings.redis_timeout, stop).map(Some)
     }
@@ -201,6 +209,7 @@ impl Cache {
     pub fn adopt_data_epoch(&self, epoch: u64) {
         if self.coherence.adopt_data_epoch(epoch) {
             self.generations.clear();
+            self.changes.clear();
             self.tiers.clear_l1();
         }
     }
@@ -208,13 +217,9 @@ impl Cache {
     /// Waits (at most `limit`) until the cache trusts its L1, so that a starting replica serves
     /// from the cache from its first request when Redis answers.
     pub async fn wait_until_trusted(&self, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        if let Some(redis) = &self.redis {
-            let _ = tokio::time::timeout(limit, redis.ping()).await;
-        }
-        while !self.trusted() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        self.coherence
+            .wait_until_trusted(self.redis.as_deref(), limit)
+            .await
     }
 
     /// The request path's Redis connection, for its state; `None` without Redis.

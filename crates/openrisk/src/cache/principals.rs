@@ -26,6 +26,17 @@ pub struct Token<'a> {
     pub epoch: u64,
 }
 
+impl<'a> Token<'a> {
+    pub fn new(store: &'a dyn Store, hash: &'a [u8], now: DateTime<Utc>, epoch: u64) -> Self {
+        Token {
+            store,
+            hash,
+            now,
+            epoch,
+        }
+    }
+}
+
 pub struct Principals(moka::future::Cache<Vec<u8>, Arc<KnownPrincipal>>);
 
 struct KnownPrincipal {

@@ -22,11 +22,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::changes::ChangeLog;
 use super::coherence::Coherence;
 use super::generations::Generations;
 use super::scope::Scope;
 use super::settings::Namespace;
 use super::tiers::Tiers;
+use crate::domain::coverage::RiskChange;
 use crate::redis::{Messages, Pinger, Redis, Role, Unavailable};
 
 pub const CHANNEL: &str = "openrisk:invalidations";
@@ -47,10 +49,10 @@ pub fn failure_noticed_within(redis_timeout: Duration) -> Duration {
 }
 
 /// What travels on the channel.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Message {
-    /// Forget these generations of the organization: a write on replica `from` replaced them
-    /// (and that replica has already applied it); acknowledge with `token`.
+    /// Forget these generations of the organization, and log its change: a write on replica
+    /// `from` replaced them (and that replica has already applied it); acknowledge with `token`.
     Forget {
         org: Uuid,
         namespaces: Vec<Namespace>,
@@ -58,6 +60,8 @@ pub enum Message {
         items: Vec<(Namespace, Uuid)>,
         from: u64,
         token: u64,
+        /// The numbered change the write made to a risk, if it said.
+        change: Option<(u64, Arc<RiskChange>)>,
     },
     /// Replica `from` has applied the invalidation `token` of replica `to`.
     Ack { to: u64, token: u64, from: u64 },
@@ -76,6 +80,7 @@ impl Message {
                 items,
                 from,
                 token,
+                change,
             } => {
                 let names: Vec<&str> = namespaces.iter().map(|n| n.as_str()).collect();
                 let items: Vec<String> = items.iter().map(|(n, id)| format!("{n}/{id}")).collect();
@@ -84,7 +89,14 @@ impl Message {
                 } else {
                     items.join(",")
                 };
-                format!("forget {org} {} {from} {token} {items}", names.join(","))
+                // Last: the change's JSON may hold spaces.
+                let change = match change {
+                    Some((number, change)) => {
+                        format!("{number} {}", serde_json::to_string(change).unwrap_or_default())
+                    }
+                    None => "-".into(),
+                };
+                format!("forget {org} {} {from} {token} {items} {change}", names.join(","))
             }
             Message::Ack { to, token, from } => format!("ack {to} {token} {from}"),
             Message::Hello { from } => format!("hello {from}"),
@@ -93,10 +105,10 @@ impl Message {
     }
 
     pub fn decode(text: &str) -> Option<Message> {
-        let words: Vec<&str> = text.split(' ').collect();
+        let words: Vec<&str> = text.splitn(7, ' ').collect();
         let number = |word: &str| word.parse::<u64>().ok();
         match words.as_slice() {
-            ["forget", org, namespaces, from, token, items] => Some(Message::Forget {
+            ["forget", org, namespaces, from, token, items, change] => Some(Message::Forget {
                 org: Uuid::parse_str(org).ok()?,
                 namespaces: namespaces
                     .split(',')
@@ -113,6 +125,13 @@ impl Message {
                     .collect::<Option<_>>()?,
                 from: number(from)?,
                 token: number(token)?,
+                change: match *change {
+                    "-" => None,
+                    change => {
+                        let (at, change) = change.split_once(' ')?;
+                        Some((number(at)?, Arc::new(serde_json::from_str(change).ok()?)))
+                    }
+                },
             }),
             ["ack", to, token, from] => Some(Message::Ack {
                 to: number(to)?,
@@ -131,6 +150,7 @@ pub struct Follower {
     pub coherence: Arc<Coherence>,
     pub generations: Arc<Generations>,
     pub tiers: Arc<Tiers>,
+    pub changes: Arc<ChangeLog>,
 }
 
 impl Follower {
@@ -190,6 +210,7 @@ impl Follower {
         };
         self.adopt_epoch(epoch);
         self.generations.clear();
+        self.changes.clear();
         self.announce(redis).await;
         self.coherence.start_following();
         tracing::info!("cache: following the invalidation channel");
@@ -290,7 +311,11 @@ impl Follower {
                 items,
                 from,
                 token,
+                change,
             } => {
+                if let Some((number, change)) = change {
+                    self.changes.apply(org, number, change);
+                }
                 let scopes: Vec<Scope> = namespaces
                     .into_iter()
                     .map(|namespace| Scope::namespace(org, namespace))
@@ -322,6 +347,7 @@ impl Follower {
     fn adopt_epoch(&self, epoch: u64) {
         if self.coherence.adopt_epoch(epoch) {
             self.generations.clear();
+            self.changes.clear();
             self.tiers.clear_l1();
         }
     }
@@ -358,6 +384,7 @@ mod tests {
             items: vec![(Namespace::RiskDetails, Uuid::now_v7())],
             from: 7,
             token: u64::MAX,
+            change: Some((42, Arc::new(RiskChange::touched(Uuid::now_v7())))),
         };
         let forget_namespaces = Message::Forget {
             org: Uuid::now_v7(),
@@ -365,6 +392,7 @@ mod tests {
             items: vec![],
             from: 7,
             token: 1,
+            change: None,
         };
         let ack = Message::Ack {
             to: 7,
@@ -381,14 +409,16 @@ mod tests {
             assert_eq!(Message::decode(&message.encode()), Some(message));
         }
         let org = Uuid::now_v7();
-        assert_eq!(Message::decode("forget nope risks 1 2 -"), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1 2 -")), None);
-        assert_eq!(Message::decode(&format!("forget {org} risks 1 -")), None);
+        assert_eq!(Message::decode("forget nope risks 1 2 - -"), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks,nope 1 2 - -")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 - -")), None);
         assert_eq!(
-            Message::decode(&format!("forget {org} risks 1 2 risks/nope")),
+            Message::decode(&format!("forget {org} risks 1 2 risks/nope -")),
             None
         );
-        assert_eq!(Message::decode(&format!("forget {org} risks 1 2 {org}")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 2 {org} -")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 2 - 7 {{}}")), None);
+        assert_eq!(Message::decode(&format!("forget {org} risks 1 2 - x")), None);
         assert_eq!(Message::decode("ack 1 2"), None);
         assert_eq!(Message::decode("hello -1"), None);
         assert_eq!(Message::decode("epoch 1 2"), None);

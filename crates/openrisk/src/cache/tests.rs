@@ -85,7 +85,7 @@ async fn a_generation_holds_until_a_write_replaces_it_and_only_where_the_write_r
     assert!(before.iter().all(Option::is_some));
     assert_eq!(generation(Namespace::Risks, org).await, before[0]);
 
-    cache.after_write(org, Mutation::Asset, None).await;
+    cache.after_write(org, Mutation::Asset, None, None).await;
     let after = [
         generation(Namespace::Risks, org).await,
         generation(Namespace::Dashboard, org).await,
@@ -116,9 +116,9 @@ async fn a_value_is_computed_once_per_generation() {
     };
     assert_eq!(read().await, Ok(0));
     assert_eq!(read().await, Ok(0));
-    cache.after_write(org, Mutation::Mitigation, None).await;
+    cache.after_write(org, Mutation::Mitigation, None, None).await;
     assert_eq!(read().await, Ok(1));
-    cache.after_write(org, Mutation::Installation, None).await;
+    cache.after_write(org, Mutation::Installation, None, None).await;
     assert_eq!(
         read().await,
         Ok(1),
@@ -140,7 +140,7 @@ async fn a_write_to_one_risk_leaves_the_other_risks_details_valid() {
     for mutation in [Mutation::Risk, Mutation::Mitigation] {
         let lists = cache.generation(scope(org, Namespace::Risks)).await;
         let (changed, kept) = (details(risk).await, details(other).await);
-        cache.after_write(org, mutation, Some(risk)).await;
+        cache.after_write(org, mutation, Some(risk), None).await;
         assert_ne!(
             details(risk).await,
             changed,
@@ -158,13 +158,13 @@ async fn a_write_to_one_risk_leaves_the_other_risks_details_valid() {
         );
     }
     let kept = details(other).await;
-    cache.after_write(org, Mutation::NewRisk, None).await;
+    cache.after_write(org, Mutation::NewRisk, None, None).await;
     assert_eq!(details(other).await, kept, "a new risk changes no other risk");
 
     // When the write cannot say which risk it changed, every risk's details are stale.
     for mutation in [Mutation::Mitigation, Mutation::Asset] {
         let before = [details(risk).await, details(other).await];
-        cache.after_write(org, mutation, None).await;
+        cache.after_write(org, mutation, None, None).await;
         assert_ne!(details(risk).await, before[0], "{mutation:?}");
         assert_ne!(details(other).await, before[1], "{mutation:?}");
     }

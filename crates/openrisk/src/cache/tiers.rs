@@ -3,7 +3,8 @@
 //! entry's content codings made once.
 //!
 //! Invariant: an entry is found only under the key it was stored with, and keys carry every
-//! generation and epoch that can void it (`keys`), so nothing here decides freshness but the TTL.
+//! generation and epoch that can void it (`keys`); an entry that knows what it covers is also
+//! served only while no change logged since its computation began may alter it (`changes`).
 //! A miss runs its origin once however many requests miss the key at the same moment.
 //!
 //! Orderings: the only atomic here, `get_or_fill`'s `source`, is `Relaxed`: it is written by the
@@ -22,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::changes::ChangeLog;
 use super::coding::Coding;
 use super::counts::{Counts, Outcome, Tier};
 use super::entry::Entry;
@@ -54,6 +56,7 @@ pub struct Tiers {
     pub counts: Counts,
     /// Keys whose stale entry is being recomputed.
     refreshing: Mutex<HashSet<u128>>,
+    changes: Arc<ChangeLog>,
 }
 
 struct EntryTtl;
@@ -82,7 +85,7 @@ fn lifetime(entry: &Entry, now: Instant) -> Duration {
 }
 
 impl Tiers {
-    pub fn new(settings: Arc<CacheSettings>, l2: Option<Arc<Redis>>) -> Self {
+    pub fn new(settings: Arc<CacheSettings>, l2: Option<Arc<Redis>>, changes: Arc<ChangeLog>) -> Self {
         let shares = Arc::new(Shares::default());
         let (charge, release) = (shares.clone(), shares.clone());
         let l1 = moka::future::Cache::builder()
@@ -107,6 +110,7 @@ impl Tiers {
             l2,
             counts: Counts::default(),
             refreshing: Mutex::default(),
+            changes,
         }
     }
 
@@ -124,10 +128,22 @@ impl Tiers {
         refresh: bool,
         origin: O,
     ) -> Served<O::Uncached> {
-        let found = match refresh || !self.l1_enabled() {
+        // Read before anything is computed: every change an answer may lack numbers higher.
+        let Ok(number) = self.changes.head(self.l2.as_deref(), scope.org).await else {
+            return self.bypass(scope, origin).await;
+        };
+        let mut found = match refresh || !self.l1_enabled() {
             true => None,
             false => self.l1.get(&key).await,
         };
+        if found
+            .as_ref()
+            .is_some_and(|entry| !self.current(scope.org, entry))
+        {
+            // A change since made it stale: computed again, as a miss.
+            self.l1.invalidate(&key).await;
+            found = None;
+        }
         if let Some(entry) = found.as_ref().filter(|entry| !entry.is_stale()) {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Hit);
             let entry = Arc::clone(entry);
@@ -135,7 +151,30 @@ impl Tiers {
             return Served::Entry { entry, key, status };
         }
         // Boxed, so that its state does not make every hit's future larger.
-        Box::pin(self.serve_past_l1(scope, key, refresh, found, origin)).await
+        Box::pin(self.serve_past_l1(scope, key, refresh, number, found, origin)).await
+    }
+
+    /// `origin`'s answer, the cache left alone (it cannot be trusted now).
+    pub async fn bypass<O: Origin>(&self, scope: Scope, origin: O) -> Served<O::Uncached> {
+        self.counts.add(scope.namespace, Tier::L1, Outcome::Bypass);
+        Served::Uncached {
+            answer: origin.pass().await,
+            status: CacheStatus::Bypass,
+        }
+    }
+
+    /// Whether no change logged since `entry` was computed may alter it.
+    fn current(&self, org: Uuid, entry: &Entry) -> bool {
+        let Some(coverage) = &entry.coverage else {
+            return true;
+        };
+        match self.changes.since(org, entry.checked_through()) {
+            Some((head, changes)) if !changes.iter().any(|change| coverage.changed_by(change)) => {
+                entry.checked(head);
+                true
+            }
+            _ => false,
+        }
     }
 
     async fn serve_past_l1<O: Origin>(
@@ -143,6 +182,7 @@ impl Tiers {
         scope: Scope,
         key: u128,
         refresh: bool,
+        number: u64,
         stale: Option<Arc<Entry>>,
         origin: O,
     ) -> Served<O::Uncached> {
@@ -151,7 +191,7 @@ impl Tiers {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Bypass);
             return match origin.fill(admit).await {
                 Ok(entry) => {
-                    let entry = self.store(scope, key, entry).await;
+                    let entry = self.store(scope, key, Entry { number, ..entry }).await;
                     let status = CacheStatus::Refreshed { stored: true };
                     Served::Entry { entry, key, status }
                 }
@@ -163,12 +203,18 @@ impl Tiers {
         }
         if let Some(entry) = stale {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Hit);
-            self.refresh_in_background(scope, key, origin);
+            self.refresh_in_background(scope, key, number, origin);
             let status = CacheStatus::Hit(HitFrom::L1Stale);
             return Served::Entry { entry, key, status };
         }
         // L1 was looked up already: `found` had nothing fresh.
-        match self.fill_once(scope, key, origin.fill(admit)).await {
+        let fill = async move {
+            Ok::<_, O::Uncached>(Entry {
+                number,
+                ..origin.fill(admit).await?
+            })
+        };
+        match self.fill_once(scope, key, fill).await {
             Ok((entry, source)) => {
                 let status = match source {
                     Source::L1 => CacheStatus::Hit(HitFrom::L1),
@@ -185,14 +231,14 @@ impl Tiers {
     }
 
     /// Recomputes `key`'s stale entry in one background task, unless one is under way.
-    fn refresh_in_background<O: Origin>(self: &Arc<Self>, scope: Scope, key: u128, origin: O) {
+    fn refresh_in_background<O: Origin>(self: &Arc<Self>, scope: Scope, key: u128, number: u64, origin: O) {
         if !lock(&self.refreshing).insert(key) {
             return;
         }
         let (tiers, admit) = (Arc::clone(self), self.admit(scope));
         tokio::spawn(async move {
             if let Ok(entry) = origin.fill(admit).await {
-                tiers.store(scope, key, entry).await;
+                tiers.store(scope, key, Entry { number, ..entry }).await;
             }
             lock(&tiers.refreshing).remove(&key);
         });
@@ -244,7 +290,9 @@ impl Tiers {
         let result = self
             .l1
             .try_get_with(key, async {
-                if let Some(entry) = self.l2_get(scope, key).await {
+                if let Some(entry) = self.l2_get(scope, key).await
+                    && self.current(scope.org, &entry)
+                {
                     source.store(FROM_L2, Relaxed);
                     return Ok(Arc::new(Entry {
                         org: scope.org,

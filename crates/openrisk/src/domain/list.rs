@@ -265,7 +265,7 @@ impl Sort {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RiskFilter {
     pub statuses: Vec<RiskStatus>,
     pub severities: Vec<Severity>,

@@ -2,6 +2,7 @@
 
 pub mod asset;
 pub mod auth;
+pub mod coverage;
 pub mod dashboard;
 pub mod list;
 pub mod marketplace;

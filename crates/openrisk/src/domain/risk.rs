@@ -38,7 +38,7 @@ impl Severity {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Risk {
     pub id: Uuid,
     /// Human id, `RSK-<n>` in creation order per organization.

@@ -21,6 +21,7 @@ use crate::cache::policy::{Audience, Read, Write};
 use crate::cache::{
     Admit, Cache, CacheStatus, Coding, Entry, Mutation, Namespace, Origin, ReadRequest, Scope, Served,
 };
+use crate::domain::coverage::{PageCoverage, RiskChange};
 
 /// What the layer reads.
 pub struct CacheLayer {
@@ -111,10 +112,14 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
             read(layer, scope, per_day, shared_by, public, request, next).await
         }
         Action::Write(mutation) => {
-            let response = run(next, request).await;
+            let mut response = run(next, request).await;
             if response.status().is_success() {
+                // What the handler says the write did to a risk, which also names the risk when
+                // the route does not (a mitigation's).
+                let change = response.extensions_mut().remove::<RiskChange>();
+                let risk = risk.or(change.as_ref().map(|change| change.id));
                 // Boxed: reads, far more frequent, need not carry its state.
-                Box::pin(layer.cache.after_write(org, mutation, risk)).await;
+                Box::pin(layer.cache.after_write(org, mutation, risk, change)).await;
             }
             response
         }
@@ -221,18 +226,22 @@ struct Captured {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// What the answer shows, when its handler says (see `cache::Entry::coverage`).
+    coverage: Option<Arc<PageCoverage>>,
 }
 
 impl Captured {
     /// `response`, read whole; a body that cannot be read is a server error, never an empty answer.
     async fn of(response: Response) -> Captured {
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
+        let coverage = parts.extensions.remove::<PageCoverage>().map(Arc::new);
         // Cached routes answer bounded pages and documents.
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(body) => Captured {
                 status: parts.status,
                 headers: parts.headers,
                 body,
+                coverage,
             },
             Err(e) => {
                 let failure = ApiError::Internal(format!("a cacheable answer could not be read: {e}"));
@@ -243,6 +252,7 @@ impl Captured {
                     status: parts.status,
                     headers: parts.headers,
                     body: body.and_then(Result::ok).unwrap_or_default(),
+                    coverage: None,
                 }
             }
         }
@@ -266,6 +276,7 @@ impl Captured {
             content_disposition: text(header::CONTENT_DISPOSITION),
             body: self.body.clone(),
             ttl: admit.ttl,
+            coverage: self.coverage.clone(),
             ..Entry::default()
         })
     }

@@ -12,6 +12,7 @@ use super::routes::Routes;
 use super::state::AppState;
 use crate::cache::policy::cached;
 use crate::cache::{Mutation, Namespace};
+use crate::domain::coverage::RiskChange;
 use crate::domain::list::{Page, PageRequest};
 use crate::domain::mitigation::{self, Mitigation, MitigationPatch, NewMitigation};
 use crate::domain::validation::Violations;
@@ -78,10 +79,9 @@ async fn create_mitigation(
         .store
         .create_mitigation(auth.organization_id, risk_id, fields)
         .await?;
-    Ok(respond::created(
-        format!("/api/v1/mitigations/{}", mitigation.id),
-        &mitigation,
-    ))
+    let response = respond::created(format!("/api/v1/mitigations/{}", mitigation.id), &mitigation);
+    // The risk's mitigation count changed, nothing else of it.
+    Ok(respond::noting(response, RiskChange::touched(risk_id)))
 }
 
 #[utoipa::path(
@@ -123,7 +123,8 @@ async fn update_mitigation(
         .store
         .update_mitigation(auth.organization_id, id, edit)
         .await?;
-    Ok(respond::versioned(&HeaderMap::new(), &mitigation))
+    let response = respond::versioned(&HeaderMap::new(), &mitigation);
+    Ok(respond::noting(response, RiskChange::touched(mitigation.risk_id)))
 }
 
 #[utoipa::path(

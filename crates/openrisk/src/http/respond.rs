@@ -59,6 +59,13 @@ pub fn json(value: &impl Serialize) -> Response {
     with_json(value, |body| ([JSON], body).into_response())
 }
 
+/// `response`, carrying `note` for the layers around the handler (what a page covers, what a
+/// write did).
+pub fn noting<T: Clone + Send + Sync + 'static>(mut response: Response, note: T) -> Response {
+    response.extensions_mut().insert(note);
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ use super::state::AppState;
 use crate::cache::policy::cached;
 use crate::cache::{Mutation, Namespace};
 use crate::domain::auth::Role;
+use crate::domain::coverage::{PageCoverage, RiskChange};
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
 use crate::domain::risk::{self, HistoryEntry, NewRisk, Risk, RiskPatch};
 use crate::domain::validation::Violations;
@@ -67,7 +68,10 @@ async fn list_risks(
 ) -> ApiResult<Response> {
     let query = RiskListQuery::from_params(&params)?;
     let page = state.store.risks(auth.organization_id, &query).await?;
-    Ok(respond::json(&page))
+    Ok(respond::noting(
+        respond::json(&page),
+        PageCoverage::of(&query, &page),
+    ))
 }
 
 #[utoipa::path(
@@ -86,7 +90,13 @@ async fn create_risk(
         .store
         .create_risk(auth.organization_id, auth.user_id, fields)
         .await?;
-    Ok(respond::created(format!("/api/v1/risks/{}", risk.id), &risk))
+    let response = respond::created(format!("/api/v1/risks/{}", risk.id), &risk);
+    let change = RiskChange {
+        id: risk.id,
+        before: None,
+        after: Some(risk),
+    };
+    Ok(respond::noting(response, change))
 }
 
 #[utoipa::path(
@@ -124,11 +134,17 @@ async fn update_risk(
     let edit = guarded(precondition, move |current: &Risk| {
         Ok(current.updated(patch.apply(&current.fields())?, now))
     });
-    let risk = state
+    let (before, after) = state
         .store
         .update_risk(auth.organization_id, auth.user_id, id, edit)
         .await?;
-    Ok(respond::versioned(&HeaderMap::new(), &risk))
+    let response = respond::versioned(&HeaderMap::new(), &after);
+    let change = RiskChange {
+        id,
+        before: Some(before),
+        after: Some(after),
+    };
+    Ok(respond::noting(response, change))
 }
 
 #[utoipa::path(
@@ -144,11 +160,16 @@ async fn delete_risk(
     PathId(id): PathId,
     IfMatch(precondition): IfMatch,
 ) -> ApiResult<Response> {
-    state
+    let deleted = state
         .store
         .delete_risk(auth.organization_id, auth.user_id, id, &precondition)
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let change = RiskChange {
+        id,
+        before: Some(deleted),
+        after: None,
+    };
+    Ok(respond::noting(StatusCode::NO_CONTENT.into_response(), change))
 }
 
 #[utoipa::path(

@@ -54,14 +54,22 @@ pub trait RiskStore: Send + Sync {
     async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk>;
     async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk>;
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>>;
-    async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk>;
+    /// The risk before and after the edit (the same when the edit changes nothing).
+    async fn update_risk(
+        &self,
+        org: Uuid,
+        actor: Uuid,
+        id: Uuid,
+        edit: Edit<'_, Risk>,
+    ) -> StoreResult<(Risk, Risk)>;
+    /// The risk as it was.
     async fn delete_risk(
         &self,
         org: Uuid,
         actor: Uuid,
         id: Uuid,
         precondition: &Precondition,
-    ) -> StoreResult<()>;
+    ) -> StoreResult<Risk>;
 
     /// Newest first. A deleted risk's history is found only with `include_deleted`.
     async fn risk_history(

@@ -177,7 +177,7 @@ async fn build(app: &common::TestApp, specs: &[RiskSpec]) -> (String, Vec<Known>
             fields.status = new_status;
             Ok(current.updated(fields, at))
         });
-        let updated = app.store.update_risk(org, actor, id, edit).await.unwrap();
+        let (_, updated) = app.store.update_risk(org, actor, id, edit).await.unwrap();
         let k = known.iter_mut().find(|k| k.risk.id == id).unwrap();
         if updated.version > k.risk.version {
             k.statuses.push((at, Some(new_status)));

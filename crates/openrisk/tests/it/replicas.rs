@@ -2,6 +2,7 @@
 //! on a free port (to kill, stop and restart it) and a second replica as a separate process.
 
 mod eviction;
+mod interleavings;
 
 use std::time::{Duration, Instant};
 

@@ -226,18 +226,24 @@ impl RiskStore for Backend {
         Ok(page)
     }
 
-    async fn update_risk(&self, org: Uuid, actor: Uuid, id: Uuid, edit: Edit<'_, Risk>) -> StoreResult<Risk> {
+    async fn update_risk(
+        &self,
+        org: Uuid,
+        actor: Uuid,
+        id: Uuid,
+        edit: Edit<'_, Risk>,
+    ) -> StoreResult<(Risk, Risk)> {
         let mut held = self.writer().acquire_for_write("update_risk").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "risks", org, id).await?;
         let current = fetch_risk(&mut tx, org, id).await?;
         let Some(next) = edit(&current)? else {
-            return Ok(current);
+            return Ok((current.clone(), current));
         };
         check_risk_refs(&mut tx, org, &next).await?;
         write_risk_update(&mut tx, org, actor, &current, &next).await?;
         tx.commit().await?;
-        Ok(next)
+        Ok((current, next))
     }
 
     async fn delete_risk(
@@ -246,7 +252,7 @@ impl RiskStore for Backend {
         actor: Uuid,
         id: Uuid,
         precondition: &Precondition,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Risk> {
         let mut held = self.writer().acquire_for_write("delete_risk").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "risks", org, id).await?;
@@ -262,7 +268,7 @@ impl RiskStore for Backend {
         let entry = HistoryEntry::deleted(&current, actor, domain::now());
         append_history(&mut tx, org, &[(id, entry)]).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(current)
     }
 
     async fn risk_history(
