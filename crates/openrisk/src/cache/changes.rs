@@ -12,11 +12,9 @@
 //! replica anchors an organization by reading its counter, after subscribing to the channel the
 //! changes travel on: every later number then reaches it.
 //!
-//! Orderings: the logs are behind a lock; the counter without Redis is `Relaxed`, since it only
-//! has to hand out increasing values (any read-modify-write on one atomic does).
+//! Orderings: the logs, and the counters kept without Redis, are behind a lock.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use uuid::Uuid;
@@ -42,8 +40,6 @@ return {n}
 #[derive(Default)]
 pub struct ChangeLog {
     logs: RwLock<HashMap<Uuid, Log>>,
-    /// Numbers without Redis: this process is the only one.
-    local: AtomicU64,
 }
 
 /// One organization's changes as this replica knows them.
@@ -57,6 +53,8 @@ struct Log {
     /// Whether `floor` is known: until the counter has been read, changes are recorded but vouch
     /// for nothing.
     anchored: bool,
+    /// Without Redis, the organization's counter: this process is the only one.
+    issued: u64,
 }
 
 impl ChangeLog {
@@ -76,7 +74,7 @@ impl ChangeLog {
                     .ok_or(Unavailable)?,
                 None => 0,
             },
-            None => 0,
+            None => self.read().get(&org).map_or(0, |log| log.issued),
         };
         let mut logs = self.write();
         let log = logs.entry(org).or_default();
@@ -93,7 +91,10 @@ impl ChangeLog {
     /// A number for a change of `org`, after its commit.
     pub async fn number(&self, redis: Option<&Redis>, org: Uuid) -> Result<u64, Unavailable> {
         let Some(redis) = redis else {
-            return Ok(self.local.fetch_add(1, Relaxed) + 1);
+            let mut logs = self.write();
+            let log = logs.entry(org).or_default();
+            log.issued += 1;
+            return Ok(log.issued);
         };
         let answer = redis.eval_integers(NUMBER, &counter_key(org), &[]).await?;
         let number = answer.first().copied().ok_or(Unavailable)?;
@@ -194,5 +195,21 @@ mod tests {
         assert!(log.since(org, first + 3).is_some());
         log.clear();
         assert_eq!(log.since(org, first + 3), None);
+    }
+
+    #[tokio::test]
+    async fn without_redis_each_organization_counts_its_own_changes() {
+        let log = ChangeLog::default();
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let start = log.head(None, a).await.ok();
+        log.head(None, b).await.unwrap();
+        for _ in 0..3 {
+            for org in [a, b] {
+                let number = log.number(None, org).await.unwrap();
+                log.apply(org, number, change());
+            }
+        }
+        // Another organization's writes leave no gap in this one's numbers.
+        assert_eq!(log.since(a, start.unwrap()).map(|(_, c)| c.len()), Some(3));
     }
 }
