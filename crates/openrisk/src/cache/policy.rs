@@ -8,16 +8,22 @@ use super::settings::Namespace;
 /// What a route's GET does with the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
-    /// Answers are cached in `namespace`, shared by `audience`. With `per_day`, the key carries
-    /// the date, because the answer holds figures relative to today (overdue, timelines) that
-    /// change at midnight.
-    Cached {
-        namespace: Namespace,
-        per_day: bool,
-        audience: Audience,
-    },
+    Cached(CachedRead),
     /// Never cached: operations data, streamed exports, answers about the caller.
     Uncached,
+}
+
+/// How a route's answers are cached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CachedRead {
+    pub namespace: Namespace,
+    /// The key carries the date, because the answer holds figures relative to today (overdue,
+    /// timelines) that change at midnight.
+    pub per_day: bool,
+    pub audience: Audience,
+    /// Query parameters at their default value: given once, they name the same answer as their
+    /// absence, so they are left out of the key.
+    pub defaults: &'static [(&'static str, &'static str)],
 }
 
 /// Who shares one cached answer: a key is only as wide as what the answer depends on. Every
@@ -51,29 +57,32 @@ pub struct RoutePolicy {
 
 /// A GET cached in `namespace`, one answer for the whole organization.
 pub const fn cached(namespace: Namespace) -> RoutePolicy {
-    read(Read::Cached {
+    read(Read::Cached(CachedRead {
         namespace,
         per_day: false,
         audience: Audience::Organization,
-    })
+        defaults: &[],
+    }))
 }
 
 /// A GET cached in `namespace` under a key that carries today's date.
 pub const fn cached_per_day(namespace: Namespace) -> RoutePolicy {
-    read(Read::Cached {
+    read(Read::Cached(CachedRead {
         namespace,
         per_day: true,
         audience: Audience::Organization,
-    })
+        defaults: &[],
+    }))
 }
 
 /// A GET whose answer is the same public document for every caller of every organization.
 pub const fn cached_for_everyone(namespace: Namespace) -> RoutePolicy {
-    read(Read::Cached {
+    read(Read::Cached(CachedRead {
         namespace,
         per_day: false,
         audience: Audience::Everyone,
-    })
+        defaults: &[],
+    }))
 }
 
 /// A GET never cached.
@@ -106,20 +115,20 @@ const fn read(read: Read) -> RoutePolicy {
 
 impl RoutePolicy {
     /// The route's answer differs by the caller's role: its key carries the role.
-    pub const fn by_role(self) -> RoutePolicy {
-        match self.read {
-            Some(Read::Cached {
-                namespace, per_day, ..
-            }) => RoutePolicy {
-                read: Some(Read::Cached {
-                    namespace,
-                    per_day,
-                    audience: Audience::Role,
-                }),
-                ..self
-            },
-            _ => self,
+    pub const fn by_role(mut self) -> RoutePolicy {
+        if let Some(Read::Cached(read)) = &mut self.read {
+            read.audience = Audience::Role;
         }
+        self
+    }
+
+    /// The route's query parameters that, given once at these values, mean what their absence
+    /// means.
+    pub const fn with_defaults(mut self, defaults: &'static [(&'static str, &'static str)]) -> RoutePolicy {
+        if let Some(Read::Cached(read)) = &mut self.read {
+            read.defaults = defaults;
+        }
+        self
     }
 
     /// The route's writes invalidate what `mutation` affects.
@@ -139,7 +148,7 @@ impl RoutePolicy {
     /// The namespace the route's GET is cached in, if it is.
     pub fn cached_namespace(&self) -> Option<Namespace> {
         match self.read {
-            Some(Read::Cached { namespace, .. }) => Some(namespace),
+            Some(Read::Cached(read)) => Some(read.namespace),
             _ => None,
         }
     }

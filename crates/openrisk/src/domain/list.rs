@@ -304,6 +304,10 @@ pub struct RiskListQuery {
 }
 
 impl RiskListQuery {
+    /// Parameters whose value, given once, means what their absence means.
+    pub const DEFAULTS: &'static [(&'static str, &'static str)] =
+        &[("sort", "-score"), ("limit", "50"), ("include_total", "false")];
+
     pub fn from_params(params: &Params) -> Result<Self, ParamError> {
         let known: Vec<&str> = RiskFilter::PARAMS
             .iter()
@@ -356,6 +360,16 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         )
+    }
+
+    /// The cache leaves these out of its keys: each must mean exactly what its absence means.
+    #[test]
+    fn each_default_parameter_means_its_absence() {
+        let none = RiskListQuery::from_params(&params(&[])).unwrap();
+        for default in RiskListQuery::DEFAULTS {
+            let given = RiskListQuery::from_params(&params(&[*default])).unwrap();
+            assert_eq!(given, none, "{default:?}");
+        }
     }
 
     #[test]

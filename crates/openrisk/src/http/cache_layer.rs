@@ -17,10 +17,8 @@ use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
 use super::middleware::{Inner, Middleware, run};
 use super::routes::Policies;
-use crate::cache::policy::{Audience, Read, Write};
-use crate::cache::{
-    Admit, Cache, CacheStatus, Coding, Entry, Mutation, Namespace, Origin, ReadRequest, Scope, Served,
-};
+use crate::cache::policy::{Audience, CachedRead, Read, Write};
+use crate::cache::{Admit, Cache, CacheStatus, Coding, Entry, Mutation, Origin, ReadRequest, Scope, Served};
 use crate::domain::coverage::{PageCoverage, RiskChange};
 
 /// What the layer reads.
@@ -56,22 +54,8 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
         .flatten();
     let action = match (request.method(), policy.read, policy.write) {
         // A malformed id: the handler refuses it.
-        (&Method::GET, Some(Read::Cached { namespace, .. }), _) if namespace.per_item() && risk.is_none() => {
-            None
-        }
-        (
-            &Method::GET,
-            Some(Read::Cached {
-                namespace,
-                per_day,
-                audience,
-            }),
-            _,
-        ) => Some(Action::Read {
-            namespace,
-            per_day,
-            audience,
-        }),
+        (&Method::GET, Some(Read::Cached(read)), _) if read.namespace.per_item() && risk.is_none() => None,
+        (&Method::GET, Some(Read::Cached(read)), _) => Some(Action::Read(read)),
         (method, _, Some(Write::Invalidates(mutation))) if !method.is_safe() => Some(Action::Write(mutation)),
         _ => None,
     };
@@ -92,24 +76,19 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
         _ => return run(next, request).await,
     };
     match action {
-        Action::Read {
-            namespace,
-            per_day,
-            audience,
-        } => {
-            let scope = match (audience, risk) {
+        Action::Read(cached) => {
+            let scope = match (cached.audience, risk) {
                 // One entry for every organization.
-                (Audience::Everyone, _) => Scope::namespace(uuid::Uuid::nil(), namespace),
-                (_, Some(risk)) => Scope::item(org, namespace, risk),
-                (_, None) => Scope::namespace(org, namespace),
+                (Audience::Everyone, _) => Scope::namespace(uuid::Uuid::nil(), cached.namespace),
+                (_, Some(risk)) => Scope::item(org, cached.namespace, risk),
+                (_, None) => Scope::namespace(org, cached.namespace),
             };
-            let shared_by = match audience {
+            let shared_by = match cached.audience {
                 Audience::Organization => &[][..],
                 Audience::Role => role.as_str().as_bytes(),
                 Audience::Everyone => layer.release.as_bytes(),
             };
-            let public = audience == Audience::Everyone;
-            read(layer, scope, per_day, shared_by, public, request, next).await
+            read(layer, scope, cached, shared_by, request, next).await
         }
         Action::Write(mutation) => {
             let mut response = run(next, request).await;
@@ -127,23 +106,17 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
 }
 
 enum Action {
-    Read {
-        namespace: Namespace,
-        per_day: bool,
-        audience: Audience,
-    },
+    Read(CachedRead),
     Write(Mutation),
 }
 
-/// Serves a cacheable read in `scope`. `shared_by` is the key's part naming who shares the
-/// answer (the role, the release, or nothing for the whole organization); a `public` answer may
-/// be kept by shared caches.
+/// Serves a cacheable read in `scope`, as `cached` declares. `shared_by` is the key's part naming
+/// who shares the answer (the role, the release, or nothing for the whole organization).
 async fn read<S: Inner>(
     layer: &CacheLayer,
     scope: Scope,
-    per_day: bool,
+    cached: CachedRead,
     shared_by: &[u8],
-    public: bool,
     mut request: Request,
     next: S,
 ) -> Response {
@@ -154,13 +127,14 @@ async fn read<S: Inner>(
         compression: layer.compression,
         coding: layer.compression.wanted(request.headers()),
         if_none_match: request.headers_mut().remove(header::IF_NONE_MATCH),
-        public,
+        // Shared caches may keep a public document.
+        public: cached.audience == Audience::Everyone,
     };
     let uri = request.uri().clone();
-    let query = normalized_query(uri.query());
+    let query = normalized_query(uri.query(), cached.defaults);
     let read = ReadRequest {
         parts: &[uri.path().as_bytes(), query.as_bytes(), shared_by],
-        per_day,
+        per_day: cached.per_day,
         refresh: wants_fresh(request.headers()),
     };
     let cache: &Cache = &layer.cache;
@@ -204,14 +178,22 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
     })
 }
 
-/// The query's parameters sorted, so that their order does not split the cache.
-fn normalized_query(query: Option<&str>) -> Cow<'_, str> {
+/// The query's parameters sorted, so that their order does not split the cache, without those
+/// given once at their `defaults`, which name the same answer as their absence.
+fn normalized_query<'a>(query: Option<&'a str>, defaults: &[(&str, &str)]) -> Cow<'a, str> {
     let query = query.unwrap_or("");
-    if !query.contains('&') {
+    if !query.contains('&') && defaults.is_empty() {
         // One parameter at most: nothing to order.
         return Cow::Borrowed(query);
     }
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let once = |name: &str| pairs.iter().filter(|(n, _)| n == name).count() == 1;
+    let dropped: Vec<bool> = pairs
+        .iter()
+        .map(|(name, value)| once(name) && defaults.contains(&(name.as_str(), value.as_str())))
+        .collect();
+    let mut dropped = dropped.into_iter();
+    pairs.retain(|_| !dropped.next().unwrap_or(false));
     pairs.sort();
     Cow::Owned(
         form_urlencoded::Serializer::new(String::new())
@@ -417,16 +399,28 @@ mod tests {
 
     #[test]
     fn queries_differing_only_in_order_share_a_key() {
+        let key = |query| normalized_query(query, &[]);
+        assert_eq!(key(Some("b=2&a=1")), key(Some("a=1&b=2")));
         assert_eq!(
-            normalized_query(Some("b=2&a=1")),
-            normalized_query(Some("a=1&b=2"))
+            key(Some("status=open&status=closed")),
+            key(Some("status=closed&status=open"))
         );
+        assert_ne!(key(Some("a=1")), key(Some("a=2")));
+        assert_eq!(key(None), "");
+    }
+
+    #[test]
+    fn parameters_at_their_default_share_the_key_of_their_absence() {
+        let defaults = [("sort", "-score"), ("limit", "50")];
+        let key = |query| normalized_query(query, &defaults);
+        assert_eq!(key(Some("sort=-score")), key(None));
         assert_eq!(
-            normalized_query(Some("status=open&status=closed")),
-            normalized_query(Some("status=closed&status=open"))
+            key(Some("limit=50&status=open&sort=-score")),
+            key(Some("status=open"))
         );
-        assert_ne!(normalized_query(Some("a=1")), normalized_query(Some("a=2")));
-        assert_eq!(normalized_query(None), "");
+        assert_ne!(key(Some("sort=score")), key(None));
+        // Given twice, the request may be refused: it keeps a key of its own.
+        assert_ne!(key(Some("sort=-score&sort=-score")), key(None));
     }
 
     #[tokio::test]

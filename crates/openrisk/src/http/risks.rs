@@ -34,7 +34,9 @@ pub fn routes() -> Routes {
     Routes::new()
         .add(
             routes!(list_risks, create_risk),
-            cached(Namespace::Risks).and_invalidates(Mutation::NewRisk),
+            cached(Namespace::Risks)
+                .with_defaults(RiskListQuery::DEFAULTS)
+                .and_invalidates(Mutation::NewRisk),
         )
         .add(
             routes!(get_risk, update_risk, delete_risk),

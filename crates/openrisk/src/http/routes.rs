@@ -48,7 +48,7 @@ impl Routes {
 
 #[cfg(test)]
 mod tests {
-    use crate::cache::policy::{Read, Write};
+    use crate::cache::policy::{CachedRead, Read, Write};
 
     /// Walks every route of the router (its document lists them all) and holds each path's
     /// methods against its declared policy.
@@ -85,7 +85,9 @@ mod tests {
                 );
             }
             // A write to a path must make the path's own cached answers stale.
-            if let (Some(Read::Cached { namespace, .. }), Some(write)) = (policy.read, policy.write) {
+            if let (Some(Read::Cached(CachedRead { namespace, .. })), Some(write)) =
+                (policy.read, policy.write)
+            {
                 let Write::Invalidates(mutation) = write else {
                     panic!("{path}: writes to a cached path must invalidate");
                 };
@@ -106,7 +108,7 @@ mod tests {
         use crate::cache::policy::Audience;
         let (_, _, policies) = crate::http::api();
         let audience = |path: &str| match policies[path].read {
-            Some(Read::Cached { audience, .. }) => audience,
+            Some(Read::Cached(read)) => read.audience,
             other => panic!("{path}: {other:?}"),
         };
         // Admins read a deleted risk's history; other roles get 404.
@@ -137,7 +139,10 @@ mod tests {
             "/api/v1/reports/summary",
         ] {
             assert!(
-                matches!(policies[path].read, Some(Read::Cached { per_day: true, .. })),
+                matches!(
+                    policies[path].read,
+                    Some(Read::Cached(CachedRead { per_day: true, .. }))
+                ),
                 "{path}"
             );
         }

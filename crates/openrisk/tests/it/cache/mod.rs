@@ -163,6 +163,10 @@ async fn second_get_is_a_byte_identical_hit(backend: Backend, redis: &str) {
     // Order of parameters does not split the cache.
     let (_, headers, _) = fetch(&app, "/api/v1/risks?status=open&sort=title", &app.token, false).await;
     assert_eq!(x_cache(&headers), "HIT");
+    // Nor do parameters at their default: the default page's entry answers.
+    fetch(&app, "/api/v1/risks", &app.token, false).await;
+    let (_, headers, _) = fetch(&app, "/api/v1/risks?limit=50&sort=-score", &app.token, false).await;
+    assert_eq!(x_cache(&headers), "HIT");
     // A client's no-cache bypasses and refreshes.
     let (_, headers, _) = fetch(&app, "/api/v1/risks", &app.token, true).await;
     assert_eq!(x_cache(&headers), "BYPASS");
