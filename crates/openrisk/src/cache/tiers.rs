@@ -128,10 +128,6 @@ impl Tiers {
         refresh: bool,
         origin: O,
     ) -> Served<O::Uncached> {
-        // Read before anything is computed: every change an answer may lack numbers higher.
-        let Ok(number) = self.changes.head(self.l2.as_deref(), scope.org).await else {
-            return self.bypass(scope, origin).await;
-        };
         let mut found = match refresh || !self.l1_enabled() {
             true => None,
             false => self.l1.get(&key).await,
@@ -151,7 +147,7 @@ impl Tiers {
             return Served::Entry { entry, key, status };
         }
         // Boxed, so that its state does not make every hit's future larger.
-        Box::pin(self.serve_past_l1(scope, key, refresh, number, found, origin)).await
+        Box::pin(self.serve_past_l1(scope, key, refresh, found, origin)).await
     }
 
     /// `origin`'s answer, the cache left alone (it cannot be trusted now).
@@ -182,10 +178,13 @@ impl Tiers {
         scope: Scope,
         key: u128,
         refresh: bool,
-        number: u64,
         stale: Option<Arc<Entry>>,
         origin: O,
     ) -> Served<O::Uncached> {
+        // Read before anything is computed: every change an answer may lack numbers higher.
+        let Ok(number) = self.changes.head(self.l2.as_deref(), scope.org).await else {
+            return self.bypass(scope, origin).await;
+        };
         let admit = self.admit(scope);
         if refresh {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Bypass);

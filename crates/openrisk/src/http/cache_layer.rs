@@ -182,8 +182,9 @@ fn wants_fresh(headers: &HeaderMap) -> bool {
 /// given once at their `defaults`, which name the same answer as their absence.
 fn normalized_query<'a>(query: Option<&'a str>, defaults: &[(&str, &str)]) -> Cow<'a, str> {
     let query = query.unwrap_or("");
-    if !query.contains('&') && defaults.is_empty() {
-        // One parameter at most: nothing to order.
+    let names_a_default = || defaults.iter().any(|(name, _)| query.starts_with(name));
+    if !query.contains('&') && !names_a_default() {
+        // One parameter at most, and not a default: nothing to order or leave out.
         return Cow::Borrowed(query);
     }
     let mut pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
