@@ -28,12 +28,8 @@ fn levels(coding: Coding) -> &'static [u32] {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let app = support::application(&[("OPENRISK_DATA_DIR", &dir.path().display().to_string())]).await?;
+    let (_dir, app) = support::seeded_application(2_000).await?;
     let router = app.router();
-    let store = app.store();
-    let org = store.organization_by_slug("default").await?;
-    openrisk::cli::seed_register(store.as_ref(), &org, 2_000, 7).await?;
     for route in ROUTES {
         let body = support::body(&router, route).await?;
         println!("{route}: {} bytes", body.len());

@@ -36,6 +36,17 @@ pub async fn application(settings: &[(&str, &str)]) -> anyhow::Result<Applicatio
     Application::build(&config).await
 }
 
+/// The service in a temporary data directory (returned: it lives as long as the service needs
+/// it), with `risks` risks seeded into the default organization, not yet serving.
+pub async fn seeded_application(risks: usize) -> anyhow::Result<(tempfile::TempDir, Application)> {
+    let dir = tempfile::tempdir()?;
+    let app = application(&[("OPENRISK_DATA_DIR", &dir.path().display().to_string())]).await?;
+    let store = app.store();
+    let org = store.organization_by_slug("default").await?;
+    openrisk::cli::seed_register(store.as_ref(), &org, risks, 7).await?;
+    Ok((dir, app))
+}
+
 /// One GET of `path` through `router` in process, with `headers`, its body read to the end;
 /// its `X-Cache`.
 pub async fn get(router: &axum::Router, path: &str, headers: &[(&str, &str)]) -> anyhow::Result<String> {

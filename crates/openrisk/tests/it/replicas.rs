@@ -192,13 +192,7 @@ async fn an_entry_is_compressed_once_for_every_replica(backend: Backend) {
     assert_eq!(from_redis.headers()["cache-status"], "OpenRisk; hit; detail=l2");
     assert_eq!(from_redis.headers()["content-encoding"], "zstd");
     assert_eq!(from_redis.bytes().await.unwrap(), filled, "the filler's bytes");
-    let b_metrics = b
-        .client
-        .get(format!("{}/metrics", b.service.base))
-        .send()
-        .await
-        .unwrap();
-    let b_metrics = b_metrics.text().await.unwrap();
+    let b_metrics = metrics_text(&b).await;
     assert!(
         !b_metrics.contains(zstd),
         "the other replica compressed again: {b_metrics}"
@@ -211,14 +205,15 @@ async fn an_entry_is_compressed_once_for_every_replica(backend: Backend) {
     brotli::BrotliDecompress(&mut &brotli[..], &mut plain).unwrap();
     assert_eq!(plain, zstd::stream::decode_all(&filled[..]).unwrap());
     get(&b.service.base, "br").await.unwrap();
-    let b_metrics = b
-        .client
-        .get(format!("{}/metrics", b.service.base))
-        .send()
-        .await
-        .unwrap();
-    let b_metrics = b_metrics.text().await.unwrap();
+    let b_metrics = metrics_text(&b).await;
     assert!(b_metrics.contains(&format!("{br} 1\n")), "{b_metrics}");
+}
+
+/// The replica's `/metrics`.
+async fn metrics_text(replica: &Replica) -> String {
+    let url = format!("{}/metrics", replica.service.base);
+    let response = replica.client.get(url).send().await.unwrap();
+    response.text().await.unwrap()
 }
 
 /// Reads and writes on both replicas while Redis dies, comes back empty, dies again and comes back

@@ -6,6 +6,8 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use openrisk::domain::list::SORTS;
+
 use super::*;
 
 on_each_backend!(redis:
@@ -17,16 +19,6 @@ const STATUSES: [&str; 6] = ["draft", "open", "in_progress", "mitigated", "accep
 const CATEGORIES: [&str; 4] = ["Operational", "Financial", "Compliance", "Strategic"];
 const TAGS: [&str; 4] = ["vendor", "cloud", "privacy", "backups"];
 const WORDS: [&str; 6] = ["Supplier", "outage", "billing", "ledger", "phishing", "backup"];
-const SORTS: [&str; 8] = [
-    "score",
-    "-score",
-    "created_at",
-    "-created_at",
-    "updated_at",
-    "-updated_at",
-    "title",
-    "-title",
-];
 
 /// One organization as the test drives it: its admin token and the risks it holds.
 struct Org {
