@@ -135,6 +135,14 @@ impl ChangeLog {
         (changes.len() as u64 == log.head - number).then_some((log.head, changes))
     }
 
+    /// Whether changes of `org` numbered after `number` may be gone from this replica for good:
+    /// the log does not reach back that far, or it must be anchored again.
+    pub fn forgotten(&self, org: Uuid, number: u64) -> bool {
+        let logs = self.read();
+        logs.get(&org)
+            .is_none_or(|log| !log.anchored || number < log.floor)
+    }
+
     /// Forgets every organization's changes (the channel may have missed some, or Redis's numbers
     /// are not the ones known): each is anchored again on its next read.
     pub fn clear(&self) {

@@ -13,15 +13,18 @@ use super::settings::Namespace;
 pub enum Tier {
     L1,
     L2,
+    /// Organizations' registers in memory (see `register`).
+    Register,
 }
 
 impl Tier {
-    const ALL: [Tier; 2] = [Tier::L1, Tier::L2];
+    const ALL: [Tier; 3] = [Tier::L1, Tier::L2, Tier::Register];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::L1 => "l1",
             Tier::L2 => "l2",
+            Tier::Register => "register",
         }
     }
 }
@@ -48,7 +51,7 @@ impl Outcome {
     }
 }
 
-pub struct Counts(Vec<[[AtomicU64; 4]; 2]>);
+pub struct Counts(Vec<[[AtomicU64; 4]; 3]>);
 
 impl Default for Counts {
     fn default() -> Self {

@@ -46,6 +46,8 @@ pub struct Entry {
     pub coverage: Option<Arc<PageCoverage>>,
     /// The organization's change number its computation began after.
     pub number: u64,
+    /// Answered from the organization's register (see `register`), not by the database.
+    pub from_register: bool,
     /// The change number through which it was last found current (`Relaxed`: a hint, whose
     /// older value only costs checking some changes again).
     pub checked: AtomicU64,
@@ -74,6 +76,16 @@ impl PartialEq for Entry {
 }
 
 impl Entry {
+    /// Numbered as computed after change `head`: a register's answer keeps its own number, which
+    /// may be lower (it reflects the changes this replica had applied).
+    pub fn numbered(self, head: u64) -> Entry {
+        let number = match self.from_register {
+            true => self.number.min(head),
+            false => head,
+        };
+        Entry { number, ..self }
+    }
+
     /// A typed value's entry: its JSON, with the value kept decoded so that L1 hits do not decode.
     pub fn of_value<T: Serialize + Send + Sync + 'static>(value: T, ttl: Duration) -> Entry {
         let body = match serde_json::to_vec(&value) {

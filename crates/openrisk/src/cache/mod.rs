@@ -3,7 +3,8 @@
 //! one), `coherence` (whether cached values may be trusted now; the epochs every key carries),
 //! `tiers` (L1 and L2, single flight, stale-while-revalidate, content codings), `invalidator` and
 //! `replication` (a write's invalidation, and the channel every replica follows), `principals`
-//! (the principal behind each token) and `changes` (each organization's numbered risk changes).
+//! (the principal behind each token), `changes` (each organization's numbered risk changes) and
+//! `register` (organizations' registers in memory, kept current by those changes).
 //!
 //! Keys carry the organization, its namespace's generation and the epochs (`keys`); a write
 //! replaces the generations of what it changed (`invalidation`) before its response, so every later
@@ -23,6 +24,7 @@ mod keys;
 mod origin;
 pub mod policy;
 mod principals;
+mod register;
 mod replication;
 mod report;
 mod scope;
@@ -50,6 +52,7 @@ pub use counts::{Outcome, Tier};
 pub use entry::Entry;
 pub use invalidation::Mutation;
 pub use origin::{Admit, Origin, ReadRequest};
+pub use register::{Current, Registered};
 pub use report::{CacheReport, NamespaceReport, TierCounts, TierUsage};
 pub use scope::Scope;
 pub use settings::{CacheSettings, Namespace};
@@ -58,6 +61,7 @@ pub use status::{CacheStatus, HitFrom, Served};
 use changes::ChangeLog;
 use coherence::Coherence;
 use generations::Generations;
+use register::Registers;
 use tiers::{STALE_GRACE, Tiers};
 
 pub struct Cache {
@@ -70,6 +74,7 @@ pub struct Cache {
     invalidator: invalidator::Invalidator,
     principals: principals::Principals,
     changes: Arc<ChangeLog>,
+    registers: Arc<Registers>,
 }
 
 impl Cache {
@@ -90,6 +95,7 @@ impl Cache {
             coherence,
             generations,
             tiers: Arc::new(Tiers::new(settings.clone(), redis.clone(), changes.clone())),
+            registers: Arc::new(Registers::new(settings.register_max_risks, &changes, &redis)),
             changes,
             invalidator,
             principals: Default::default(),
@@ -139,6 +145,21 @@ impl Cache {
         };
         let key = keys::read_key(self.coherence.key_epoch(), scope, generation, read);
         Tiers::serve(&self.tiers, scope, key, read.refresh, origin).await
+    }
+
+    /// `org`'s register, current through every change this replica knows, when it is held and
+    /// the cache may be trusted now (see `register`); else the store answers.
+    pub async fn register(&self, store: &Arc<dyn Store>, org: Uuid) -> Option<Current> {
+        if !self.enabled() || !self.registers.enabled() {
+            return None;
+        }
+        // Before the generations, as for keys: a register is never credited with a newer epoch.
+        let epoch = self.coherence.key_epoch();
+        let risks = self.generation(Scope::namespace(org, Namespace::Risks)).await?;
+        let details = self
+            .generation(Scope::namespace(org, Namespace::RiskDetails))
+            .await?;
+        self.registers.current(org, [epoch, risks, details], store).await
     }
 
     /// A served entry's body in `coding`, made once per entry.
@@ -210,6 +231,7 @@ impl Cache {
         if self.coherence.adopt_data_epoch(epoch) {
             self.generations.clear();
             self.changes.clear();
+            self.registers.clear();
             self.tiers.clear_l1();
         }
     }

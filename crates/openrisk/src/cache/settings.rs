@@ -54,6 +54,8 @@ pub struct CacheSettings {
     pub max_body_bytes: usize,
     /// The longest any Redis call may take.
     pub redis_timeout: Duration,
+    /// The most risks held in memory as organizations' registers (0: none).
+    pub register_max_risks: usize,
 }
 
 impl CacheSettings {

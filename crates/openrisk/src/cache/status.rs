@@ -27,6 +27,8 @@ pub enum HitFrom {
     /// Past its TTL, within the grace period: served while one task recomputes it.
     L1Stale,
     L2,
+    /// Computed from the organization's register in memory, without the database.
+    Register,
 }
 
 impl CacheStatus {
@@ -48,6 +50,7 @@ impl CacheStatus {
             CacheStatus::Hit(HitFrom::L1) => "OpenRisk; hit; detail=l1",
             CacheStatus::Hit(HitFrom::L1Stale) => "OpenRisk; hit; detail=l1-stale",
             CacheStatus::Hit(HitFrom::L2) => "OpenRisk; hit; detail=l2",
+            CacheStatus::Hit(HitFrom::Register) => "OpenRisk; hit; detail=register",
             CacheStatus::Miss { stored: true } => "OpenRisk; fwd=miss; stored",
             CacheStatus::Miss { stored: false } => "OpenRisk; fwd=miss",
         }

@@ -45,6 +45,7 @@ enum Source {
     L1,
     L2,
     Filled,
+    Register,
 }
 
 pub struct Tiers {
@@ -190,7 +191,7 @@ impl Tiers {
             self.counts.add(scope.namespace, Tier::L1, Outcome::Bypass);
             return match origin.fill(admit).await {
                 Ok(entry) => {
-                    let entry = self.store(scope, key, Entry { number, ..entry }).await;
+                    let entry = self.store(scope, key, entry.numbered(number)).await;
                     let status = CacheStatus::Refreshed { stored: true };
                     Served::Entry { entry, key, status }
                 }
@@ -207,17 +208,13 @@ impl Tiers {
             return Served::Entry { entry, key, status };
         }
         // L1 was looked up already: `found` had nothing fresh.
-        let fill = async move {
-            Ok::<_, O::Uncached>(Entry {
-                number,
-                ..origin.fill(admit).await?
-            })
-        };
+        let fill = async move { Ok::<_, O::Uncached>(origin.fill(admit).await?.numbered(number)) };
         match self.fill_once(scope, key, fill).await {
             Ok((entry, source)) => {
                 let status = match source {
                     Source::L1 => CacheStatus::Hit(HitFrom::L1),
                     Source::L2 => CacheStatus::Hit(HitFrom::L2),
+                    Source::Register => CacheStatus::Hit(HitFrom::Register),
                     Source::Filled => CacheStatus::Miss { stored: true },
                 };
                 Served::Entry { entry, key, status }
@@ -237,7 +234,7 @@ impl Tiers {
         let (tiers, admit) = (Arc::clone(self), self.admit(scope));
         tokio::spawn(async move {
             if let Ok(entry) = origin.fill(admit).await {
-                tiers.store(scope, key, Entry { number, ..entry }).await;
+                tiers.store(scope, key, entry.numbered(number)).await;
             }
             lock(&tiers.refreshing).remove(&key);
         });
@@ -285,6 +282,7 @@ impl Tiers {
         const FROM_L1: u8 = 0;
         const FROM_L2: u8 = 1;
         const FILLED: u8 = 2;
+        const FROM_REGISTER: u8 = 3;
         let source = AtomicU8::new(FROM_L1);
         let result = self
             .l1
@@ -298,11 +296,18 @@ impl Tiers {
                         ..entry
                     }));
                 }
-                source.store(FILLED, Relaxed);
                 let entry = Entry {
                     org: scope.org,
                     ..fill.await?
                 };
+                source.store(
+                    if entry.from_register {
+                        FROM_REGISTER
+                    } else {
+                        FILLED
+                    },
+                    Relaxed,
+                );
                 let entry = Arc::new(entry.fresh_from_now());
                 self.l2_set(scope, key, &entry);
                 Ok(entry)
@@ -315,9 +320,13 @@ impl Tiers {
         let (outcome, source) = match source.load(Relaxed) {
             FROM_L1 => (Outcome::Hit, Source::L1),
             FROM_L2 => (Outcome::Miss, Source::L2),
+            FROM_REGISTER => (Outcome::Miss, Source::Register),
             _ => (Outcome::Miss, Source::Filled),
         };
         self.counts.add(scope.namespace, Tier::L1, outcome);
+        if source == Source::Register {
+            self.counts.add(scope.namespace, Tier::Register, Outcome::Hit);
+        }
         result.map(|entry| (entry, source))
     }
 
@@ -404,9 +413,10 @@ impl Tiers {
         entry
     }
 
-    /// Writes to L2 in the background: a miss does not wait for Redis.
+    /// Writes to L2 in the background: a miss does not wait for Redis. An answer from a register
+    /// stays out: every replica answers from its own.
     fn l2_set(&self, scope: Scope, key: u128, entry: &Entry) {
-        if let Some(l2) = &self.l2 {
+        if let Some(l2) = self.l2.as_ref().filter(|_| !entry.from_register) {
             let (l2, bytes, ttl) = (l2.clone(), entry.encode(), entry.ttl);
             tokio::spawn(async move {
                 let _ = l2.set(&entry_key(scope.org, key), &bytes, ttl).await;

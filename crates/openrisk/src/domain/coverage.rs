@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::evaluation::folded_search_text;
 use super::list::{Page, RiskFilter, RiskListQuery, Sort, SortValue};
 use super::risk::Risk;
 
@@ -99,22 +100,11 @@ fn compare(a: &SortValue, b: &SortValue) -> std::cmp::Ordering {
 }
 
 impl RiskFilter {
-    /// Whether `risk` may pass the filter: exactly for every field but the text search, which is
-    /// exact for ASCII and otherwise assumed to match (the database folds case its own way).
+    /// Whether `risk` may pass the filter: exactly, but for a text search in or over non-ASCII
+    /// text, which is assumed to match (each database folds case its own way).
     pub fn may_match(&self, risk: &Risk) -> bool {
-        fn allows<T: PartialEq>(wanted: &[T], value: Option<&T>) -> bool {
-            wanted.is_empty() || value.is_some_and(|value| wanted.contains(value))
-        }
-        allows(&self.statuses, Some(&risk.status))
-            && allows(&self.severities, Some(&risk.severity))
-            && allows(&self.categories, risk.category.as_ref())
-            && allows(&self.owner_ids, risk.owner_id.as_ref())
-            && (self.tags.is_empty() || risk.tags.iter().any(|tag| self.tags.contains(tag)))
-            && self.q.as_deref().is_none_or(|q| {
-                let text = risk.search_text();
-                !(q.is_ascii() && text.is_ascii())
-                    || text.to_ascii_lowercase().contains(&q.to_ascii_lowercase())
-            })
+        let folded = folded_search_text(risk);
+        self.matcher().decides(risk, folded.as_deref()).unwrap_or(true)
     }
 }
 

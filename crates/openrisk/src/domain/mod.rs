@@ -4,6 +4,7 @@ pub mod asset;
 pub mod auth;
 pub mod coverage;
 pub mod dashboard;
+pub mod evaluation;
 pub mod list;
 pub mod marketplace;
 pub mod mitigation;

@@ -15,10 +15,13 @@ use bytes::Bytes;
 use super::authentication::Authentication;
 use super::compression::{self, CompressionSettings};
 use super::error::ApiError;
+use super::extract::Revalidate;
 use super::middleware::{Inner, Middleware, run};
 use super::routes::Policies;
 use crate::cache::policy::{Audience, CachedRead, Read, Write};
-use crate::cache::{Admit, Cache, CacheStatus, Coding, Entry, Mutation, Origin, ReadRequest, Scope, Served};
+use crate::cache::{
+    Admit, Cache, CacheStatus, Coding, Entry, Mutation, Origin, ReadRequest, Registered, Scope, Served,
+};
 use crate::domain::coverage::{PageCoverage, RiskChange};
 
 /// What the layer reads.
@@ -131,11 +134,15 @@ async fn read<S: Inner>(
         public: cached.audience == Audience::Everyone,
     };
     let uri = request.uri().clone();
+    let refresh = wants_fresh(request.headers());
+    if refresh {
+        request.extensions_mut().insert(Revalidate);
+    }
     let query = normalized_query(uri.query(), cached.defaults);
     let read = ReadRequest {
         parts: &[uri.path().as_bytes(), query.as_bytes(), shared_by],
         per_day: cached.per_day,
-        refresh: wants_fresh(request.headers()),
+        refresh,
     };
     let cache: &Cache = &layer.cache;
     let served = cache.serve(scope, &read, Handler { request, next }).await;
@@ -211,6 +218,8 @@ struct Captured {
     body: Bytes,
     /// What the answer shows, when its handler says (see `cache::Entry::coverage`).
     coverage: Option<Arc<PageCoverage>>,
+    /// Answered from the organization's register, when its handler says.
+    registered: Option<Registered>,
 }
 
 impl Captured {
@@ -218,6 +227,7 @@ impl Captured {
     async fn of(response: Response) -> Captured {
         let (mut parts, body) = response.into_parts();
         let coverage = parts.extensions.remove::<PageCoverage>().map(Arc::new);
+        let registered = parts.extensions.remove::<Registered>();
         // Cached routes answer bounded pages and documents.
         match axum::body::to_bytes(body, usize::MAX).await {
             Ok(body) => Captured {
@@ -225,6 +235,7 @@ impl Captured {
                 headers: parts.headers,
                 body,
                 coverage,
+                registered,
             },
             Err(e) => {
                 let failure = ApiError::Internal(format!("a cacheable answer could not be read: {e}"));
@@ -236,6 +247,7 @@ impl Captured {
                     headers: parts.headers,
                     body: body.and_then(Result::ok).unwrap_or_default(),
                     coverage: None,
+                    registered: None,
                 }
             }
         }
@@ -260,6 +272,8 @@ impl Captured {
             body: self.body.clone(),
             ttl: admit.ttl,
             coverage: self.coverage.clone(),
+            number: self.registered.map_or(0, |Registered(number)| number),
+            from_register: self.registered.is_some(),
             ..Entry::default()
         })
     }

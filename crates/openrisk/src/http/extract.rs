@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::authentication::{Authentication, authenticate};
 use super::error::ApiError;
 use super::state::{AppState, BODY_LIMIT};
+use crate::cache::Current;
 use crate::domain::Precondition;
 use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{ParamError, Params};
@@ -78,6 +79,33 @@ impl<A: Access> FromRequestParts<AppState> for Auth<A> {
             return Err(ApiError::Forbidden);
         }
         Ok(Auth(principal, PhantomData))
+    }
+}
+
+/// Set by the cache layer on a read the client asked to be fresh (`no-cache`): only the database
+/// answers it.
+#[derive(Clone, Copy)]
+pub struct Revalidate;
+
+/// The caller's organization's register (see `cache::register`), when the answer may come from
+/// memory: the cache holds it current and the client did not ask for a fresh answer.
+pub struct Register(pub Option<Current>);
+
+impl FromRequestParts<AppState> for Register {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = parts
+            .extensions
+            .get::<Authentication>()
+            .map(Authentication::caller);
+        let org = match caller {
+            Some(Ok(Some(principal))) if parts.extensions.get::<Revalidate>().is_none() => {
+                principal.organization_id
+            }
+            _ => return Ok(Register(None)),
+        };
+        Ok(Register(state.cache.register(&state.store, org).await))
     }
 }
 

@@ -66,6 +66,14 @@ pub fn noting<T: Clone + Send + Sync + 'static>(mut response: Response, note: T)
     response
 }
 
+/// `response`, carrying `note` if there is one.
+pub fn noting_any<T: Clone + Send + Sync + 'static>(response: Response, note: Option<T>) -> Response {
+    match note {
+        Some(note) => noting(response, note),
+        None => response,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,14 @@ use axum::response::{IntoResponse, Response};
 use utoipa_axum::routes;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, RequestBody, Viewer};
+use super::extract::{
+    Analyst, Auth, IfMatch, JsonBody, NoQuery, PathId, QueryParams, Register, RequestBody, Viewer,
+};
 use super::respond;
 use super::routes::Routes;
 use super::state::AppState;
 use crate::cache::policy::cached;
-use crate::cache::{Mutation, Namespace};
+use crate::cache::{Mutation, Namespace, Registered};
 use crate::domain::auth::Role;
 use crate::domain::coverage::{PageCoverage, RiskChange};
 use crate::domain::list::{Page, PageRequest, RiskListQuery};
@@ -66,14 +68,17 @@ pub fn routes() -> Routes {
 async fn list_risks(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let query = RiskListQuery::from_params(&params)?;
-    let page = state.store.risks(auth.organization_id, &query).await?;
-    Ok(respond::noting(
-        respond::json(&page),
-        PageCoverage::of(&query, &page),
-    ))
+    let org = auth.organization_id;
+    let (page, registered) = match register.and_then(|r| Some((r.page(&query)?, Registered(r.number())))) {
+        Some((page, registered)) => (page, Some(registered)),
+        None => (state.store.risks(org, &query).await?, None),
+    };
+    let response = respond::noting(respond::json(&page), PageCoverage::of(&query, &page));
+    Ok(respond::noting_any(response, registered))
 }
 
 #[utoipa::path(
@@ -110,12 +115,21 @@ async fn create_risk(
 async fn get_risk(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     _: NoQuery,
     PathId(id): PathId,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let risk = state.store.risk(auth.organization_id, id).await?;
-    Ok(respond::versioned(&headers, &risk))
+    let org = auth.organization_id;
+    let held = register.and_then(|r| Some((r.risk(id)?.clone(), Registered(r.number()))));
+    let (risk, registered) = match held {
+        Some((risk, registered)) => (risk, Some(registered)),
+        None => (state.store.risk(org, id).await?, None),
+    };
+    Ok(respond::noting_any(
+        respond::versioned(&headers, &risk),
+        registered,
+    ))
 }
 
 #[utoipa::path(

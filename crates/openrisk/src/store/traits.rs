@@ -54,6 +54,8 @@ pub trait RiskStore: Send + Sync {
     async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk>;
     async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk>;
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>>;
+    /// Every risk of the organization, in no particular order, read in one statement.
+    async fn register(&self, org: Uuid) -> StoreResult<Vec<Risk>>;
     /// The risk before and after the edit (the same when the edit changes nothing).
     async fn update_risk(
         &self,

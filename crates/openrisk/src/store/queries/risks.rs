@@ -197,6 +197,16 @@ impl RiskStore for Backend {
         fetch_risk(&mut conn, org, id).await
     }
 
+    async fn register(&self, org: Uuid) -> StoreResult<Vec<Risk>> {
+        let sql = format!("{RISK_SELECT} WHERE r.org_id = $1");
+        let mut conn = self.reader().acquire("register").await?;
+        let rows: Vec<RiskRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .fetch_all(&mut *conn)
+            .await?;
+        convert(rows)
+    }
+
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>> {
         let column = sort_column(query.sort.key);
         let mut qb = QueryBuilder::<Db>::new(RISK_SELECT);

@@ -241,9 +241,12 @@ async fn flood(bases: Vec<String>, token: String, stop: Arc<AtomicBool>) -> usiz
             sorts[(n / 60) % sorts.len()]
         );
         let base = &bases[n % bases.len()];
+        // Refreshed: the database answers, and every answer is stored in Redis (a register's
+        // answers stay in memory).
         let response = client
             .get(format!("{base}{path}"))
             .bearer_auth(&token)
+            .header("cache-control", "no-cache")
             .send()
             .await
             .unwrap();

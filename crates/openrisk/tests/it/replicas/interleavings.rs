@@ -50,6 +50,7 @@ async fn cached_answers_equal_uncached_ones_across_two_replicas(backend: Backend
     }
     // A few views per run, read again and again, so that writes fall between reads of one entry.
     let views: Vec<String> = (0..12).map(|_| random_read(&mut rng)).collect();
+    let mut from_registers = 0;
     for step in 0..300 {
         let org = rng.random_range(0..orgs.len());
         if rng.random_bool(0.3) {
@@ -71,9 +72,11 @@ async fn cached_answers_equal_uncached_ones_across_two_replicas(backend: Backend
         for _ in 0..2 {
             let mut cached = Vec::new();
             for base in &bases {
-                cached.push((base, get(&a, base, &path, &orgs[org].token, false).await));
+                let (answer, status) = get(&a, base, &path, &orgs[org].token, false).await;
+                from_registers += usize::from(status.ends_with("detail=register"));
+                cached.push((base, answer));
             }
-            let fresh = get(&a, &bases[step % 2], &path, &orgs[org].token, true).await;
+            let (fresh, _) = get(&a, &bases[step % 2], &path, &orgs[org].token, true).await;
             for (base, cached) in cached {
                 assert_eq!(
                     comparable(&cached),
@@ -87,6 +90,10 @@ async fn cached_answers_equal_uncached_ones_across_two_replicas(backend: Backend
             }
         }
     }
+    assert!(
+        from_registers > 0,
+        "no answer came from an organization's register"
+    );
 }
 
 /// A write to a risk that neither is on a page nor moves onto it keeps the page cached on both
@@ -227,15 +234,18 @@ async fn send(
     common::read(request.send().await.unwrap()).await
 }
 
-/// A GET on the replica at `base`, as the cache serves it or, with `fresh`, computed.
-async fn get(app: &TestApp, base: &str, path: &str, token: &str, fresh: bool) -> Value {
+/// A GET on the replica at `base`, as the cache serves it or, with `fresh`, computed by the
+/// database; with its `Cache-Status`.
+async fn get(app: &TestApp, base: &str, path: &str, token: &str, fresh: bool) -> (Value, String) {
     let mut request = app.client.get(format!("{base}{path}")).bearer_auth(token);
     if fresh {
         request = request.header("cache-control", "no-cache");
     }
-    let (status, body) = common::read(request.send().await.unwrap()).await;
+    let response = request.send().await.unwrap();
+    let cache_status = response.headers()["cache-status"].to_str().unwrap().to_owned();
+    let (status, body) = common::read(response).await;
     assert_eq!(status, StatusCode::OK, "{path}: {body}");
-    body
+    (body, cache_status)
 }
 
 /// An answer without the time it was computed at.

@@ -1,0 +1,299 @@
+//! Each organization's register held in memory, kept current by the numbered changes every write
+//! logs (`changes`): a read model from which any page of the risk list, any search and any risk is
+//! answered without the database, as the store would answer it (`domain::evaluation`).
+//!
+//! Invariant: a register is used only while the key epoch and its organization's `risks` and
+//! `risk_details` generations are those it was loaded under (what voids a cached answer voids it) and this replica holds every change numbered after
+//! the register's number; it applies them first. It is loaded after reading the generations and
+//! the change number, so it holds every change up to that number (each is numbered after its
+//! commit) and perhaps later ones, which applying again leaves as they are: a risk is replaced only
+//! by a version at least as new, and a deleted risk never comes back.
+//!
+//! Orderings: `used` and `size` are `Relaxed`, hints for choosing what to evict. Registers, the set being
+//! loaded and the organizations refused for their size are behind locks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+use uuid::Uuid;
+
+use super::changes::ChangeLog;
+use crate::domain::coverage::RiskChange;
+use crate::domain::evaluation::folded_search_text;
+use crate::domain::list::{Page, RiskListQuery};
+use crate::domain::risk::Risk;
+use crate::redis::Redis;
+use crate::store::{Store, StoreError};
+
+/// How long an organization too large for the budget is left to the database before trying again.
+const TOO_LARGE_FOR: Duration = Duration::from_secs(300);
+
+pub struct Registers {
+    /// The most risks held in all organizations; 0: none is held.
+    max_risks: usize,
+    held: Mutex<HashMap<Uuid, Arc<Held>>>,
+    loading: Mutex<HashSet<Uuid>>,
+    too_large: Mutex<HashMap<Uuid, Instant>>,
+    clock: AtomicU64,
+    changes: Arc<ChangeLog>,
+    /// The request path's connection, to anchor the change log.
+    redis: Option<Arc<Redis>>,
+}
+
+/// One organization's register, and what it was loaded under.
+struct Held {
+    /// The key epoch and the `risks` and `risk_details` generations.
+    generations: [u64; 3],
+    register: Arc<RwLock<Register>>,
+    /// Its risks, as last counted.
+    size: AtomicUsize,
+    used: AtomicU64,
+}
+
+#[derive(Default)]
+struct Register {
+    /// The change number through which it is current.
+    number: u64,
+    risks: HashMap<Uuid, Kept>,
+    deleted: HashSet<Uuid>,
+}
+
+struct Kept {
+    risk: Risk,
+    folded: Option<Box<str>>,
+}
+
+/// The note on a response answered from a register current through this change number: the
+/// cache counts it a hit, and keeps it out of Redis (every replica holds registers of its own).
+#[derive(Clone, Copy, Debug)]
+pub struct Registered(pub u64);
+
+/// A register read while current; answers are current through `number`.
+pub struct Current {
+    register: OwnedRwLockReadGuard<Register>,
+}
+
+impl Current {
+    /// The change number the answers are current through.
+    pub fn number(&self) -> u64 {
+        self.register.number
+    }
+
+    /// The page the store would answer; `None` when only the database can decide it.
+    pub fn page(&self, query: &RiskListQuery) -> Option<Page<Risk>> {
+        let risks = self.register.risks.values();
+        query.evaluate(risks.map(|kept| (&kept.risk, kept.folded.as_deref())))
+    }
+
+    /// The risk, if the organization has it.
+    pub fn risk(&self, id: Uuid) -> Option<&Risk> {
+        self.register.risks.get(&id).map(|kept| &kept.risk)
+    }
+}
+
+impl Registers {
+    pub fn new(max_risks: usize, changes: &Arc<ChangeLog>, redis: &Option<Arc<Redis>>) -> Self {
+        Registers {
+            max_risks,
+            held: Mutex::default(),
+            loading: Mutex::default(),
+            too_large: Mutex::default(),
+            clock: AtomicU64::new(0),
+            changes: changes.clone(),
+            redis: redis.clone(),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.max_risks > 0
+    }
+
+    /// `org`'s register, current through every change this replica holds, if it is held under
+    /// `generations`; else `None`, and a load begins in the background when worth it.
+    pub async fn current(
+        self: &Arc<Self>,
+        org: Uuid,
+        generations: [u64; 3],
+        store: &Arc<dyn Store>,
+    ) -> Option<Current> {
+        let Some(held) = lock(&self.held).get(&org).cloned() else {
+            self.load_in_background(org, generations, store);
+            return None;
+        };
+        if held.generations != generations {
+            self.replace(org, generations, store);
+            return None;
+        }
+        held.used.store(self.clock.fetch_add(1, Relaxed), Relaxed);
+        let register = held.register.clone().read_owned().await;
+        match self.changes.since(org, register.number) {
+            Some((_, changes)) if changes.is_empty() => return Some(Current { register }),
+            Some(_) => drop(register),
+            None => return self.behind(org, register.number, generations, store),
+        }
+        let mut register = held.register.clone().write_owned().await;
+        // Another reader may have applied them meanwhile.
+        let Some((head, changes)) = self.changes.since(org, register.number) else {
+            return self.behind(org, register.number, generations, store);
+        };
+        for change in changes {
+            register.apply(&change, org, &**store).await.ok()?;
+        }
+        register.number = head;
+        held.size.store(register.risks.len(), Relaxed);
+        Some(Current {
+            register: register.downgrade(),
+        })
+    }
+
+    /// A register the log cannot bring up to date: loaded again when the changes it lacks are
+    /// gone from the log; else they are on their way, and the database answers meanwhile.
+    fn behind(
+        self: &Arc<Self>,
+        org: Uuid,
+        number: u64,
+        generations: [u64; 3],
+        store: &Arc<dyn Store>,
+    ) -> Option<Current> {
+        if self.changes.forgotten(org, number) {
+            self.replace(org, generations, store);
+        }
+        None
+    }
+
+    fn replace(self: &Arc<Self>, org: Uuid, generations: [u64; 3], store: &Arc<dyn Store>) {
+        lock(&self.held).remove(&org);
+        self.load_in_background(org, generations, store);
+    }
+
+    /// Loads `org`'s register in one background task, unless one is under way or it was found
+    /// too large for the budget a short while ago.
+    fn load_in_background(self: &Arc<Self>, org: Uuid, generations: [u64; 3], store: &Arc<dyn Store>) {
+        if lock(&self.too_large)
+            .get(&org)
+            .is_some_and(|since| since.elapsed() < TOO_LARGE_FOR)
+        {
+            return;
+        }
+        if !lock(&self.loading).insert(org) {
+            return;
+        }
+        let (registers, store) = (Arc::clone(self), Arc::clone(store));
+        tokio::spawn(async move {
+            let outcome = registers.load(org, generations, &*store).await;
+            metrics::counter!("cache_register_loads_total", "outcome" => outcome).increment(1);
+            lock(&registers.loading).remove(&org);
+        });
+    }
+
+    async fn load(&self, org: Uuid, generations: [u64; 3], store: &dyn Store) -> &'static str {
+        // Before the rows: every change up to this number is in them.
+        let Ok(number) = self.changes.head(self.redis.as_deref(), org).await else {
+            return "failed";
+        };
+        let Ok(risks) = store.register(org).await else {
+            return "failed";
+        };
+        if risks.len() > self.max_risks {
+            lock(&self.too_large).insert(org, Instant::now());
+            return "too_large";
+        }
+        let register = Register {
+            number,
+            risks: risks.into_iter().map(|risk| (risk.id, Kept::new(risk))).collect(),
+            deleted: HashSet::new(),
+        };
+        let size = register.risks.len();
+        let held = Arc::new(Held {
+            generations,
+            register: Arc::new(RwLock::new(register)),
+            size: AtomicUsize::new(size),
+            used: AtomicU64::new(self.clock.fetch_add(1, Relaxed)),
+        });
+        let mut all = lock(&self.held);
+        self.make_room(&mut all, size);
+        all.insert(org, held);
+        metrics::gauge!("cache_register_organizations").set(all.len() as f64);
+        "loaded"
+    }
+
+    /// Drops the least recently used registers until `size` more risks fit the budget.
+    fn make_room(&self, all: &mut HashMap<Uuid, Arc<Held>>, size: usize) {
+        let count = |held: &Arc<Held>| held.size.load(Relaxed);
+        let mut total: usize = all.values().map(count).sum();
+        while total + size > self.max_risks {
+            let Some((&oldest, held)) = all.iter().min_by_key(|(_, held)| held.used.load(Relaxed)) else {
+                return;
+            };
+            total = total.saturating_sub(count(held));
+            all.remove(&oldest);
+        }
+    }
+
+    /// Forgets every register (a new data epoch).
+    pub fn clear(&self) {
+        lock(&self.held).clear();
+    }
+}
+
+impl Register {
+    /// Applies one logged change. A risk not held is read again from the store: it may be new,
+    /// or deleted before the register was read by a delete numbered earlier. So is a risk whose
+    /// change touched only its representation (its mitigations).
+    async fn apply(&mut self, change: &RiskChange, org: Uuid, store: &dyn Store) -> Result<(), StoreError> {
+        let id = change.id;
+        match (&change.before, &change.after) {
+            (Some(_), None) => self.delete(id),
+            (_, Some(after)) if self.risks.contains_key(&id) => self.put(after.clone(), Newer::Only),
+            // Read after every change applied so far: the newest state of its version.
+            _ => match store.risk(org, id).await {
+                Ok(risk) => self.put(risk, Newer::OrSame),
+                Err(StoreError::NotFound) => self.delete(id),
+                Err(e) => return Err(e),
+            },
+        }
+        Ok(())
+    }
+
+    /// Keeps `risk` unless it was deleted or what is held is as new (`Newer::Only`) or newer.
+    /// A write's own copy of a version is never newer than the held one: its mitigation count
+    /// may be older than one read since.
+    fn put(&mut self, risk: Risk, replaces: Newer) {
+        if self.deleted.contains(&risk.id) {
+            return;
+        }
+        let held = self.risks.get(&risk.id).map(|kept| kept.risk.version);
+        let replace = match replaces {
+            Newer::Only => held.is_none_or(|held| risk.version > held),
+            Newer::OrSame => held.is_none_or(|held| risk.version >= held),
+        };
+        if replace {
+            self.risks.insert(risk.id, Kept::new(risk));
+        }
+    }
+
+    fn delete(&mut self, id: Uuid) {
+        self.risks.remove(&id);
+        self.deleted.insert(id);
+    }
+}
+
+/// Which version of a risk replaces the one held.
+enum Newer {
+    Only,
+    OrSame,
+}
+
+impl Kept {
+    fn new(risk: Risk) -> Self {
+        let folded = folded_search_text(&risk).map(String::into_boxed_str);
+        Kept { risk, folded }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
