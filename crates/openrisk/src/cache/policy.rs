@@ -9,7 +9,7 @@ use super::settings::Namespace;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Read {
     Cached(CachedRead),
-    /// Never cached: operations data, streamed exports, answers about the caller.
+    /// Never cached: operations data, streamed exports, token listings.
     Uncached,
 }
 
@@ -35,6 +35,8 @@ pub enum Audience {
     Organization,
     /// Callers of the organization with the same role.
     Role,
+    /// One caller: the same user with the same effective role (an answer about the caller).
+    Caller,
     /// Every caller of every organization: one public document, changed only by a release
     /// (the key carries the release's content version; `Cache-Control: public`).
     Everyone,
@@ -118,6 +120,14 @@ impl RoutePolicy {
     pub const fn by_role(mut self) -> RoutePolicy {
         if let Some(Read::Cached(read)) = &mut self.read {
             read.audience = Audience::Role;
+        }
+        self
+    }
+
+    /// The route's answer is about its caller: its key carries the user and the role.
+    pub const fn by_caller(mut self) -> RoutePolicy {
+        if let Some(Read::Cached(read)) = &mut self.read {
+            read.audience = Audience::Caller;
         }
         self
     }

@@ -73,8 +73,8 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
         .extensions()
         .get::<Authentication>()
         .map(Authentication::caller);
-    let (org, role) = match caller {
-        Some(Ok(Some(principal))) => (principal.organization_id, principal.role),
+    let (org, user, role) = match caller {
+        Some(Ok(Some(principal))) => (principal.organization_id, principal.user_id, principal.role),
         Some(Err(refusal)) => return refusal.into_response(),
         _ => return run(next, request).await,
     };
@@ -87,11 +87,12 @@ async fn handle<S: Inner>(layer: &CacheLayer, request: Request, next: S) -> Resp
                 (_, None) => Scope::namespace(org, cached.namespace),
             };
             let shared_by = match cached.audience {
-                Audience::Organization => &[][..],
-                Audience::Role => role.as_str().as_bytes(),
-                Audience::Everyone => layer.release.as_bytes(),
+                Audience::Organization => Cow::Borrowed(&[][..]),
+                Audience::Role => Cow::Borrowed(role.as_str().as_bytes()),
+                Audience::Caller => Cow::Owned([user.as_bytes(), role.as_str().as_bytes()].concat()),
+                Audience::Everyone => Cow::Borrowed(layer.release.as_bytes()),
             };
-            read(layer, scope, cached, shared_by, request, next).await
+            read(layer, scope, cached, &shared_by, request, next).await
         }
         Action::Write(mutation) => {
             let mut response = run(next, request).await;

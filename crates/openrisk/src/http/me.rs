@@ -11,7 +11,8 @@ use super::extract::{Auth, NoQuery, Viewer};
 use super::respond;
 use super::routes::Routes;
 use super::state::AppState;
-use crate::cache::policy::uncached;
+use crate::cache::Namespace;
+use crate::cache::policy::cached;
 use crate::domain::auth::Role;
 use crate::domain::org::{Organization, User};
 
@@ -24,7 +25,8 @@ pub struct Me {
 }
 
 pub fn routes() -> Routes {
-    Routes::new().add(routes!(me), uncached())
+    // Users and tokens change only with the `auth` namespace's generation; organizations never.
+    Routes::new().add(routes!(me), cached(Namespace::Auth).by_caller())
 }
 
 #[utoipa::path(
