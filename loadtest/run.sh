@@ -73,6 +73,11 @@ if [ -z "$BIN" ]; then
   cargo build --release --quiet
   BIN=$PWD/target/release/openrisk
 fi
+# The capacity scenario's generator: the journeys' visits at a fraction of k6's CPU per request.
+if [[ " ${SCENARIOS[*]} " == *" capacity "* ]]; then
+  cargo build --release --quiet -p openrisk-loadgen
+  LOADGEN=$PWD/target/release/openrisk-loadgen
+fi
 
 PG_ADMIN=${LOADTEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
@@ -218,6 +223,11 @@ sample_metrics() { # file; the first round is taken before returning, the others
 
 # ------------------------------------------------------------------ scenarios
 
+# What generates the scenario's load: k6, or the capacity scenario's own generator.
+generator_version() { # scenario
+  if [ "$1" = capacity ]; then echo "openrisk-loadgen (open model, loadtest/scenarios.json)"; else "$K6" version | head -1; fi
+}
+
 run_scenario() { # scenario cache-enabled report-dir
   local scenario=$1 dir=$3 status=0 sampler
   mkdir -p "$dir"
@@ -229,7 +239,7 @@ commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=
 json.dump({
     "scenario": "$scenario", "quick": bool("$QUICK"), "latency_advisory": bool("$LATENCY_ADVISORY"), "backend": "$BACKEND", "replicas": $REPLICAS,
     "cache": "$2" == "true", "orgs": $ORGS, "risks_per_org": $RISKS,
-    "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "k6": "$("$K6" version | head -1)",
+    "commit": commit, "cpu": cpu, "cores": os.cpu_count(), "k6": "$(generator_version "$scenario")",
     "started": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
@@ -237,8 +247,13 @@ EOF
   sampler=$!
   echo "== $scenario (cache ${2/true/on}) against $BASE_URL" >&2
   # In the background, so that a signal to this script stops the run at once.
-  QUICK=$QUICK SUMMARY_JSON=$dir/summary.json K6_CSV_TIME_FORMAT=unix_milli "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
-    "loadtest/$scenario.js" 2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
+  if [ "$scenario" = capacity ]; then
+    QUICK=$QUICK "$LOADGEN" loadtest/scenarios.json "$dir/summary.json" "$dir/samples.csv.gz" \
+      2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
+  else
+    QUICK=$QUICK SUMMARY_JSON=$dir/summary.json K6_CSV_TIME_FORMAT=unix_milli "$K6" run --quiet --out "csv=$dir/samples.csv.gz" \
+      "loadtest/$scenario.js" 2>"$dir/k6.log" > >(tee "$dir/k6.txt") &
+  fi
   PIDS+=($!)
   echo $! >"$WORK/k6.pid"
   wait $! || status=$?

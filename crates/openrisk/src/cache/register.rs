@@ -30,13 +30,16 @@ use crate::store::{Store, StoreError};
 
 /// How long an organization too large for the budget is left to the database before trying again.
 const TOO_LARGE_FOR: Duration = Duration::from_secs(300);
+/// How long after a failed load (the database or Redis failing) the next may start.
+const FAILED_FOR: Duration = Duration::from_secs(5);
 
 pub struct Registers {
     /// The most risks held in all organizations; 0: none is held.
     max_risks: usize,
     held: Mutex<HashMap<Uuid, Arc<Held>>>,
     loading: Mutex<HashSet<Uuid>>,
-    too_large: Mutex<HashMap<Uuid, Instant>>,
+    /// Organizations not to load again before a moment: too large, or their last load failed.
+    not_before: Mutex<HashMap<Uuid, Instant>>,
     clock: AtomicU64,
     changes: Arc<ChangeLog>,
     /// The request path's connection, to anchor the change log.
@@ -88,6 +91,11 @@ impl Current {
         query.evaluate(risks.map(|kept| (&kept.risk, kept.folded.as_deref())))
     }
 
+    /// Every risk of the organization, in no particular order.
+    pub fn risks(&self) -> impl Iterator<Item = &Risk> {
+        self.register.risks.values().map(|kept| &kept.risk)
+    }
+
     /// The risk, if the organization has it.
     pub fn risk(&self, id: Uuid) -> Option<&Risk> {
         self.register.risks.get(&id).map(|kept| &kept.risk)
@@ -100,7 +108,7 @@ impl Registers {
             max_risks,
             held: Mutex::default(),
             loading: Mutex::default(),
-            too_large: Mutex::default(),
+            not_before: Mutex::default(),
             clock: AtomicU64::new(0),
             changes: changes.clone(),
             redis: redis.clone(),
@@ -169,12 +177,12 @@ impl Registers {
         self.load_in_background(org, generations, store);
     }
 
-    /// Loads `org`'s register in one background task, unless one is under way or it was found
-    /// too large for the budget a short while ago.
+    /// Loads `org`'s register in one background task, unless one is under way, or it was found
+    /// too large for the budget or its load failed a short while ago.
     fn load_in_background(self: &Arc<Self>, org: Uuid, generations: [u64; 3], store: &Arc<dyn Store>) {
-        if lock(&self.too_large)
+        if lock(&self.not_before)
             .get(&org)
-            .is_some_and(|since| since.elapsed() < TOO_LARGE_FOR)
+            .is_some_and(|moment| Instant::now() < *moment)
         {
             return;
         }
@@ -184,22 +192,24 @@ impl Registers {
         let (registers, store) = (Arc::clone(self), Arc::clone(store));
         tokio::spawn(async move {
             let outcome = registers.load(org, generations, &*store).await;
-            metrics::counter!("cache_register_loads_total", "outcome" => outcome).increment(1);
+            if let Some(pause) = outcome.pause() {
+                lock(&registers.not_before).insert(org, Instant::now() + pause);
+            }
+            metrics::counter!("cache_register_loads_total", "outcome" => outcome.as_str()).increment(1);
             lock(&registers.loading).remove(&org);
         });
     }
 
-    async fn load(&self, org: Uuid, generations: [u64; 3], store: &dyn Store) -> &'static str {
+    async fn load(&self, org: Uuid, generations: [u64; 3], store: &dyn Store) -> Load {
         // Before the rows: every change up to this number is in them.
         let Ok(number) = self.changes.head(self.redis.as_deref(), org).await else {
-            return "failed";
+            return Load::Failed;
         };
         let Ok(risks) = store.register(org).await else {
-            return "failed";
+            return Load::Failed;
         };
         if risks.len() > self.max_risks {
-            lock(&self.too_large).insert(org, Instant::now());
-            return "too_large";
+            return Load::TooLarge;
         }
         let register = Register {
             number,
@@ -217,7 +227,7 @@ impl Registers {
         self.make_room(&mut all, size);
         all.insert(org, held);
         metrics::gauge!("cache_register_organizations").set(all.len() as f64);
-        "loaded"
+        Load::Loaded
     }
 
     /// Drops the least recently used registers until `size` more risks fit the budget.
@@ -278,6 +288,35 @@ impl Register {
     fn delete(&mut self, id: Uuid) {
         self.risks.remove(&id);
         self.deleted.insert(id);
+    }
+}
+
+/// How a load ended.
+#[derive(Clone, Copy)]
+enum Load {
+    Loaded,
+    /// More risks than the whole budget.
+    TooLarge,
+    /// The database or Redis failed.
+    Failed,
+}
+
+impl Load {
+    fn as_str(self) -> &'static str {
+        match self {
+            Load::Loaded => "loaded",
+            Load::TooLarge => "too_large",
+            Load::Failed => "failed",
+        }
+    }
+
+    /// How long before the organization may be loaded again.
+    fn pause(self) -> Option<Duration> {
+        match self {
+            Load::Loaded => None,
+            Load::TooLarge => Some(TOO_LARGE_FOR),
+            Load::Failed => Some(FAILED_FOR),
+        }
     }
 }
 

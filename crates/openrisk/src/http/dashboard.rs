@@ -1,4 +1,5 @@
-//! `/api/v1/dashboard`: register-wide figures, computed by the database.
+//! `/api/v1/dashboard`: register-wide figures, computed by the database, or the matrix and the top
+//! risks from the organization's register when the cache holds it.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -6,13 +7,14 @@ use chrono::Utc;
 use utoipa_axum::routes;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Auth, QueryParams, Viewer};
+use super::extract::{Auth, QueryParams, Register, Viewer};
 use super::respond;
 use super::routes::Routes;
 use super::state::AppState;
-use crate::cache::Namespace;
 use crate::cache::policy::cached_per_day;
+use crate::cache::{Namespace, Registered};
 use crate::domain::dashboard::{self, Matrix, Stats, Timeline, TopRisks};
+use crate::domain::evaluation;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -52,11 +54,24 @@ async fn stats(
 async fn matrix(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let statuses = Matrix::statuses(&params)?;
-    let counts = state.store.risk_matrix(auth.organization_id, &statuses).await?;
-    Ok(respond::json(&Matrix::from_counts(&counts)))
+    let (counts, registered) = match register {
+        Some(r) => (
+            evaluation::matrix_counts(r.risks(), &statuses),
+            Some(Registered(r.number())),
+        ),
+        None => (
+            state.store.risk_matrix(auth.organization_id, &statuses).await?,
+            None,
+        ),
+    };
+    Ok(respond::noting_any(
+        respond::json(&Matrix::from_counts(&counts)),
+        registered,
+    ))
 }
 
 #[utoipa::path(
@@ -86,9 +101,19 @@ async fn timeline(
 async fn top_risks(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let limit = dashboard::top_risks_limit(&params)?;
-    let items = state.store.top_risks(auth.organization_id, limit).await?;
-    Ok(respond::json(&TopRisks { items }))
+    let (items, registered) = match register {
+        Some(r) => {
+            let items = evaluation::top_risks(r.risks(), usize::try_from(limit).unwrap_or(0));
+            (items, Some(Registered(r.number())))
+        }
+        None => (state.store.top_risks(auth.organization_id, limit).await?, None),
+    };
+    Ok(respond::noting_any(
+        respond::json(&TopRisks { items }),
+        registered,
+    ))
 }

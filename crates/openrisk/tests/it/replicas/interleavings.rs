@@ -148,7 +148,7 @@ async fn a_write_outside_a_page_leaves_it_cached_on_every_replica(backend: Backe
 
 fn random_risk(rng: &mut StdRng) -> (Method, String, Option<Value>) {
     let pick = |rng: &mut StdRng, words: &[&'static str]| words[rng.random_range(0..words.len())];
-    let body = json!({
+    let mut body = json!({
         "title": format!("{} {}", pick(rng, &WORDS), pick(rng, &WORDS)),
         "description": format!("{} risk", pick(rng, &WORDS)),
         "category": pick(rng, &CATEGORIES),
@@ -156,6 +156,11 @@ fn random_risk(rng: &mut StdRng) -> (Method, String, Option<Value>) {
         "likelihood": rng.random_range(1..=5),
         "impact": rng.random_range(1..=5),
     });
+    // Half of them with a residual score: the top risks' second key.
+    if rng.random_bool(0.5) {
+        body["residual_likelihood"] = json!(rng.random_range(1..=2));
+        body["residual_impact"] = json!(rng.random_range(1..=2));
+    }
     (Method::POST, "/api/v1/risks".into(), Some(body))
 }
 
@@ -195,9 +200,11 @@ fn random_write(rng: &mut StdRng, org: &Org) -> (Method, String, Option<Value>) 
 
 /// A risk list with random filters, sort and page size; now and then the dashboard or summary.
 fn random_read(rng: &mut StdRng) -> String {
-    match rng.random_range(0..10) {
+    match rng.random_range(0..13) {
         0 => return "/api/v1/dashboard/stats?".into(),
         1 => return "/api/v1/reports/summary?".into(),
+        2 => return "/api/v1/dashboard/matrix?status=open&status=closed&status=draft".into(),
+        3 => return "/api/v1/dashboard/top-risks?limit=4".into(),
         _ => {}
     }
     let mut query = vec![
