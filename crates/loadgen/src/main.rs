@@ -27,6 +27,9 @@ use visits::{User, Visits};
 /// The stepped shape of the capacity scenario.
 struct Shape {
     steps: Vec<f64>,
+    /// Seconds at the first step's rate before the steps, not recorded: caches and registers
+    /// filled, as on a service that has been running.
+    warmup: f64,
     ramp: f64,
     hold: f64,
     max_in_flight: usize,
@@ -45,6 +48,7 @@ impl Shape {
         let steps = shape["steps"].as_array().context("capacity.steps")?;
         Ok(Shape {
             steps: steps.iter().filter_map(Value::as_f64).collect(),
+            warmup: seconds("warmup")?,
             ramp: seconds("ramp")?,
             hold: seconds("hold")?,
             max_in_flight: shape["maxVUs"].as_u64().context("capacity.maxVUs")? as usize,
@@ -55,9 +59,13 @@ impl Shape {
         self.ramp + self.hold
     }
 
-    /// The step (from 1) and the arrival rate at `t` seconds: each step ramps linearly from the
-    /// previous target to its own, then holds it; `None` past the last.
+    /// The step (from 1; 0 while warming up) and the arrival rate at `t` seconds: each step ramps
+    /// linearly from the previous target to its own, then holds it; `None` past the last.
     fn at(&self, t: f64) -> Option<(u16, f64)> {
+        if t < self.warmup {
+            return Some((0, *self.steps.first()?));
+        }
+        let t = t - self.warmup;
         let index = (t / self.step_seconds()) as usize;
         let target = *self.steps.get(index)?;
         let from = index

@@ -34,7 +34,11 @@ struct Samples {
 pub struct Recorder(Mutex<Samples>);
 
 impl Recorder {
+    /// Records a request; one sent while warming up (step 0) is not recorded.
     pub fn request(&self, route: &'static str, step: u16, started: Instant, ok: bool, hit: Option<bool>) {
+        if step == 0 {
+            return;
+        }
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         let at = now_ms();
         let request = Request {
@@ -56,6 +60,7 @@ impl Recorder {
         self.lock().in_flight.push((now_ms(), visits));
     }
 
+    /// Records a read after a write (warm-up included: a stale read is never excused).
     pub fn read_back(&self, fresh: bool) {
         let mut samples = self.lock();
         samples.read_backs += 1;

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedRwLockReadGuard, RwLock};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock, Semaphore};
 use uuid::Uuid;
 
 use super::changes::ChangeLog;
@@ -38,6 +38,8 @@ pub struct Registers {
     max_risks: usize,
     held: Mutex<HashMap<Uuid, Arc<Held>>>,
     loading: Mutex<HashSet<Uuid>>,
+    /// One load at a time: a replica starting cold does not read every register at once.
+    loads: Semaphore,
     /// Organizations not to load again before a moment: too large, or their last load failed.
     not_before: Mutex<HashMap<Uuid, Instant>>,
     clock: AtomicU64,
@@ -108,6 +110,7 @@ impl Registers {
             max_risks,
             held: Mutex::default(),
             loading: Mutex::default(),
+            loads: Semaphore::new(1),
             not_before: Mutex::default(),
             clock: AtomicU64::new(0),
             changes: changes.clone(),
@@ -191,7 +194,10 @@ impl Registers {
         }
         let (registers, store) = (Arc::clone(self), Arc::clone(store));
         tokio::spawn(async move {
-            let outcome = registers.load(org, generations, &*store).await;
+            let outcome = match registers.loads.acquire().await {
+                Ok(_turn) => registers.load(org, generations, &*store).await,
+                Err(_) => Load::Failed,
+            };
             if let Some(pause) = outcome.pause() {
                 lock(&registers.not_before).insert(org, Instant::now() + pause);
             }
