@@ -37,6 +37,18 @@ end
 return {n}
 ";
 
+/// The counter's value; a missing counter is started from Redis's clock, so that the first change
+/// numbered after it follows it with no gap.
+const ANCHOR: &str = r"
+local n = redis.call('GET', KEYS[1])
+if not n then
+  local now = redis.call('TIME')
+  n = tonumber(now[1]) * 1000000 + tonumber(now[2])
+  redis.call('SET', KEYS[1], n)
+end
+return {tonumber(n)}
+";
+
 #[derive(Default)]
 pub struct ChangeLog {
     logs: RwLock<HashMap<Uuid, Log>>,
@@ -67,13 +79,11 @@ impl ChangeLog {
         // From here on, changes are recorded: none that arrives while the counter is read is lost.
         self.write().entry(org).or_default();
         let anchor = match redis {
-            Some(redis) => match redis.get(&counter_key(org)).await? {
-                Some(bytes) => std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| text.parse().ok())
-                    .ok_or(Unavailable)?,
-                None => 0,
-            },
+            Some(redis) => {
+                let answer = redis.eval_integers(ANCHOR, &counter_key(org), &[]).await?;
+                let anchor = answer.first().copied().ok_or(Unavailable)?;
+                u64::try_from(anchor).map_err(|_| Unavailable)?
+            }
             None => self.read().get(&org).map_or(0, |log| log.issued),
         };
         let mut logs = self.write();

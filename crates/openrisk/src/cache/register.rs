@@ -32,6 +32,9 @@ use crate::store::{Store, StoreError};
 const TOO_LARGE_FOR: Duration = Duration::from_secs(300);
 /// How long after a failed load (the database or Redis failing) the next may start.
 const FAILED_FOR: Duration = Duration::from_secs(5);
+/// How long a register may wait for changes still on their way before it is loaded again: longer
+/// means one was lost (a replica died between numbering and publishing, a counter restarted).
+const BEHIND_FOR: Duration = Duration::from_secs(1);
 
 pub struct Registers {
     /// The most risks held in all organizations; 0: none is held.
@@ -55,6 +58,8 @@ struct Held {
     register: Arc<RwLock<Register>>,
     /// Its risks, as last counted.
     size: AtomicUsize,
+    /// Since when the log has lacked changes it needs, if it does.
+    behind_since: Mutex<Option<Instant>>,
     used: AtomicU64,
 }
 
@@ -141,15 +146,19 @@ impl Registers {
         held.used.store(self.clock.fetch_add(1, Relaxed), Relaxed);
         let register = held.register.clone().read_owned().await;
         match self.changes.since(org, register.number) {
-            Some((_, changes)) if changes.is_empty() => return Some(Current { register }),
+            Some((_, changes)) if changes.is_empty() => {
+                *lock(&held.behind_since) = None;
+                return Some(Current { register });
+            }
             Some(_) => drop(register),
-            None => return self.behind(org, register.number, generations, store),
+            None => return self.behind(&held, org, register.number, generations, store),
         }
         let mut register = held.register.clone().write_owned().await;
         // Another reader may have applied them meanwhile.
         let Some((head, changes)) = self.changes.since(org, register.number) else {
-            return self.behind(org, register.number, generations, store);
+            return self.behind(&held, org, register.number, generations, store);
         };
+        *lock(&held.behind_since) = None;
         for change in changes {
             register.apply(&change, org, &**store).await.ok()?;
         }
@@ -160,16 +169,19 @@ impl Registers {
         })
     }
 
-    /// A register the log cannot bring up to date: loaded again when the changes it lacks are
-    /// gone from the log; else they are on their way, and the database answers meanwhile.
+    /// A register the log cannot bring up to date: the database answers. It is loaded again when
+    /// the changes it lacks are gone from the log, or have not come for `BEHIND_FOR`; until then
+    /// they are taken to be on their way.
     fn behind(
         self: &Arc<Self>,
+        held: &Held,
         org: Uuid,
         number: u64,
         generations: [u64; 3],
         store: &Arc<dyn Store>,
     ) -> Option<Current> {
-        if self.changes.forgotten(org, number) {
+        let since = *lock(&held.behind_since).get_or_insert_with(Instant::now);
+        if self.changes.forgotten(org, number) || since.elapsed() > BEHIND_FOR {
             self.replace(org, generations, store);
         }
         None
@@ -227,6 +239,7 @@ impl Registers {
             generations,
             register: Arc::new(RwLock::new(register)),
             size: AtomicUsize::new(size),
+            behind_since: Mutex::default(),
             used: AtomicU64::new(self.clock.fetch_add(1, Relaxed)),
         });
         let mut all = lock(&self.held);
