@@ -1,16 +1,19 @@
 //! Each organization's register held in memory, kept current by the numbered changes every write
-//! logs (`changes`): a read model from which any page of the risk list, any search and any risk is
-//! answered without the database, as the store would answer it (`domain::evaluation`).
+//! logs (`changes`): a read model from which any page of the risk list, any search, any risk and
+//! the dashboard's matrix and top risks are answered without the database, as the store would
+//! answer them (`domain::evaluation`).
 //!
 //! Invariant: a register is used only while the key epoch and its organization's `risks` and
-//! `risk_details` generations are those it was loaded under (what voids a cached answer voids it) and this replica holds every change numbered after
-//! the register's number; it applies them first. It is loaded after reading the generations and
-//! the change number, so it holds every change up to that number (each is numbered after its
-//! commit) and perhaps later ones, which applying again leaves as they are: a risk is replaced only
-//! by a version at least as new, and a deleted risk never comes back.
+//! `risk_details` generations are those it was loaded under (what voids a cached answer voids it),
+//! and this replica holds every change numbered after the register's number; it applies them
+//! first. It is loaded after reading the generations and the change number, so it holds every
+//! change up to that number (each is numbered after its commit) and perhaps later ones, which
+//! applying again leaves as they are: a write's copy of a risk replaces only an older version, a
+//! risk read again from the store replaces no newer one, and a deleted risk never comes back.
 //!
-//! Orderings: `used` and `size` are `Relaxed`, hints for choosing what to evict. Registers, the set being
-//! loaded and the organizations refused for their size are behind locks.
+//! Orderings: `used` and `size` are `Relaxed`, hints for choosing what to evict. The registers,
+//! the set being loaded, the organizations not to load yet and how long each has been behind are
+//! behind locks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
