@@ -112,25 +112,10 @@ impl RiskFilter {
 mod tests {
     use super::*;
     use crate::domain::list::PageRequest;
-    use crate::domain::risk::{RiskFields, RiskStatus};
+    use crate::domain::risk::RiskStatus;
 
     fn risk(title: &str, likelihood: i32, impact: i32, status: RiskStatus) -> Risk {
-        let fields = RiskFields {
-            title: title.into(),
-            description: String::new(),
-            category: None,
-            owner_id: None,
-            status,
-            likelihood,
-            impact,
-            residual_likelihood: None,
-            residual_impact: None,
-            treatment: None,
-            tags: vec!["vendor".into()],
-            asset_ids: Vec::new(),
-            review_date: None,
-        };
-        Risk::new(Uuid::now_v7(), 1, fields, chrono::Utc::now())
+        Risk::sample(title, likelihood, impact, status, &["vendor"])
     }
 
     /// The page of the default order (`-score`) after `from`, with `rows`, and more behind it

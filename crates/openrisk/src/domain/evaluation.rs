@@ -168,26 +168,10 @@ pub fn top_risks<'a>(risks: impl IntoIterator<Item = &'a Risk>, limit: usize) ->
 mod tests {
     use super::*;
     use crate::domain::list::{Params, decode_cursor};
-    use crate::domain::risk::{RiskFields, RiskStatus};
-    use uuid::Uuid;
+    use crate::domain::risk::RiskStatus;
 
     fn risk(title: &str, likelihood: i32, status: RiskStatus, tags: &[&str]) -> Risk {
-        let fields = RiskFields {
-            title: title.into(),
-            description: String::new(),
-            category: None,
-            owner_id: None,
-            status,
-            likelihood,
-            impact: 2,
-            residual_likelihood: None,
-            residual_impact: None,
-            treatment: None,
-            tags: tags.iter().map(|&tag| tag.into()).collect(),
-            asset_ids: Vec::new(),
-            review_date: None,
-        };
-        Risk::new(Uuid::now_v7(), 1, fields, chrono::Utc::now())
+        Risk::sample(title, likelihood, 2, status, tags)
     }
 
     fn query(pairs: &[(&str, &str)]) -> RiskListQuery {

@@ -484,6 +484,29 @@ impl super::Versioned for Risk {
 }
 
 #[cfg(test)]
+impl Risk {
+    /// A risk for unit tests: these fields, the others empty.
+    pub fn sample(title: &str, likelihood: i32, impact: i32, status: RiskStatus, tags: &[&str]) -> Risk {
+        let fields = RiskFields {
+            title: title.into(),
+            description: String::new(),
+            category: None,
+            owner_id: None,
+            status,
+            likelihood,
+            impact,
+            residual_likelihood: None,
+            residual_impact: None,
+            treatment: None,
+            tags: tags.iter().map(|&tag| tag.into()).collect(),
+            asset_ids: Vec::new(),
+            review_date: None,
+        };
+        Risk::new(Uuid::now_v7(), 1, fields, chrono::Utc::now())
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
