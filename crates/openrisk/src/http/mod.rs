@@ -153,8 +153,8 @@ async fn time_limit(request: axum::extract::Request, next: axum::middleware::Nex
     }
 }
 
-/// A read whose database connection broke runs once more, on a fresh connection: the client has
-/// received nothing yet, and reads are safe to repeat. (Writes are not: the server may have
+/// A read whose database connection broke runs once more, on connections checked before use: the
+/// client has received nothing yet, and reads are safe to repeat. (Writes are not: the server may have
 /// committed before the connection broke.)
 async fn retry_reads(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
     if !matches!(*request.method(), Method::GET | Method::HEAD) {
@@ -168,8 +168,8 @@ async fn retry_reads(request: axum::extract::Request, next: axum::middleware::Ne
     }
     tracing::info!("database connection lost during a read: retrying once");
     // Reads carry no body.
-    next.run(Request::from_parts(again, axum::body::Body::empty()))
-        .await
+    let retry = next.run(Request::from_parts(again, axum::body::Body::empty()));
+    crate::store::pool::checking_connections(retry).await
 }
 
 fn internal_error() -> Response {

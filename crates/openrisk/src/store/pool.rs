@@ -39,6 +39,19 @@ pub fn note_connection_lost() {
     LAST_LOSS.fetch_max(micros_since_epoch(Instant::now()).max(1), Relaxed);
 }
 
+tokio::task_local! {
+    /// Set while a read runs again after its connection broke (see `checking_connections`).
+    static CHECK_BEFORE_USE: ();
+}
+
+/// Runs `work` with every connection it acquires checked before use, however recently it came
+/// back. A read that runs again because its connection broke must not meet a second connection
+/// the server ended at the same moment: one whose query had just finished came back after the
+/// loss was noted, so it counts as fresh.
+pub async fn checking_connections<F: Future>(work: F) -> F::Output {
+    CHECK_BEFORE_USE.scope((), work).await
+}
+
 /// Whether a connection idle for `idle_for` can skip the liveness check.
 fn fresh(idle_for: Duration) -> bool {
     if idle_for >= RECENTLY_USED {
@@ -305,8 +318,16 @@ impl<DB: Database> MeteredPool<DB> {
     }
 
     /// A connection for the store operation `operation`, counting the wait for it and whether it
-    /// timed out; the time it is held is recorded under that operation when it goes back.
+    /// timed out; the time it is held is recorded under that operation when it goes back. Within
+    /// `checking_connections`, it is known to be alive (see `acquire_for_write`).
     pub async fn acquire(&self, operation: &'static str) -> Result<Held<DB>, sqlx::Error> {
+        if CHECK_BEFORE_USE.try_with(|_| ()).is_ok() {
+            return self.acquire_for_write(operation).await;
+        }
+        self.acquire_unchecked(operation).await
+    }
+
+    async fn acquire_unchecked(&self, operation: &'static str) -> Result<Held<DB>, sqlx::Error> {
         let conn = self
             .stats
             .timed_acquire(&self.acquire_wait, self.pool.acquire())
@@ -322,14 +343,14 @@ impl<DB: Database> MeteredPool<DB> {
     /// again, but a write is not retried (the server may have committed before the connection
     /// broke), so it must not start on a connection that died while idle, however briefly.
     pub async fn acquire_for_write(&self, operation: &'static str) -> Result<Held<DB>, sqlx::Error> {
-        let mut held = self.acquire(operation).await?;
+        let mut held = self.acquire_unchecked(operation).await?;
         if held.conn.ping().await.is_err() {
             // Then the others given back before now are checked too (see `LAST_LOSS`).
             note_connection_lost();
             self.stats.closed_broken.fetch_add(1, Relaxed);
             held.conn.close_on_drop();
             drop(held);
-            held = self.acquire(operation).await?;
+            held = self.acquire_unchecked(operation).await?;
         }
         Ok(held)
     }
