@@ -64,6 +64,9 @@ impl Default for Counts {
     }
 }
 
+/// How many lookups of a namespace in a tier had an outcome.
+pub type LookupCount = (Namespace, Tier, Outcome, u64);
+
 impl Counts {
     pub fn add(&self, namespace: Namespace, tier: Tier, outcome: Outcome) {
         self.0[namespace.index()][tier as usize][outcome as usize].fetch_add(1, Relaxed);
@@ -73,8 +76,8 @@ impl Counts {
         self.0[namespace.index()][tier as usize][outcome as usize].load(Relaxed)
     }
 
-    /// Every count so far: namespace, tier, outcome, count.
-    pub fn all(&self) -> impl Iterator<Item = (Namespace, Tier, Outcome, u64)> + '_ {
+    /// Every count so far.
+    pub fn all(&self) -> impl Iterator<Item = LookupCount> + '_ {
         Namespace::ALL.iter().flat_map(move |&namespace| {
             Tier::ALL.into_iter().flat_map(move |tier| {
                 Outcome::ALL

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::changes::ChangeLog;
@@ -132,6 +133,19 @@ impl Invalidator {
         for namespace in &namespaces {
             metrics::counter!("cache_invalidations_total", "namespace" => namespace.as_str()).increment(1);
         }
+        self.until_replicas_know(reach, token, acknowledged).await;
+    }
+
+    /// Returns once the other replicas no longer serve what the invalidation `token` made stale:
+    /// they acknowledged it (`acknowledged`: the acknowledgements awaited, if any), or, when it
+    /// was lost, their own checks of Redis have failed.
+    async fn until_replicas_know(
+        &self,
+        reach: Reach,
+        token: u64,
+        acknowledged: Option<oneshot::Receiver<()>>,
+    ) {
+        let coherence = &*self.coherence;
         match acknowledged {
             Some(acknowledged) if reach != Reach::Lost => {
                 if !coherence.acks.wait(token, acknowledged).await {
@@ -141,7 +155,7 @@ impl Invalidator {
             _ => coherence.acks.abandon(token),
         }
         if reach == Reach::Lost {
-            // Other replicas may still trust entries this write made stale, until their own
+            // Other replicas may still trust entries this write made stale until their own
             // checks of Redis fail: answer once they have.
             let noticed = coherence.mark_failing() + replication::failure_noticed_within(self.redis_timeout);
             tokio::time::sleep_until(noticed.into()).await;

@@ -1,15 +1,11 @@
 //! The response and query cache, a facade over parts that each own their state: `generations`
-//! (each scope's generation, with the version guard that keeps a read from installing a replaced
-//! one), `coherence` (whether cached values may be trusted now; the epochs every key carries),
-//! `tiers` (L1 and L2, single flight, stale-while-revalidate, content codings), `invalidator` and
-//! `replication` (a write's invalidation, and the channel every replica follows), `principals`
-//! (the principal behind each token), `changes` (each organization's numbered risk changes) and
-//! `register` (organizations' registers in memory, kept current by those changes).
+//! (with the version guard), `coherence` (trust now; the epochs every key carries), `tiers` (L1,
+//! L2, single flight, stale-while-revalidate, codings), `invalidator` and `replication` (a write's
+//! invalidation; the channel every replica follows), `principals`, `changes` (each organization's
+//! numbered risk changes) and `register` (registers in memory, kept current by those changes).
 //!
-//! Keys carry the organization, its namespace's generation and the epochs (`keys`); a write
-//! replaces the generations of what it changed (`invalidation`) before its response, so every later
-//! read misses the stale entries. A write that says what it did to a risk is logged instead for
-//! the risk lists, whose pages stay cached through the changes that leave them as they were.
+//! A write replaces the generations of what it changed before its response, so later reads miss
+//! the stale entries; the risk lists keep their pages through changes that leave them as they were.
 
 mod acks;
 mod changes;
@@ -48,7 +44,7 @@ use crate::redis::{Redis, Role};
 use crate::store::{Store, StoreError};
 
 pub use coding::Coding;
-pub use counts::{Outcome, Tier};
+pub use counts::{LookupCount, Outcome, Tier};
 pub use entry::Entry;
 pub use invalidation::Mutation;
 pub use origin::{Admit, Origin, ReadRequest};
@@ -86,11 +82,8 @@ impl Cache {
         let changes = Arc::new(ChangeLog::default());
         let coherence = Arc::new(Coherence::new(url.is_some()));
         let generations = Arc::new(Generations::new(redis.clone()));
-        let invalidator = invalidator::Invalidator::new(
-            url,
-            settings.redis_timeout,
-            (coherence.clone(), generations.clone(), changes.clone()),
-        )?;
+        let parts = (coherence.clone(), generations.clone(), changes.clone());
+        let invalidator = invalidator::Invalidator::new(url, settings.redis_timeout, parts)?;
         Ok(Cache {
             coherence,
             generations,
@@ -113,15 +106,15 @@ impl Cache {
         self.coherence.trusted()
     }
 
-    /// The scope's current generation; `None` when it cannot be known (Redis unavailable, or
-    /// invalidations possibly missed): then nothing may be cached or served from the cache.
-    pub async fn generation(&self, scope: Scope) -> Option<u64> {
-        if !self.coherence.trusted() {
+    /// The scope's current generation; `None` when the cache is off or the generation cannot be
+    /// known (Redis unavailable, or invalidations possibly missed): then nothing may be cached or
+    /// served from the cache.
+    async fn generation(&self, scope: Scope) -> Option<u64> {
+        if !self.enabled() || !self.coherence.trusted() {
             return None;
         }
         let item_lifetime = self.settings.ttl(scope.namespace) + STALE_GRACE;
-        let generations: &Generations = &self.generations;
-        let generation = generations.current(scope, item_lifetime).await;
+        let generation = self.generations.current(scope, item_lifetime).await;
         if generation.is_err() {
             self.tiers.counts.add(scope.namespace, Tier::L2, Outcome::Error);
         }
@@ -136,11 +129,7 @@ impl Cache {
         read: &ReadRequest<'_>,
         origin: O,
     ) -> Served<O::Uncached> {
-        let generation = match self.enabled() {
-            true => self.generation(scope).await,
-            false => None,
-        };
-        let Some(generation) = generation else {
+        let Some(generation) = self.generation(scope).await else {
             return self.tiers.bypass(scope, origin).await;
         };
         let key = keys::read_key(self.coherence.key_epoch(), scope, generation, read);
@@ -150,7 +139,7 @@ impl Cache {
     /// `org`'s register, current through every change this replica knows, when it is held and
     /// the cache may be trusted now (see `register`); else the store answers.
     pub async fn register(&self, store: &Arc<dyn Store>, org: Uuid) -> Option<Current> {
-        if !self.enabled() || !self.registers.enabled() {
+        if !self.registers.enabled() {
             return None;
         }
         // Before the generations, as for keys: a register is never credited with a newer epoch.
@@ -177,10 +166,9 @@ impl Cache {
         change: Option<RiskChange>,
     ) {
         let stale = mutation.affects(risk);
-        let items = stale.items(org);
         let change = change.map(Arc::new);
         self.invalidator
-            .invalidate(org, &stale.namespaces, &items, change)
+            .invalidate(org, &stale.namespaces, &stale.items(org), change)
             .await
     }
 
@@ -250,23 +238,13 @@ impl Cache {
     }
 
     /// Every lookup count so far, and L1's entries and bytes, for the metrics.
-    pub fn lookup_counts(&self) -> impl Iterator<Item = (Namespace, Tier, Outcome, u64)> + '_ {
-        self.tiers.counts.all()
-    }
-
-    pub fn l1_usage(&self) -> (u64, u64) {
-        self.tiers.l1_usage_now()
+    pub fn usage(&self) -> (impl Iterator<Item = LookupCount> + '_, (u64, u64)) {
+        (self.tiers.counts.all(), self.tiers.l1_usage_now())
     }
 
     /// What `GET /api/v1/admin/cache` shows, with `org`'s generations.
     pub async fn report(&self, org: Uuid) -> CacheReport {
-        let parts = report::Parts {
-            settings: &self.settings,
-            counts: &self.tiers.counts,
-            generations: &self.generations,
-            redis: self.redis.as_deref(),
-            l1: self.tiers.l1_usage().await,
-        };
-        CacheReport::of(parts, org).await
+        let (settings, tiers, generations) = (&self.settings, &self.tiers, &self.generations);
+        CacheReport::of(settings, tiers, generations, self.redis.as_deref(), org).await
     }
 }

@@ -7,24 +7,22 @@ use super::counts::{Counts, Outcome, Tier};
 use super::generations::Generations;
 use super::scope::Scope;
 use super::settings::{CacheSettings, Namespace};
+use super::tiers::Tiers;
 use crate::redis::{Redis, RedisState};
 
-/// What the report is made of, read by the cache.
-pub struct Parts<'a> {
-    pub settings: &'a CacheSettings,
-    pub counts: &'a Counts,
-    pub generations: &'a Generations,
-    /// The request path's connection, if Redis is configured.
-    pub redis: Option<&'a Redis>,
-    /// L1 entries and bytes.
-    pub l1: (u64, u64),
-}
-
 impl CacheReport {
-    /// The report, with `org`'s generations.
-    pub async fn of(parts: Parts<'_>, org: Uuid) -> CacheReport {
-        let redis = RedisState::of(parts.redis).await;
-        let l2 = match parts.redis {
+    /// The report, with `org`'s generations; `redis` is the request path's connection, if any.
+    pub async fn of(
+        settings: &CacheSettings,
+        tiers: &Tiers,
+        generations: &Generations,
+        redis: Option<&Redis>,
+        org: Uuid,
+    ) -> CacheReport {
+        let connection = redis;
+        let redis = RedisState::of(connection).await;
+        let (counts, l1) = (&tiers.counts, tiers.l1_usage().await);
+        let l2 = match connection {
             Some(redis) => Some(redis.usage().await.ok()),
             None => None,
         };
@@ -32,22 +30,21 @@ impl CacheReport {
             .iter()
             .map(|&namespace| NamespaceReport {
                 namespace,
-                ttl_seconds: parts.settings.ttl(namespace).as_secs(),
-                generation: parts
-                    .generations
+                ttl_seconds: settings.ttl(namespace).as_secs(),
+                generation: generations
                     .known(Scope::namespace(org, namespace))
                     .map(|generation| format!("{generation:016x}")),
-                l1: TierCounts::of(parts.counts, namespace, Tier::L1),
-                l2: TierCounts::of(parts.counts, namespace, Tier::L2),
+                l1: TierCounts::of(counts, namespace, Tier::L1),
+                l2: TierCounts::of(counts, namespace, Tier::L2),
             })
             .collect();
         CacheReport {
-            enabled: parts.settings.enabled,
+            enabled: settings.enabled,
             redis,
             l1: TierUsage {
-                entries: Some(parts.l1.0),
-                bytes: Some(parts.l1.1),
-                max_bytes: Some(parts.settings.l1_max_bytes),
+                entries: Some(l1.0),
+                bytes: Some(l1.1),
+                max_bytes: Some(settings.l1_max_bytes),
             },
             l2: l2.map(|usage| TierUsage {
                 entries: usage.map(|(keys, _)| keys),

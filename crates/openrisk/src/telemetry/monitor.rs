@@ -73,12 +73,12 @@ fn publish(status: &PoolStatus, warnings: &[PoolWarning]) {
 }
 
 async fn publish_cache(cache: &Cache) {
-    for (namespace, tier, outcome, count) in cache.lookup_counts() {
+    let (counts, (entries, bytes)) = cache.usage();
+    for (namespace, tier, outcome, count) in counts {
         metrics::counter!("cache_requests_total", "namespace" => namespace.as_str(), "tier" => tier.as_str(),
             "result" => outcome.as_str())
         .absolute(count);
     }
-    let (entries, bytes) = cache.l1_usage();
     metrics::gauge!("cache_entries", "tier" => "l1").set(entries as f64);
     metrics::gauge!("cache_bytes", "tier" => "l1").set(bytes as f64);
     let up = RedisState::of(cache.redis()).await == RedisState::Up;
