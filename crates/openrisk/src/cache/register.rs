@@ -1,7 +1,7 @@
-//! Each organization's register held in memory, kept current by the numbered changes every write
-//! logs (`changes`): a read model from which any page of the risk list, any search, any risk and
-//! the dashboard's matrix and top risks are answered without the database, as the store would
-//! answer them (`domain::evaluation`).
+//! Each organization's register held in memory, its risks with their mitigations, kept current by
+//! the numbered changes every write logs (`changes`): a read model from which any page of the risk
+//! list, any search, any risk, the dashboard's figures and the summary are answered without the
+//! database, as the store would answer them (`domain::evaluation`, `domain::dashboard`).
 //!
 //! Invariant: a register is used only while the key epoch and its organization's `risks` and
 //! `risk_details` generations are those it was loaded under (what voids a cached answer voids it),
@@ -27,9 +27,11 @@ use super::changes::ChangeLog;
 use crate::domain::coverage::RiskChange;
 use crate::domain::evaluation::folded_search_text;
 use crate::domain::list::{Page, RiskListQuery};
+use crate::domain::mitigation::Mitigation;
+use crate::domain::org::Organization;
 use crate::domain::risk::Risk;
 use crate::redis::Redis;
-use crate::store::{Store, StoreError};
+use crate::store::{RegisterRows, Store, StoreError};
 
 /// How long an organization too large for the budget is left to the database before trying again.
 const TOO_LARGE_FOR: Duration = Duration::from_secs(300);
@@ -66,10 +68,11 @@ struct Held {
     used: AtomicU64,
 }
 
-#[derive(Default)]
 struct Register {
     /// The change number through which it is current.
     number: u64,
+    /// Never changes once created.
+    organization: Organization,
     risks: HashMap<Uuid, Kept>,
     deleted: HashSet<Uuid>,
 }
@@ -77,6 +80,7 @@ struct Register {
 struct Kept {
     risk: Risk,
     folded: Option<Box<str>>,
+    mitigations: Vec<Mitigation>,
 }
 
 /// The note on a response answered from a register current through this change number: the
@@ -109,6 +113,20 @@ impl Current {
     /// The risk, if the organization has it.
     pub fn risk(&self, id: Uuid) -> Option<&Risk> {
         self.register.risks.get(&id).map(|kept| &kept.risk)
+    }
+
+    /// Every mitigation of the organization with its risk, in no particular order.
+    pub fn mitigations(&self) -> impl Iterator<Item = (&Risk, &Mitigation)> {
+        let values = self.register.risks.values();
+        values.flat_map(|kept| {
+            kept.mitigations
+                .iter()
+                .map(move |mitigation| (&kept.risk, mitigation))
+        })
+    }
+
+    pub fn organization(&self) -> &Organization {
+        &self.register.organization
     }
 }
 
@@ -226,17 +244,14 @@ impl Registers {
         let Ok(number) = self.changes.head(self.redis.as_deref(), org).await else {
             return Load::Failed;
         };
-        let Ok(risks) = store.register(org).await else {
+        let (Ok(rows), Ok(organization)) = (store.register(org, None).await, store.organization(org).await)
+        else {
             return Load::Failed;
         };
-        if risks.len() > self.max_risks {
+        if rows.risks.len() > self.max_risks {
             return Load::TooLarge;
         }
-        let register = Register {
-            number,
-            risks: risks.into_iter().map(|risk| (risk.id, Kept::new(risk))).collect(),
-            deleted: HashSet::new(),
-        };
+        let register = Register::of(number, organization, rows);
         let size = register.risks.len();
         let held = Arc::new(Held {
             generations,
@@ -272,27 +287,49 @@ impl Registers {
 }
 
 impl Register {
-    /// Applies one logged change. A risk not held is read again from the store: it may be new,
-    /// or deleted before the register was read by a delete numbered earlier. So is a risk whose
-    /// change touched only its representation (its mitigations).
+    fn of(number: u64, organization: Organization, rows: RegisterRows) -> Self {
+        let mut risks: HashMap<Uuid, Kept> = rows
+            .risks
+            .into_iter()
+            .map(|risk| (risk.id, Kept::new(risk)))
+            .collect();
+        // A mitigation whose risk was created after the risks were read comes with its risk's
+        // change.
+        for mitigation in rows.mitigations {
+            if let Some(kept) = risks.get_mut(&mitigation.risk_id) {
+                kept.mitigations.push(mitigation);
+            }
+        }
+        Register {
+            number,
+            organization,
+            risks,
+            deleted: HashSet::new(),
+        }
+    }
+
+    /// Applies one logged change. A risk not held is read again from the store, with its
+    /// mitigations: it may be new, or deleted before the register was read by a delete numbered
+    /// earlier. So is a risk whose change touched only its mitigations.
     async fn apply(&mut self, change: &RiskChange, org: Uuid, store: &dyn Store) -> Result<(), StoreError> {
         let id = change.id;
         match (&change.before, &change.after) {
             (Some(_), None) => self.delete(id),
             (_, Some(after)) if self.risks.contains_key(&id) => self.put(after.clone(), Newer::Only),
             // Read after every change applied so far: the newest state of its version.
-            _ => match store.risk(org, id).await {
-                Ok(risk) => self.put(risk, Newer::OrSame),
-                Err(StoreError::NotFound) => self.delete(id),
-                Err(e) => return Err(e),
-            },
+            _ => {
+                let rows = store.register(org, Some(id)).await?;
+                match rows.risks.into_iter().next() {
+                    Some(risk) => self.read_again(risk, rows.mitigations),
+                    None => self.delete(id),
+                }
+            }
         }
         Ok(())
     }
 
-    /// Keeps `risk` unless it was deleted or what is held is as new (`Newer::Only`) or newer.
-    /// A write's own copy of a version is never newer than the held one: its mitigation count
-    /// may be older than one read since.
+    /// Keeps a write's copy of `risk` unless it was deleted or what is held is as new or newer
+    /// (`Newer::Only`): its mitigation count may be older than one read since.
     fn put(&mut self, risk: Risk, replaces: Newer) {
         if self.deleted.contains(&risk.id) {
             return;
@@ -303,7 +340,19 @@ impl Register {
             Newer::OrSame => held.is_none_or(|held| risk.version >= held),
         };
         if replace {
-            self.risks.insert(risk.id, Kept::new(risk));
+            let mitigations = self.risks.remove(&risk.id).map(|kept| kept.mitigations);
+            let mut kept = Kept::new(risk);
+            kept.mitigations = mitigations.unwrap_or_default();
+            self.risks.insert(kept.risk.id, kept);
+        }
+    }
+
+    /// Keeps `risk` and its `mitigations` as just read from the store: no state held is newer.
+    fn read_again(&mut self, risk: Risk, mitigations: Vec<Mitigation>) {
+        let id = risk.id;
+        self.put(risk, Newer::OrSame);
+        if let Some(kept) = self.risks.get_mut(&id) {
+            kept.mitigations = mitigations;
         }
     }
 
@@ -351,7 +400,11 @@ enum Newer {
 impl Kept {
     fn new(risk: Risk) -> Self {
         let folded = folded_search_text(&risk).map(String::into_boxed_str);
-        Kept { risk, folded }
+        Kept {
+            risk,
+            folded,
+            mitigations: Vec::new(),
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! `/api/v1/dashboard`: register-wide figures, computed by the database, or the matrix and the top
-//! risks from the organization's register when the cache holds it.
+//! `/api/v1/dashboard`: register-wide figures, from the organization's register when the cache
+//! holds it (all but the timeline, which reads the risks' history), else computed by the database.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -32,16 +32,26 @@ pub fn routes() -> Routes {
 async fn stats(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
     let today = Utc::now().date_naive();
     let org = auth.organization_id;
-    let (risks, mitigations) = tokio::try_join!(
-        state.store.risk_groups(org, today),
-        state.store.mitigation_groups(org, today)
-    )?;
-    Ok(respond::json(&Stats::from_groups(&risks, &mitigations)))
+    let (stats, registered) = match register {
+        Some(r) => {
+            let stats = Stats::of(r.risks(), r.mitigations().map(|(_, m)| m), today);
+            (stats, Some(Registered(r.number())))
+        }
+        None => {
+            let (risks, mitigations) = tokio::try_join!(
+                state.store.risk_groups(org, today),
+                state.store.mitigation_groups(org, today)
+            )?;
+            (Stats::from_groups(&risks, &mitigations), None)
+        }
+    };
+    Ok(respond::noting_any(respond::json(&stats), registered))
 }
 
 #[utoipa::path(

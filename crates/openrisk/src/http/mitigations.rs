@@ -139,9 +139,10 @@ async fn delete_mitigation(
     PathId(id): PathId,
     IfMatch(precondition): IfMatch,
 ) -> ApiResult<Response> {
-    state
+    let deleted = state
         .store
         .delete_mitigation(auth.organization_id, id, &precondition)
         .await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let response = StatusCode::NO_CONTENT.into_response();
+    Ok(respond::noting(response, RiskChange::touched(deleted.risk_id)))
 }

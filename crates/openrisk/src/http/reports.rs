@@ -7,23 +7,25 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 use futures_util::{Stream, StreamExt, stream};
 use rust_xlsxwriter::Workbook;
 use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, Problem};
-use super::extract::{Auth, QueryParams, Viewer, expensive};
+use super::extract::{Auth, QueryParams, Register, Viewer, expensive};
 use super::routes::Routes;
 use super::state::AppState;
 use super::{respond, summary_page};
-use crate::cache::Namespace;
 use crate::cache::policy::{cached_per_day, uncached};
+use crate::cache::{Current, Namespace, Registered};
+use crate::domain::auth::Principal;
 use crate::domain::dashboard::{Matrix, Stats};
+use crate::domain::evaluation;
 use crate::domain::report::{
-    COLUMNS, Cell, ExportFormat, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS, Summary,
-    SummaryFormat, cells, spreadsheet_safe,
+    COLUMNS, Cell, ExportFormat, OverdueMitigation, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS,
+    Summary, SummaryFormat, cells, spreadsheet_safe,
 };
 use crate::domain::risk::RiskStatus;
 use crate::store::{RiskStream, StoreError};
@@ -247,30 +249,17 @@ async fn xlsx_file(mut risks: RiskStream, cancelled: Arc<AtomicBool>) -> std::io
 async fn summary(
     State(state): State<AppState>,
     auth: Auth<Viewer>,
+    Register(register): Register,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     let format = SummaryFormat::from_params(&params)?;
-    // Only a summary computed afresh gets here: a cached one is served before the handler.
-    let _place = expensive(&state, &auth).await?;
-    let (org, store) = (auth.organization_id, &state.store);
     let today = Utc::now().date_naive();
-    let (organization, risk_groups, mitigation_groups, matrix, top_risks, overdue_mitigations) = tokio::try_join!(
-        store.organization(org),
-        store.risk_groups(org, today),
-        store.mitigation_groups(org, today),
-        store.risk_matrix(org, RiskStatus::OPEN),
-        store.top_risks(org, SUMMARY_TOP_RISKS),
-        store.overdue_mitigations(org, today, SUMMARY_OVERDUE_LIMIT),
-    )?;
-    let summary = Summary {
-        organization,
-        generated_at: crate::domain::now(),
-        stats: Stats::from_groups(&risk_groups, &mitigation_groups),
-        matrix: Matrix::from_counts(&matrix),
-        top_risks,
-        overdue_mitigations,
+    // Only a summary computed afresh gets here: a cached one is served before the handler.
+    let (summary, registered) = match register {
+        Some(r) => (summary_from_register(&r, today), Some(Registered(r.number()))),
+        None => (summary_from_store(&state, &auth, today).await?, None),
     };
-    Ok(match format {
+    let response = match format {
         SummaryFormat::Json => respond::json(&summary),
         SummaryFormat::Html => (
             [(
@@ -280,5 +269,45 @@ async fn summary(
             summary_page::render(&summary),
         )
             .into_response(),
+    };
+    Ok(respond::noting_any(response, registered))
+}
+
+fn summary_from_register(register: &Current, today: NaiveDate) -> Summary {
+    let limit = |n: i64| usize::try_from(n).unwrap_or(0);
+    let matrix = evaluation::matrix_counts(register.risks(), RiskStatus::OPEN);
+    let mitigations = register.mitigations().map(|(_, mitigation)| mitigation);
+    Summary {
+        organization: register.organization().clone(),
+        generated_at: crate::domain::now(),
+        stats: Stats::of(register.risks(), mitigations, today),
+        matrix: Matrix::from_counts(&matrix),
+        top_risks: evaluation::top_risks(register.risks(), limit(SUMMARY_TOP_RISKS)),
+        overdue_mitigations: OverdueMitigation::first(
+            register.mitigations(),
+            today,
+            limit(SUMMARY_OVERDUE_LIMIT),
+        ),
+    }
+}
+
+async fn summary_from_store(state: &AppState, auth: &Principal, today: NaiveDate) -> ApiResult<Summary> {
+    let _place = expensive(state, auth).await?;
+    let (org, store) = (auth.organization_id, &state.store);
+    let (organization, risk_groups, mitigation_groups, matrix, top_risks, overdue_mitigations) = tokio::try_join!(
+        store.organization(org),
+        store.risk_groups(org, today),
+        store.mitigation_groups(org, today),
+        store.risk_matrix(org, RiskStatus::OPEN),
+        store.top_risks(org, SUMMARY_TOP_RISKS),
+        store.overdue_mitigations(org, today, SUMMARY_OVERDUE_LIMIT),
+    )?;
+    Ok(Summary {
+        organization,
+        generated_at: crate::domain::now(),
+        stats: Stats::from_groups(&risk_groups, &mitigation_groups),
+        matrix: Matrix::from_counts(&matrix),
+        top_risks,
+        overdue_mitigations,
     })
 }

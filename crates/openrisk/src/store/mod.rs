@@ -30,8 +30,8 @@ pub use secrets::{SecretKey, SecretKeys, SecretsSettings};
 pub use settings::{PoolMode, PoolSettings};
 pub use sqlite::SqliteStore;
 pub use traits::{
-    AggregateDrift, AssetStore, InstallationStore, MitigationStore, OrgStore, ReportStore, RiskStore,
-    SeedStore,
+    AggregateDrift, AssetStore, InstallationStore, MitigationStore, OrgStore, RegisterRows, ReportStore,
+    RiskStore, SeedStore,
 };
 pub use url::DatabaseUrl;
 

@@ -54,8 +54,9 @@ pub trait RiskStore: Send + Sync {
     async fn create_risk(&self, org: Uuid, actor: Uuid, fields: RiskFields) -> StoreResult<Risk>;
     async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk>;
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>>;
-    /// Every risk of the organization, in no particular order, read in one statement.
-    async fn register(&self, org: Uuid) -> StoreResult<Vec<Risk>>;
+    /// Every risk of the organization, or only risk `only`, and their mitigations, in no
+    /// particular order, read in one snapshot.
+    async fn register(&self, org: Uuid, only: Option<Uuid>) -> StoreResult<RegisterRows>;
     /// The risk before and after the edit (the same when the edit changes nothing).
     async fn update_risk(
         &self,
@@ -109,7 +110,13 @@ pub trait MitigationStore: Send + Sync {
         id: Uuid,
         edit: Edit<'_, Mitigation>,
     ) -> StoreResult<Mitigation>;
-    async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()>;
+    /// The mitigation as it was.
+    async fn delete_mitigation(
+        &self,
+        org: Uuid,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> StoreResult<Mitigation>;
 }
 
 /// Assets, which risks link to.
@@ -182,6 +189,13 @@ pub trait ReportStore: Send + Sync {
 
     /// Rebuilds every aggregate table from the register, holding writes off meanwhile.
     async fn recount_aggregates(&self) -> StoreResult<()>;
+}
+
+/// Risks and their mitigations, as `RiskStore::register` reads them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RegisterRows {
+    pub risks: Vec<Risk>,
+    pub mitigations: Vec<Mitigation>,
 }
 
 /// One aggregate table against a recount of the register.

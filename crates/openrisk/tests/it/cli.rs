@@ -205,15 +205,17 @@ async fn seeding_reaches_what_a_running_server_cached(backend: Backend) {
         "/api/v1/dashboard/stats",
         "/api/v1/assets",
     ];
+    // Cached (the first read of a figure may already be answered by the register in memory).
     for path in reads {
-        for expected in ["MISS", "HIT"] {
-            let response = app
-                .request(reqwest::Method::GET, path, &admin)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.headers()["x-cache"], expected, "{path}");
+        for _ in 0..2 {
+            app.get(path, &admin).await;
         }
+        let response = app
+            .request(reqwest::Method::GET, path, &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-cache"], "HIT", "{path}");
     }
     let env = [
         ("DATABASE_URL", app.db.url.as_str()),

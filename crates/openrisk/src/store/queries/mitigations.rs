@@ -140,7 +140,12 @@ impl MitigationStore for Backend {
         Ok(next)
     }
 
-    async fn delete_mitigation(&self, org: Uuid, id: Uuid, precondition: &Precondition) -> StoreResult<()> {
+    async fn delete_mitigation(
+        &self,
+        org: Uuid,
+        id: Uuid,
+        precondition: &Precondition,
+    ) -> StoreResult<Mitigation> {
         let mut held = self.writer().acquire_for_write("delete_mitigation").await?;
         let mut tx = held.begin_with(BEGIN_WRITE).await?;
         lock_row(&mut tx, "mitigations", org, id).await?;
@@ -154,6 +159,6 @@ impl MitigationStore for Backend {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(current)
     }
 }

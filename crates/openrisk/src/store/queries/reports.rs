@@ -49,13 +49,13 @@ impl ReportStore for Backend {
         rows.into_iter()
             .map(|row| {
                 let mitigation = Mitigation::try_from(row.mitigation)?;
-                let days_overdue = mitigation.due_date.map_or(0, |due| (today - due).num_days());
-                Ok(OverdueMitigation {
+                let risk_ref = format!("RSK-{}", row.ref_number);
+                Ok(OverdueMitigation::new(
                     mitigation,
-                    risk_ref: format!("RSK-{}", row.ref_number),
-                    risk_title: row.risk_title,
-                    days_overdue,
-                })
+                    risk_ref,
+                    row.risk_title,
+                    today,
+                ))
             })
             .collect()
     }

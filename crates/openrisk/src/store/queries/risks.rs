@@ -7,15 +7,17 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
 use uuid::Uuid;
 
 use super::common::{ROWS_PER_INSERT, check_owner, exists};
-use super::{BEGIN_WRITE, Backend, Conn, Db, RISK_SELECT, lock_row, push_filters, sort_column};
+use super::{
+    BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, Conn, Db, RISK_SELECT, lock_row, push_filters, sort_column,
+};
 use crate::domain;
 use crate::domain::Precondition;
 use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort, SortValue};
 use crate::domain::risk::{HistoryEntry, Risk, RiskFields};
 use crate::domain::validation::Violations;
-use crate::store::rows::{self, HistoryRow, RiskRow, convert};
-use crate::store::sql::EXPORT_STALL_LIMIT;
-use crate::store::{Edit, RiskStore, RiskStream, StoreError, StoreResult};
+use crate::store::rows::{self, HistoryRow, MitigationRow, RiskRow, convert};
+use crate::store::sql::{EXPORT_STALL_LIMIT, MITIGATION_COLUMNS};
+use crate::store::{Edit, RegisterRows, RiskStore, RiskStream, StoreError, StoreResult};
 
 pub(super) async fn fetch_risk(conn: &mut Conn, org: Uuid, id: Uuid) -> StoreResult<Risk> {
     let sql = format!("{RISK_SELECT} WHERE r.org_id = $1 AND r.id = $2");
@@ -197,14 +199,35 @@ impl RiskStore for Backend {
         fetch_risk(&mut conn, org, id).await
     }
 
-    async fn register(&self, org: Uuid) -> StoreResult<Vec<Risk>> {
-        let sql = format!("{RISK_SELECT} WHERE r.org_id = $1");
-        let mut conn = self.reader().acquire("register").await?;
-        let rows: Vec<RiskRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(org)
-            .fetch_all(&mut *conn)
+    async fn register(&self, org: Uuid, only: Option<Uuid>) -> StoreResult<RegisterRows> {
+        // Two statements, not one with `$2 IS NULL`: a generic plan of that would scan the
+        // organization's risks for one of them.
+        let (risk, mitigation) = match only {
+            Some(_) => (" AND r.id = $2", " AND risk_id = $2"),
+            None => ("", ""),
+        };
+        let risks = format!("{RISK_SELECT} WHERE r.org_id = $1{risk}");
+        let mitigations =
+            format!("SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1{mitigation}");
+        let mut held = self.reader().acquire("register").await?;
+        let mut tx = held.begin_with(BEGIN_SNAPSHOT).await?;
+        let risks = sqlx::query_as(AssertSqlSafe(risks)).bind(org);
+        let risks: Vec<RiskRow> = only
+            .into_iter()
+            .fold(risks, |q, id| q.bind(id))
+            .fetch_all(&mut *tx)
             .await?;
-        convert(rows)
+        let mitigations = sqlx::query_as(AssertSqlSafe(mitigations)).bind(org);
+        let mitigations: Vec<MitigationRow> = only
+            .into_iter()
+            .fold(mitigations, |q, id| q.bind(id))
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RegisterRows {
+            risks: convert(risks)?,
+            mitigations: convert(mitigations)?,
+        })
     }
 
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>> {
