@@ -55,7 +55,9 @@ pub trait RiskStore: Send + Sync {
     async fn risk(&self, org: Uuid, id: Uuid) -> StoreResult<Risk>;
     async fn risks(&self, org: Uuid, query: &RiskListQuery) -> StoreResult<Page<Risk>>;
     /// Every risk of the organization, or only risk `only`, and their mitigations, in no
-    /// particular order, read in one snapshot.
+    /// particular order. Two statements, not one snapshot: a write between them may show in one
+    /// and not the other (a mitigation without its risk, a risk without its mitigations), which the
+    /// change it logs, applied after, sets right.
     async fn register(&self, org: Uuid, only: Option<Uuid>) -> StoreResult<RegisterRows>;
     /// The risk before and after the edit (the same when the edit changes nothing).
     async fn update_risk(

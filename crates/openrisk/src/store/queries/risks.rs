@@ -7,9 +7,7 @@ use sqlx::{AssertSqlSafe, Connection, QueryBuilder};
 use uuid::Uuid;
 
 use super::common::{ROWS_PER_INSERT, check_owner, exists};
-use super::{
-    BEGIN_SNAPSHOT, BEGIN_WRITE, Backend, Conn, Db, RISK_SELECT, lock_row, push_filters, sort_column,
-};
+use super::{BEGIN_WRITE, Backend, Conn, Db, RISK_SELECT, lock_row, push_filters, sort_column};
 use crate::domain;
 use crate::domain::Precondition;
 use crate::domain::list::{Page, PageRequest, RiskFilter, RiskListQuery, Sort, SortValue};
@@ -209,21 +207,19 @@ impl RiskStore for Backend {
         let risks = format!("{RISK_SELECT} WHERE r.org_id = $1{risk}");
         let mitigations =
             format!("SELECT {MITIGATION_COLUMNS} FROM mitigations WHERE org_id = $1{mitigation}");
-        let mut held = self.reader().acquire("register").await?;
-        let mut tx = held.begin_with(BEGIN_SNAPSHOT).await?;
+        let mut conn = self.reader().acquire("register").await?;
         let risks = sqlx::query_as(AssertSqlSafe(risks)).bind(org);
         let risks: Vec<RiskRow> = only
             .into_iter()
             .fold(risks, |q, id| q.bind(id))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
         let mitigations = sqlx::query_as(AssertSqlSafe(mitigations)).bind(org);
         let mitigations: Vec<MitigationRow> = only
             .into_iter()
             .fold(mitigations, |q, id| q.bind(id))
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut *conn)
             .await?;
-        tx.commit().await?;
         Ok(RegisterRows {
             risks: convert(risks)?,
             mitigations: convert(mitigations)?,
