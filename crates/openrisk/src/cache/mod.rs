@@ -88,7 +88,7 @@ impl Cache {
             coherence,
             generations,
             tiers: Arc::new(Tiers::new(settings.clone(), redis.clone(), changes.clone())),
-            registers: Arc::new(Registers::new(settings.register_max_risks, &changes, &redis)),
+            registers: Arc::new(Registers::new(settings.register_max_rows, &changes, &redis)),
             changes,
             invalidator,
             principals: Default::default(),

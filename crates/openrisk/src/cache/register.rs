@@ -20,16 +20,20 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use chrono::NaiveDate;
 use tokio::sync::{OwnedRwLockReadGuard, RwLock, Semaphore};
 use uuid::Uuid;
 
 use super::changes::ChangeLog;
 use crate::domain::coverage::RiskChange;
+use crate::domain::dashboard::Stats;
 use crate::domain::evaluation::folded_search_text;
+use crate::domain::figures::{Count, Figures};
 use crate::domain::list::{Page, RiskListQuery};
 use crate::domain::mitigation::Mitigation;
 use crate::domain::org::Organization;
-use crate::domain::risk::Risk;
+use crate::domain::report::OverdueMitigation;
+use crate::domain::risk::{Risk, RiskStatus};
 use crate::redis::Redis;
 use crate::store::{RegisterRows, Store, StoreError};
 
@@ -42,8 +46,8 @@ const FAILED_FOR: Duration = Duration::from_secs(5);
 const BEHIND_FOR: Duration = Duration::from_secs(1);
 
 pub struct Registers {
-    /// The most risks held in all organizations; 0: none is held.
-    max_risks: usize,
+    /// The most rows (risks and mitigations) held in all organizations; 0: none is held.
+    max_rows: usize,
     held: Mutex<HashMap<Uuid, Arc<Held>>>,
     loading: Mutex<HashSet<Uuid>>,
     /// One load at a time: a replica starting cold does not read every register at once.
@@ -61,7 +65,7 @@ struct Held {
     /// The key epoch and the `risks` and `risk_details` generations.
     generations: [u64; 3],
     register: Arc<RwLock<Register>>,
-    /// Its risks, as last counted.
+    /// Its rows, as last counted.
     size: AtomicUsize,
     /// Since when the log has lacked changes it needs, if it does.
     behind_since: Mutex<Option<Instant>>,
@@ -75,6 +79,8 @@ struct Register {
     organization: Organization,
     risks: HashMap<Uuid, Kept>,
     deleted: HashSet<Uuid>,
+    /// The figures of `risks` and their mitigations, counted as each is added or taken away.
+    figures: Figures,
 }
 
 struct Kept {
@@ -105,24 +111,40 @@ impl Current {
         query.evaluate(risks.map(|kept| (&kept.risk, kept.folded.as_deref())))
     }
 
-    /// Every risk of the organization, in no particular order.
-    pub fn risks(&self) -> impl Iterator<Item = &Risk> {
-        self.register.risks.values().map(|kept| &kept.risk)
-    }
-
     /// The risk, if the organization has it.
     pub fn risk(&self, id: Uuid) -> Option<&Risk> {
         self.register.risks.get(&id).map(|kept| &kept.risk)
     }
 
-    /// Every mitigation of the organization with its risk, in no particular order.
-    pub fn mitigations(&self) -> impl Iterator<Item = (&Risk, &Mitigation)> {
-        let values = self.register.risks.values();
-        values.flat_map(|kept| {
-            kept.mitigations
-                .iter()
-                .map(move |mitigation| (&kept.risk, mitigation))
-        })
+    /// The dashboard's statistics on `today`.
+    pub fn stats(&self, today: NaiveDate) -> Stats {
+        self.register.figures.stats(today)
+    }
+
+    /// The matrix's counts of the risks with one of `statuses`.
+    pub fn matrix(&self, statuses: &[RiskStatus]) -> Vec<(i32, i32, i64)> {
+        self.register.figures.matrix(statuses)
+    }
+
+    /// The `limit` highest open risks, in the store's order.
+    pub fn top_risks(&self, limit: usize) -> Vec<Risk> {
+        let top = self.register.figures.top_risks(limit);
+        top.filter_map(|id| self.risk(id).cloned()).collect()
+    }
+
+    /// The first `limit` mitigations overdue on `today`, in the store's order.
+    pub fn overdue_mitigations(&self, today: NaiveDate, limit: usize) -> Vec<OverdueMitigation> {
+        let overdue = self.register.figures.overdue_mitigations(today, limit);
+        overdue
+            .filter_map(|(mitigation, risk)| {
+                let kept = self.register.risks.get(&risk)?;
+                let mitigation = kept.mitigations.iter().find(|m| m.id == mitigation)?;
+                let risk = &kept.risk;
+                let (mitigation, reference, title) =
+                    (mitigation.clone(), risk.reference.clone(), risk.title.clone());
+                Some(OverdueMitigation::new(mitigation, reference, title, today))
+            })
+            .collect()
     }
 
     pub fn organization(&self) -> &Organization {
@@ -131,9 +153,9 @@ impl Current {
 }
 
 impl Registers {
-    pub fn new(max_risks: usize, changes: &Arc<ChangeLog>, redis: &Option<Arc<Redis>>) -> Self {
+    pub fn new(max_rows: usize, changes: &Arc<ChangeLog>, redis: &Option<Arc<Redis>>) -> Self {
         Registers {
-            max_risks,
+            max_rows,
             held: Mutex::default(),
             loading: Mutex::default(),
             loads: Semaphore::new(1),
@@ -145,7 +167,7 @@ impl Registers {
     }
 
     pub fn enabled(&self) -> bool {
-        self.max_risks > 0
+        self.max_rows > 0
     }
 
     /// `org`'s register, current through every change this replica holds, if it is held under
@@ -184,7 +206,7 @@ impl Registers {
             register.apply(&change, org, &**store).await.ok()?;
         }
         register.number = head;
-        held.size.store(register.risks.len(), Relaxed);
+        held.size.store(register.rows(), Relaxed);
         Some(Current {
             register: register.downgrade(),
         })
@@ -248,11 +270,11 @@ impl Registers {
         else {
             return Load::Failed;
         };
-        if rows.risks.len() > self.max_risks {
+        if rows.risks.len() + rows.mitigations.len() > self.max_rows {
             return Load::TooLarge;
         }
         let register = Register::of(number, organization, rows);
-        let size = register.risks.len();
+        let size = register.rows();
         let held = Arc::new(Held {
             generations,
             register: Arc::new(RwLock::new(register)),
@@ -267,11 +289,11 @@ impl Registers {
         Load::Loaded
     }
 
-    /// Drops the least recently used registers until `size` more risks fit the budget.
+    /// Drops the least recently used registers until `size` more rows fit the budget.
     fn make_room(&self, all: &mut HashMap<Uuid, Arc<Held>>, size: usize) {
         let count = |held: &Arc<Held>| held.size.load(Relaxed);
         let mut total: usize = all.values().map(count).sum();
-        while total + size > self.max_risks {
+        while total + size > self.max_rows {
             let Some((&oldest, held)) = all.iter().min_by_key(|(_, held)| held.used.load(Relaxed)) else {
                 return;
             };
@@ -288,24 +310,35 @@ impl Registers {
 
 impl Register {
     fn of(number: u64, organization: Organization, rows: RegisterRows) -> Self {
-        let mut risks: HashMap<Uuid, Kept> = rows
-            .risks
-            .into_iter()
-            .map(|risk| (risk.id, Kept::new(risk)))
-            .collect();
+        let mut register = Register {
+            number,
+            organization,
+            risks: HashMap::with_capacity(rows.risks.len()),
+            deleted: HashSet::new(),
+            figures: Figures::default(),
+        };
+        for risk in rows.risks {
+            register.insert(Kept::new(risk, Vec::new()));
+        }
         // A mitigation whose risk was created after the risks were read comes with its risk's
         // change.
         for mitigation in rows.mitigations {
-            if let Some(kept) = risks.get_mut(&mitigation.risk_id) {
+            if let Some(kept) = register.risks.get_mut(&mitigation.risk_id) {
+                register.figures.count_mitigation(&mitigation, Count::Add);
                 kept.mitigations.push(mitigation);
             }
         }
-        Register {
-            number,
-            organization,
-            risks,
-            deleted: HashSet::new(),
-        }
+        register
+    }
+
+    /// Its risks and their mitigations.
+    fn rows(&self) -> usize {
+        self.risks.len()
+            + self
+                .risks
+                .values()
+                .map(|kept| kept.mitigations.len())
+                .sum::<usize>()
     }
 
     /// Applies one logged change. A risk not held is read again from the store, with its
@@ -340,10 +373,8 @@ impl Register {
             Newer::OrSame => held.is_none_or(|held| risk.version >= held),
         };
         if replace {
-            let mitigations = self.risks.remove(&risk.id).map(|kept| kept.mitigations);
-            let mut kept = Kept::new(risk);
-            kept.mitigations = mitigations.unwrap_or_default();
-            self.risks.insert(kept.risk.id, kept);
+            let mitigations = self.remove(risk.id).map(|kept| kept.mitigations);
+            self.insert(Kept::new(risk, mitigations.unwrap_or_default()));
         }
     }
 
@@ -351,14 +382,36 @@ impl Register {
     fn read_again(&mut self, risk: Risk, mitigations: Vec<Mitigation>) {
         let id = risk.id;
         self.put(risk, Newer::OrSame);
-        if let Some(kept) = self.risks.get_mut(&id) {
+        if let Some(mut kept) = self.remove(id) {
             kept.mitigations = mitigations;
+            self.insert(kept);
         }
     }
 
     fn delete(&mut self, id: Uuid) {
-        self.risks.remove(&id);
+        self.remove(id);
         self.deleted.insert(id);
+    }
+
+    /// Every change to `risks` goes through `insert` and `remove`, which keep `figures` counted.
+    fn insert(&mut self, kept: Kept) {
+        self.count(&kept, Count::Add);
+        if let Some(replaced) = self.risks.insert(kept.risk.id, kept) {
+            self.count(&replaced, Count::Remove);
+        }
+    }
+
+    fn remove(&mut self, id: Uuid) -> Option<Kept> {
+        let kept = self.risks.remove(&id)?;
+        self.count(&kept, Count::Remove);
+        Some(kept)
+    }
+
+    fn count(&mut self, kept: &Kept, count: Count) {
+        self.figures.count_risk(&kept.risk, count);
+        for mitigation in &kept.mitigations {
+            self.figures.count_mitigation(mitigation, count);
+        }
     }
 }
 
@@ -398,12 +451,12 @@ enum Newer {
 }
 
 impl Kept {
-    fn new(risk: Risk) -> Self {
+    fn new(risk: Risk, mitigations: Vec<Mitigation>) -> Self {
         let folded = folded_search_text(&risk).map(String::into_boxed_str);
         Kept {
             risk,
             folded,
-            mitigations: Vec::new(),
+            mitigations,
         }
     }
 }

@@ -54,8 +54,8 @@ pub struct CacheSettings {
     pub max_body_bytes: usize,
     /// The longest any Redis call may take.
     pub redis_timeout: Duration,
-    /// The most risks held in memory as organizations' registers (0: none).
-    pub register_max_risks: usize,
+    /// The most rows (risks and mitigations) held in memory as organizations' registers (0: none).
+    pub register_max_rows: usize,
 }
 
 impl CacheSettings {

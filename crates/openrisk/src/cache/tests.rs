@@ -17,7 +17,7 @@ fn cache() -> Cache {
         l1_max_bytes: 1 << 20,
         max_body_bytes: 1 << 16,
         redis_timeout: Duration::from_millis(50),
-        register_max_risks: 0,
+        register_max_rows: 0,
     })
     .expect("a cache without Redis")
 }

@@ -9,7 +9,7 @@ use crate::limits::{Limit, RateLimitSettings};
 use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 
 /// About 200 MB per replica: 20 organizations of 10 000 risks.
-const DEFAULT_REGISTER_MAX_RISKS: usize = 200_000;
+const DEFAULT_REGISTER_MAX_ROWS: usize = 600_000;
 
 /// The environment, as each settings type reads it: a variable set to blanks is unset.
 pub(super) struct Env<'a>(pub(super) &'a dyn Fn(&str) -> Option<String>);
@@ -151,9 +151,9 @@ impl Env<'_> {
             max_body_bytes: usize::try_from(self.bytes("CACHE_MAX_BODY_BYTES", 1024 * 1024)?)
                 .unwrap_or(usize::MAX),
             redis_timeout,
-            register_max_risks: self
-                .count("CACHE_REGISTER_MAX_RISKS", 0)?
-                .map_or(DEFAULT_REGISTER_MAX_RISKS, |n| n as usize),
+            register_max_rows: self
+                .count("CACHE_REGISTER_MAX_ROWS", 0)?
+                .map_or(DEFAULT_REGISTER_MAX_ROWS, |n| n as usize),
         })
     }
 

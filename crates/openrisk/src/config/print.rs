@@ -43,7 +43,7 @@ pub fn cache(cache: &CacheSettings) -> Lines {
             "CACHE_REDIS_TIMEOUT_MS",
             cache.redis_timeout.as_millis().to_string(),
         ),
-        ("CACHE_REGISTER_MAX_RISKS", cache.register_max_risks.to_string()),
+        ("CACHE_REGISTER_MAX_ROWS", cache.register_max_rows.to_string()),
     ]);
     lines
 }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::list::{ParamError, Params};
-use super::mitigation::{Mitigation, MitigationStatus};
-use super::risk::{Risk, RiskStatus, Severity};
+use super::mitigation::MitigationStatus;
+use super::risk::{RiskStatus, Severity};
 
 impl RiskStatus {
     /// "Open" on dashboards: the risk still needs work.
@@ -42,32 +42,6 @@ pub struct RiskFigures {
     pub reviews_overdue: Vec<(RiskStatus, i64)>,
 }
 
-impl RiskFigures {
-    /// The figures the database's aggregates give, counted from the risks themselves.
-    pub fn of<'a>(risks: impl IntoIterator<Item = &'a Risk>, today: NaiveDate) -> RiskFigures {
-        let mut groups: BTreeMap<(RiskStatus, Severity), (i64, i64)> = BTreeMap::new();
-        let mut reviews_overdue: BTreeMap<RiskStatus, i64> = BTreeMap::new();
-        for risk in risks {
-            let (count, score_sum) = groups.entry((risk.status, risk.severity)).or_default();
-            *count += 1;
-            *score_sum += i64::from(risk.score);
-            if risk.review_date.is_some_and(|date| date < today) {
-                *reviews_overdue.entry(risk.status).or_default() += 1;
-            }
-        }
-        let group = |((status, severity), (count, score_sum))| RiskGroup {
-            status,
-            severity,
-            count,
-            score_sum,
-        };
-        RiskFigures {
-            groups: groups.into_iter().map(group).collect(),
-            reviews_overdue: reviews_overdue.into_iter().collect(),
-        }
-    }
-}
-
 /// Mitigations of one status.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MitigationGroup {
@@ -75,24 +49,6 @@ pub struct MitigationGroup {
     pub count: i64,
     /// Mitigations of the group whose due date is before today.
     pub due_passed: i64,
-}
-
-impl MitigationGroup {
-    /// The groups the database's aggregates give, counted from the mitigations themselves.
-    pub fn all_of<'a>(mitigations: impl IntoIterator<Item = &'a Mitigation>, today: NaiveDate) -> Vec<Self> {
-        let mut groups: BTreeMap<MitigationStatus, (i64, i64)> = BTreeMap::new();
-        for mitigation in mitigations {
-            let (count, due_passed) = groups.entry(mitigation.status).or_default();
-            *count += 1;
-            *due_passed += i64::from(mitigation.due_date.is_some_and(|date| date < today));
-        }
-        let group = |(status, (count, due_passed))| MitigationGroup {
-            status,
-            count,
-            due_passed,
-        };
-        groups.into_iter().map(group).collect()
-    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -124,18 +80,6 @@ fn zeroed<K: Ord + Copy>(all: &[K]) -> BTreeMap<K, i64> {
 }
 
 impl Stats {
-    /// The figures of `risks` and `mitigations`, as the database's aggregates give them.
-    pub fn of<'a>(
-        risks: impl IntoIterator<Item = &'a Risk>,
-        mitigations: impl IntoIterator<Item = &'a Mitigation>,
-        today: NaiveDate,
-    ) -> Stats {
-        Stats::from_groups(
-            &RiskFigures::of(risks, today),
-            &MitigationGroup::all_of(mitigations, today),
-        )
-    }
-
     pub fn from_groups(risks: &RiskFigures, mitigations: &[MitigationGroup]) -> Stats {
         let mut stats = Stats {
             total: 0,

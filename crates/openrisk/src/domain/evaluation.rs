@@ -1,15 +1,13 @@
 //! A risk list query answered from risks in memory, exactly as the store's SQL answers it, or not at
 //! all: filters as the database compares them, the order with ties broken by id, keyset cursors,
 //! limits and totals. The one thing left to the database is a text search that involves other
-//! characters than ASCII, whose case each database folds its own way. The dashboard's matrix and
-//! top risks are computed here too, as the store computes them.
+//! characters than ASCII, whose case each database folds its own way. The dashboard's figures are
+//! kept by `figures`.
 
 use std::cmp::Ordering;
 
-use std::collections::BTreeMap;
-
 use super::list::{Page, RiskCursor, RiskFilter, RiskListQuery, Sort, SortKey, SortValue};
-use super::risk::{Risk, RiskStatus};
+use super::risk::Risk;
 
 /// The text the `q` search matches, folded as every backend folds ASCII; `None` when it holds
 /// other characters (then the database decides).
@@ -128,42 +126,6 @@ impl RiskListQuery {
     }
 }
 
-/// The matrix's counts: risks with one of `statuses`, by likelihood and impact.
-pub fn matrix_counts<'a>(
-    risks: impl IntoIterator<Item = &'a Risk>,
-    statuses: &[RiskStatus],
-) -> Vec<(i32, i32, i64)> {
-    let mut counts: BTreeMap<(i32, i32), i64> = BTreeMap::new();
-    for risk in risks.into_iter().filter(|risk| statuses.contains(&risk.status)) {
-        *counts.entry((risk.likelihood, risk.impact)).or_default() += 1;
-    }
-    counts.into_iter().map(|((l, i), n)| (l, i, n)).collect()
-}
-
-/// The `limit` highest open risks, in the store's order: score descending, then residual score
-/// descending (none last), then id.
-pub fn top_risks<'a>(risks: impl IntoIterator<Item = &'a Risk>, limit: usize) -> Vec<Risk> {
-    let order = |a: &&Risk, b: &&Risk| {
-        let residual = match (a.residual_score, b.residual_score) {
-            (Some(a), Some(b)) => b.cmp(&a),
-            (Some(_), None) => Ordering::Less,
-            (None, Some(_)) => Ordering::Greater,
-            (None, None) => Ordering::Equal,
-        };
-        b.score.cmp(&a.score).then(residual).then(a.id.cmp(&b.id))
-    };
-    let mut open: Vec<&Risk> = risks
-        .into_iter()
-        .filter(|risk| RiskStatus::OPEN.contains(&risk.status))
-        .collect();
-    if open.len() > limit && limit > 0 {
-        open.select_nth_unstable_by(limit - 1, order);
-    }
-    open.truncate(limit);
-    open.sort_unstable_by(order);
-    open.into_iter().cloned().collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,28 +197,5 @@ mod tests {
         // A risk the other filters refuse needs no decision.
         let closed = query(&[("q", "paiement"), ("status", "closed")]);
         assert_eq!(evaluate(&closed, &accented).unwrap().items.len(), 0);
-    }
-
-    #[test]
-    fn top_risks_follow_score_then_residual_score_then_id() {
-        let open = RiskStatus::Open;
-        let with_residual = |title: &str, likelihood: i32, residual: Option<i32>| {
-            let mut risk = risk(title, likelihood, open, &[]);
-            risk.residual_score = residual;
-            risk
-        };
-        let risks = vec![
-            with_residual("a", 5, Some(4)),
-            with_residual("b", 5, Some(6)),
-            with_residual("c", 5, None),
-            with_residual("d", 6, None),
-            with_residual("e", 5, Some(6)),
-            risk("closed", 5, RiskStatus::Closed, &[]),
-        ];
-        let top = top_risks(&risks, 4);
-        let titles: Vec<&str> = top.iter().map(|risk| risk.title.as_str()).collect();
-        assert_eq!(titles, ["d", "b", "e", "a"]);
-        let counts = matrix_counts(&risks, &[open]);
-        assert_eq!(counts, [(5, 2, 4), (6, 2, 1)]);
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod coverage;
 pub mod dashboard;
 pub mod evaluation;
+pub mod figures;
 pub mod list;
 pub mod marketplace;
 pub mod mitigation;

@@ -181,24 +181,6 @@ impl OverdueMitigation {
             days_overdue,
         }
     }
-
-    /// The first `limit` mitigations overdue `today`, in the store's order (due date, then id),
-    /// among `mitigations`, each with its risk.
-    pub fn first<'a>(
-        mitigations: impl IntoIterator<Item = (&'a Risk, &'a Mitigation)>,
-        today: NaiveDate,
-        limit: usize,
-    ) -> Vec<Self> {
-        let overdue =
-            |(_, m): &(&Risk, &Mitigation)| m.status.is_active() && m.due_date.is_some_and(|d| d < today);
-        let mut overdue: Vec<_> = mitigations.into_iter().filter(overdue).collect();
-        overdue.sort_unstable_by_key(|(_, m)| (m.due_date, m.id));
-        overdue.truncate(limit);
-        let of = |(risk, m): (&Risk, &Mitigation)| {
-            OverdueMitigation::new(m.clone(), risk.reference.clone(), risk.title.clone(), today)
-        };
-        overdue.into_iter().map(of).collect()
-    }
 }
 
 /// How many overdue mitigations the summary lists (oldest due date first); the total is in

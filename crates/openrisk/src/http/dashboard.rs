@@ -14,7 +14,6 @@ use super::state::AppState;
 use crate::cache::policy::cached_per_day;
 use crate::cache::{Namespace, Registered};
 use crate::domain::dashboard::{self, Matrix, Stats, Timeline, TopRisks};
-use crate::domain::evaluation;
 
 pub fn routes() -> Routes {
     Routes::new()
@@ -39,10 +38,7 @@ async fn stats(
     let today = Utc::now().date_naive();
     let org = auth.organization_id;
     let (stats, registered) = match register {
-        Some(r) => {
-            let stats = Stats::of(r.risks(), r.mitigations().map(|(_, m)| m), today);
-            (stats, Some(Registered(r.number())))
-        }
+        Some(r) => (r.stats(today), Some(Registered(r.number()))),
         None => {
             let (risks, mitigations) = tokio::try_join!(
                 state.store.risk_groups(org, today),
@@ -69,10 +65,7 @@ async fn matrix(
 ) -> ApiResult<Response> {
     let statuses = Matrix::statuses(&params)?;
     let (counts, registered) = match register {
-        Some(r) => (
-            evaluation::matrix_counts(r.risks(), &statuses),
-            Some(Registered(r.number())),
-        ),
+        Some(r) => (r.matrix(&statuses), Some(Registered(r.number()))),
         None => (
             state.store.risk_matrix(auth.organization_id, &statuses).await?,
             None,
@@ -117,7 +110,7 @@ async fn top_risks(
     let limit = dashboard::top_risks_limit(&params)?;
     let (items, registered) = match register {
         Some(r) => {
-            let items = evaluation::top_risks(r.risks(), usize::try_from(limit).unwrap_or(0));
+            let items = r.top_risks(usize::try_from(limit).unwrap_or(0));
             (items, Some(Registered(r.number())))
         }
         None => (state.store.top_risks(auth.organization_id, limit).await?, None),

@@ -22,10 +22,9 @@ use crate::cache::policy::{cached_per_day, uncached};
 use crate::cache::{Current, Namespace, Registered};
 use crate::domain::auth::Principal;
 use crate::domain::dashboard::{Matrix, Stats};
-use crate::domain::evaluation;
 use crate::domain::report::{
-    COLUMNS, Cell, ExportFormat, OverdueMitigation, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS,
-    Summary, SummaryFormat, cells, spreadsheet_safe,
+    COLUMNS, Cell, ExportFormat, RegisterExport, SUMMARY_OVERDUE_LIMIT, SUMMARY_TOP_RISKS, Summary,
+    SummaryFormat, cells, spreadsheet_safe,
 };
 use crate::domain::risk::RiskStatus;
 use crate::store::{RiskStream, StoreError};
@@ -275,19 +274,13 @@ async fn summary(
 
 fn summary_from_register(register: &Current, today: NaiveDate) -> Summary {
     let limit = |n: i64| usize::try_from(n).unwrap_or(0);
-    let matrix = evaluation::matrix_counts(register.risks(), RiskStatus::OPEN);
-    let mitigations = register.mitigations().map(|(_, mitigation)| mitigation);
     Summary {
         organization: register.organization().clone(),
         generated_at: crate::domain::now(),
-        stats: Stats::of(register.risks(), mitigations, today),
-        matrix: Matrix::from_counts(&matrix),
-        top_risks: evaluation::top_risks(register.risks(), limit(SUMMARY_TOP_RISKS)),
-        overdue_mitigations: OverdueMitigation::first(
-            register.mitigations(),
-            today,
-            limit(SUMMARY_OVERDUE_LIMIT),
-        ),
+        stats: register.stats(today),
+        matrix: Matrix::from_counts(&register.matrix(RiskStatus::OPEN)),
+        top_risks: register.top_risks(limit(SUMMARY_TOP_RISKS)),
+        overdue_mitigations: register.overdue_mitigations(today, limit(SUMMARY_OVERDUE_LIMIT)),
     }
 }
 

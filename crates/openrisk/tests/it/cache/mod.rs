@@ -191,7 +191,7 @@ async fn second_get_is_a_byte_identical_hit(backend: Backend, redis: &str) {
 
 async fn l2_serves_when_l1_is_off(backend: Backend, redis: &str) {
     // Registers off too: their answers stay out of Redis.
-    let off = [("CACHE_L1_MAX_BYTES", "0"), ("CACHE_REGISTER_MAX_RISKS", "0")];
+    let off = [("CACHE_L1_MAX_BYTES", "0"), ("CACHE_REGISTER_MAX_ROWS", "0")];
     let app = cached_app(backend, redis, &off).await;
     let paths = populate(&app, &app.token).await;
     for path in &paths {
