@@ -11,7 +11,7 @@ use crate::domain::auth::{Role, generate_token, hash_token};
 use crate::domain::list::PageRequest;
 use crate::domain::org::{NewOrganization, NewUser, Organization, TokenDraft, User};
 use crate::seed::Generator;
-use crate::startup::{Application, open_store, shutdown_signal};
+use crate::startup::{Application, keep_files_private, open_store, shutdown_signal};
 use crate::store::{self, Store, StoreError, TokenGrant};
 
 #[derive(Parser)]
@@ -95,12 +95,17 @@ enum TokenCommand {
         role: String,
         #[arg(long, default_value = "cli")]
         name: String,
+        /// A system token: may create organizations and read the service-wide admin reports
+        /// (/api/v1/admin/pool, /api/v1/admin/cache). Requires --role admin.
+        #[arg(long)]
+        system: bool,
     },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::from_env()?;
     crate::telemetry::init(&config.log_filter, config.log_format);
+    keep_files_private(&config).context("cannot make the data directory private (OPENRISK_DATA_DIR)")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let stop = shutdown_signal().context("cannot listen for shutdown signals")?;
@@ -115,8 +120,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             command: OrgCommand::Create { slug, name },
         } => create_organization(&config, slug, name).await?,
         Command::Token {
-            command: TokenCommand::Create { org, role, name },
-        } => create_token(&config, &org, &role, name).await?,
+            command:
+                TokenCommand::Create {
+                    org,
+                    role,
+                    name,
+                    system,
+                },
+        } => create_token(&config, &org, &role, name, system).await?,
         Command::Backup { file } => {
             let started = std::time::Instant::now();
             store::backup::backup(&config.database_url, &file).await?;
@@ -171,7 +182,16 @@ async fn create_organization(config: &Config, slug: String, name: Option<String>
 }
 
 /// `openrisk token create`: a token for the organization's first admin, printed.
-async fn create_token(config: &Config, org: &str, role: &str, name: String) -> anyhow::Result<()> {
+async fn create_token(
+    config: &Config,
+    org: &str,
+    role: &str,
+    name: String,
+    system: bool,
+) -> anyhow::Result<()> {
+    if system && role != "admin" {
+        anyhow::bail!("a system token must have --role admin");
+    }
     let store = open_store(config).await?;
     let org = store
         .organization_by_slug(org)
@@ -183,6 +203,7 @@ async fn create_token(config: &Config, org: &str, role: &str, name: String) -> a
         name,
         role: Some(role.parse().map_err(anyhow::Error::msg)?),
         expires_at: None,
+        system,
     };
     let token = generate_token();
     store

@@ -8,6 +8,7 @@ pub mod http;
 pub mod limits;
 pub mod redis;
 pub mod seed;
+pub mod server;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

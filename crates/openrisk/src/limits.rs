@@ -11,6 +11,7 @@
 //! Expensive operations (exports, and the summary when it is not cached) also have a stricter
 //! limit of their own and a cap on how many of one organization's run at once on a replica.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -63,6 +64,19 @@ pub struct RateLimitSettings {
     pub expensive: Option<Limit>,
     /// Expensive operations of one organization running at once on a replica; 0: no cap.
     pub expensive_concurrency: u32,
+    /// Failed authentications from one client address, counted by each replica on its own;
+    /// `None`: no limit. Past it, the address's requests with a token are refused before any
+    /// lookup, so guessing tokens costs the database nothing.
+    pub failed_authentications: Option<Limit>,
+    /// Expensive operations of one token running at once on a replica; 0: no cap. Below the
+    /// organization's cap, so that no one token can hold all of its organization's places.
+    pub expensive_concurrency_per_token: u32,
+}
+
+/// The places an expensive operation holds until it is dropped: its organization's and its
+/// token's.
+pub struct Running {
+    _places: [Option<OwnedSemaphorePermit>; 2],
 }
 
 /// Why a request was refused.
@@ -107,7 +121,16 @@ pub struct RateLimiter {
     /// Read on every request: a map that looks up without waiting, and a lock held for a few
     /// instructions, never across a call to Redis.
     leases: moka::sync::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
-    running: moka::future::Cache<Uuid, Arc<Semaphore>>,
+    /// Places by organization, and by token.
+    running: moka::future::Cache<(Scope, Uuid), Arc<Semaphore>>,
+    /// Per client address: the theoretical arrival time of its failed authentications.
+    failures: moka::sync::Cache<IpAddr, Arc<Mutex<Option<Instant>>>>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Scope {
+    Organization,
+    Token,
 }
 
 impl RateLimiter {
@@ -126,7 +149,35 @@ impl RateLimiter {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            failures: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
         })
+    }
+
+    /// Whether `client` may have a token looked up: not while its failed authentications are
+    /// over their limit.
+    pub fn may_authenticate(&self, client: IpAddr) -> Result<(), Limited> {
+        let (Some(limit), Some(slot)) = (self.settings.failed_authentications, self.failures.get(&client))
+        else {
+            return Ok(());
+        };
+        // Tried on a copy: asking spends nothing.
+        let mut tat = *lock(&slot);
+        gcra(&mut tat, Instant::now(), limit).map_err(|wait| Limited {
+            limit: limit.burst,
+            retry_after: wait,
+            reset: wait + limit.interval() * limit.burst.saturating_sub(1),
+        })
+    }
+
+    /// Counts a failed authentication from `client`.
+    pub fn authentication_failed(&self, client: IpAddr) {
+        if let Some(limit) = self.settings.failed_authentications {
+            let slot = self.failures.get_with(client, Arc::default);
+            let _ = gcra(&mut lock(&slot), Instant::now(), limit);
+        }
     }
 
     /// Counts a request of `token`.
@@ -137,19 +188,31 @@ impl RateLimiter {
         }
     }
 
-    /// Counts an expensive operation of `token`, and holds one of its organization's places for
-    /// it until the permit is dropped.
-    pub async fn expensive(&self, org: Uuid, token: Uuid) -> Result<Option<OwnedSemaphorePermit>, Limited> {
+    /// Counts an expensive operation of `token`, and holds one of its organization's places and
+    /// one of the token's for it until `Running` is dropped.
+    pub async fn expensive(&self, org: Uuid, token: Uuid) -> Result<Running, Limited> {
         if let Some(limit) = self.settings.expensive {
             self.take(Class::Expensive, token, limit).await?;
         }
-        let cap = self.settings.expensive_concurrency;
+        // The token's place first: a token at its cap takes none of its organization's.
+        let token_place = self
+            .place(Scope::Token, token, self.settings.expensive_concurrency_per_token)
+            .await?;
+        let org_place = self
+            .place(Scope::Organization, org, self.settings.expensive_concurrency)
+            .await?;
+        Ok(Running {
+            _places: [token_place, org_place],
+        })
+    }
+
+    async fn place(&self, scope: Scope, id: Uuid, cap: u32) -> Result<Option<OwnedSemaphorePermit>, Limited> {
         if cap == 0 {
             return Ok(None);
         }
         let places = self
             .running
-            .get_with(org, async { Arc::new(Semaphore::new(cap as usize)) })
+            .get_with((scope, id), async { Arc::new(Semaphore::new(cap as usize)) })
             .await;
         places.try_acquire_owned().map(Some).map_err(|_| Limited {
             limit: cap,
@@ -219,7 +282,7 @@ impl RateLimiter {
     }
 }
 
-fn lock(slot: &Mutex<Lease>) -> std::sync::MutexGuard<'_, Lease> {
+fn lock<T>(slot: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 

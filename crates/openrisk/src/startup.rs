@@ -16,6 +16,7 @@ use crate::domain::marketplace::Catalog;
 use crate::domain::org::OrganizationDraft;
 use crate::http::{self, AppState};
 use crate::limits::RateLimiter;
+use crate::server::{self, ServerSettings};
 use crate::store::{self, Store, StoreError, TokenGrant};
 use crate::telemetry;
 use crate::telemetry::metrics::Metrics;
@@ -33,6 +34,7 @@ pub struct Application {
     replicas: u32,
     metrics: Metrics,
     cache: Arc<Cache>,
+    server: ServerSettings,
 }
 
 /// The store `DATABASE_URL` names, migrated, with the keys that seal connector secrets.
@@ -47,6 +49,7 @@ impl Application {
     /// Connects the store, applies migrations, bootstraps an empty database and binds the
     /// listener (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        keep_files_private(config).context("cannot make the data directory private (OPENRISK_DATA_DIR)")?;
         let metrics = Metrics::new().context("cannot set up metrics")?;
         // In the metrics' scope: the pools take their metric handles when they open.
         let store = metrics.scope(open_store(config)).await?;
@@ -93,6 +96,7 @@ impl Application {
             replicas: config.expected_replicas,
             metrics,
             cache,
+            server: config.server.clone(),
         })
     }
 
@@ -131,37 +135,49 @@ impl Application {
             },
             monitor_stop.clone(),
         )));
-        let served = self.serve(stop).await;
+        self.serve(stop).await;
         monitor_stop.cancel();
         let _ = monitor.await;
         let _ = data_epoch.await;
         if let Some(replication) = replication {
             let _ = tokio::task::spawn_blocking(move || replication.join()).await;
         }
-        served
+        Ok(())
     }
 
-    async fn serve(self, stop: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            stop.await;
-            let _ = stopping.send(());
-        });
-        let grace_over = async move {
-            if stopped.await.is_ok() {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            result = server => result,
-            () = grace_over => {
-                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running after the grace period were dropped");
-                Ok(())
+    async fn serve(self, stop: impl Future<Output = ()> + Send + 'static) {
+        let serving = server::serve(self.listener, self.router, &self.server, SHUTDOWN_GRACE, stop);
+        self.metrics.scope(serving).await;
+    }
+}
+
+/// Every file the service makes is its user's alone: files 0600, directories 0700 (the database and
+/// its journal, backups and dumps, spools, secrets), by the process's file mode mask, which the
+/// tools it runs inherit. Files made before are tightened to match.
+pub fn keep_files_private(config: &Config) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let tighten = |path: &std::path::Path, mode: u32| match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.permissions().mode() & 0o777 & !mode != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        }
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    if config.data_dir.is_dir() {
+        tighten(&config.data_dir, 0o700)?;
+        for entry in std::fs::read_dir(&config.data_dir)? {
+            let entry = entry?;
+            if entry.file_type()?.is_file() {
+                tighten(&entry.path(), 0o600)?;
             }
         }
     }
+    for file in config.database_url.sqlite_files() {
+        tighten(&file, 0o600)?;
+    }
+    Ok(())
 }
 
 /// Hands the database's data epoch to the cache every `DATA_EPOCH_EVERY` until `stop`, so that a

@@ -3,6 +3,10 @@
 //! Invariant: a remembered principal is used only while the key epoch and its organization's
 //! `auth` generation are the ones it was read under, so that a request known already costs one
 //! lookup and still sees any change to its user or token.
+//!
+//! A token that stands for no one is remembered too, for `UNKNOWN_FOR` and under the key epoch it
+//! was read in: a token's value is drawn at random when it is created, so one looked up before it
+//! existed is one nobody held; only a restore brings tokens back, and it moves the epoch.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,7 +41,14 @@ impl<'a> Token<'a> {
     }
 }
 
-pub struct Principals(moka::future::Cache<Vec<u8>, Arc<KnownPrincipal>>);
+/// How long a token found to stand for no one is answered 401 without a lookup.
+const UNKNOWN_FOR: Duration = Duration::from_secs(60);
+
+pub struct Principals {
+    known: moka::future::Cache<Vec<u8>, Arc<KnownPrincipal>>,
+    /// Token hashes that stood for no one, with the key epoch of the lookup.
+    unknown: moka::sync::Cache<Vec<u8>, u64>,
+}
 
 struct KnownPrincipal {
     principal: Principal,
@@ -54,12 +65,16 @@ impl KnownPrincipal {
 
 impl Default for Principals {
     fn default() -> Self {
-        Principals(
-            moka::future::Cache::builder()
+        Principals {
+            known: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(3600))
                 .build(),
-        )
+            unknown: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(UNKNOWN_FOR)
+                .build(),
+        }
     }
 }
 
@@ -78,14 +93,20 @@ impl Principals {
             now,
             epoch,
         } = token;
+        if self.unknown.get(hash) == Some(epoch) {
+            return Ok(None);
+        }
         let look_up = || async { store.authenticate(hash, now).await.map_err(Arc::new) };
-        let known = self.0.get(hash).await;
+        let known = self.known.get(hash).await;
         let org = match &known {
             // A token's organization never changes.
             Some(known) => known.principal.organization_id,
             None => match look_up().await? {
                 Some(principal) => principal.organization_id,
-                None => return Ok(None),
+                None => {
+                    self.unknown.insert(hash.to_vec(), epoch);
+                    return Ok(None);
+                }
             },
         };
         let scope = Scope::namespace(org, Namespace::Auth);
@@ -120,9 +141,9 @@ impl Principals {
                     epoch,
                     generation,
                 };
-                self.0.insert(token_hash.to_vec(), Arc::new(known)).await
+                self.known.insert(token_hash.to_vec(), Arc::new(known)).await
             }
-            None => self.0.invalidate(token_hash).await,
+            None => self.known.invalidate(token_hash).await,
         }
     }
 }

@@ -6,6 +6,7 @@ use super::variables::{CACHE_TTL_VARIABLES, ConfigError, invalid, parse_seconds}
 use crate::cache::{CacheSettings, Namespace};
 use crate::http::CompressionSettings;
 use crate::limits::{Limit, RateLimitSettings};
+use crate::server::ServerSettings;
 use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 
 /// About 200 MB per replica: 20 organizations of 10 000 risks.
@@ -219,7 +220,30 @@ impl Env<'_> {
                 60.0,
                 (30, 10),
             )?,
+            failed_authentications: limit(
+                "RATE_LIMIT_FAILED_AUTH_PER_MINUTE",
+                "RATE_LIMIT_FAILED_AUTH_BURST",
+                60.0,
+                (30, 20),
+            )?,
             expensive_concurrency: self.count("RATE_LIMIT_EXPENSIVE_CONCURRENCY", 0)?.unwrap_or(4),
+            expensive_concurrency_per_token: self
+                .count("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN", 0)?
+                .unwrap_or(2),
+        })
+    }
+
+    pub(super) fn server(&self) -> Result<ServerSettings, ConfigError> {
+        let defaults = ServerSettings::default();
+        let positive = |name: &'static str, default: Duration| match self.seconds(name)? {
+            Some(d) if d.is_zero() => Err(invalid(name, "must be greater than 0")),
+            set => Ok(set.unwrap_or(default)),
+        };
+        Ok(ServerSettings {
+            header_timeout: positive("OPENRISK_HEADER_TIMEOUT", defaults.header_timeout)?,
+            send_timeout: positive("OPENRISK_SEND_TIMEOUT", defaults.send_timeout)?,
+            max_connections: self.count("OPENRISK_MAX_CONNECTIONS", 1)?,
+            max_connections_per_ip: self.count("OPENRISK_MAX_CONNECTIONS_PER_IP", 1)?,
         })
     }
 

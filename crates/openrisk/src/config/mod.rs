@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use crate::cache::CacheSettings;
 use crate::http::CompressionSettings;
 use crate::limits::RateLimitSettings;
+use crate::server::ServerSettings;
 use crate::store::{DatabaseUrl, PoolSettings, SecretsSettings};
 use crate::telemetry::LogFormat;
 
@@ -21,6 +22,7 @@ pub use variables::{ConfigError, mask_url};
 #[derive(Clone, Debug)]
 pub struct Config {
     pub listen: SocketAddr,
+    pub server: ServerSettings,
     pub data_dir: PathBuf,
     pub database_url: DatabaseUrl,
     pub pool: PoolSettings,
@@ -78,6 +80,7 @@ impl Config {
         };
         Ok(Config {
             listen,
+            server: env.server()?,
             pool: env.pool()?,
             cache: env.cache()?,
             bootstrap_token,
@@ -102,6 +105,7 @@ impl fmt::Display for Config {
             ("OPENRISK_DATA_DIR", self.data_dir.display().to_string()),
             ("DATABASE_URL", mask_url(self.database_url.as_str())),
         ];
+        lines.extend(print::server(&self.server));
         lines.extend(print::pool(&self.pool));
         lines.push(("OPENRISK_EXPECTED_REPLICAS", self.expected_replicas.to_string()));
         lines.extend(print::cache(&self.cache));

@@ -3,6 +3,7 @@
 use super::variables::{CACHE_TTL_VARIABLES, mask_url};
 use crate::cache::{CacheSettings, Namespace};
 use crate::limits::{Limit, RateLimitSettings};
+use crate::server::ServerSettings;
 use crate::store::{PoolSettings, SecretsSettings};
 
 /// Variables and their effective values, as `openrisk config` prints them.
@@ -68,6 +69,26 @@ pub fn secrets(bootstrap_token: bool, secrets: &SecretsSettings) -> Lines {
     ]
 }
 
+/// The connection caps unset are sized at start-up, from the descriptor limit.
+pub fn server(server: &ServerSettings) -> Lines {
+    let cap = |set: Option<u32>, otherwise: &str| set.map_or_else(|| otherwise.to_owned(), |n| n.to_string());
+    vec![
+        (
+            "OPENRISK_HEADER_TIMEOUT",
+            server.header_timeout.as_secs().to_string(),
+        ),
+        ("OPENRISK_SEND_TIMEOUT", server.send_timeout.as_secs().to_string()),
+        (
+            "OPENRISK_MAX_CONNECTIONS",
+            cap(server.max_connections, "(from the descriptor limit)"),
+        ),
+        (
+            "OPENRISK_MAX_CONNECTIONS_PER_IP",
+            cap(server.max_connections_per_ip, "(half of the maximum)"),
+        ),
+    ]
+}
+
 pub fn limits(limits: &RateLimitSettings) -> Lines {
     let per = |limit: Option<Limit>, scale: f64| limit.map_or(0.0, |l| l.per_second * scale);
     let burst = |limit: Option<Limit>| limit.map_or(0, |l| l.burst);
@@ -80,8 +101,20 @@ pub fn limits(limits: &RateLimitSettings) -> Lines {
         ),
         ("RATE_LIMIT_EXPENSIVE_BURST", burst(limits.expensive).to_string()),
         (
+            "RATE_LIMIT_FAILED_AUTH_PER_MINUTE",
+            per(limits.failed_authentications, 60.0).to_string(),
+        ),
+        (
+            "RATE_LIMIT_FAILED_AUTH_BURST",
+            burst(limits.failed_authentications).to_string(),
+        ),
+        (
             "RATE_LIMIT_EXPENSIVE_CONCURRENCY",
             limits.expensive_concurrency.to_string(),
+        ),
+        (
+            "RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN",
+            limits.expensive_concurrency_per_token.to_string(),
         ),
     ]
 }

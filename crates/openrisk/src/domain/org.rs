@@ -25,6 +25,10 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// Live tokens one user may hold: enough for every tool and person acting as them, few enough
+/// that a leaked admin token cannot mint tokens without end.
+pub const MAX_LIVE_TOKENS_PER_USER: i64 = 100;
+
 /// A token as listed: never its secret value.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct ApiToken {
@@ -107,6 +111,8 @@ pub struct TokenDraft {
     pub name: String,
     pub role: Option<Role>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Only the command line issues system tokens; the API never does.
+    pub system: bool,
 }
 
 pub fn is_valid_slug(slug: &str) -> bool {
@@ -173,7 +179,13 @@ impl NewUser {
 }
 
 impl NewToken {
-    pub fn validate(self, now: DateTime<Utc>) -> Result<TokenDraft, Violations> {
+    /// The draft of a token issued by a caller whose own token expires at `issuer_expires_at`:
+    /// it expires then at the latest, so a token cannot outlive the one that made it.
+    pub fn validate(
+        self,
+        now: DateTime<Utc>,
+        issuer_expires_at: Option<DateTime<Utc>>,
+    ) -> Result<TokenDraft, Violations> {
         let mut v = Violations::default();
         let name = v.required("name", self.name).unwrap_or_default();
         v.text("name", &name, NAME);
@@ -184,7 +196,12 @@ impl NewToken {
             user_id: self.user_id,
             name,
             role: self.role,
-            expires_at: self.expires_at.map(|at| at.trunc_subsecs(6)),
+            expires_at: match (self.expires_at, issuer_expires_at) {
+                (Some(asked), Some(bound)) => Some(asked.min(bound)),
+                (asked, bound) => asked.or(bound),
+            }
+            .map(|at| at.trunc_subsecs(6)),
+            system: false,
         })
     }
 }
@@ -204,7 +221,7 @@ impl TokenDraft {
             name: self.name.clone(),
             user_id: user.id,
             role,
-            system: false,
+            system: self.system,
             expires_at: self.expires_at,
             created_at: now,
         })

@@ -1,4 +1,6 @@
-//! `/api/v1/admin`: operating the service (admin): the connection pool and the cache.
+//! `/api/v1/admin`: operating the service. The pool's and the cache's reports count for every
+//! organization, so they are the system token's; an organization's admin invalidates its own
+//! cache entries.
 
 use axum::extract::State;
 use axum::response::Response;
@@ -7,7 +9,7 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use super::error::{ApiResult, Problem};
-use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody};
+use super::extract::{Admin, Auth, JsonBody, QueryParams, RequestBody, System};
 use super::respond;
 use super::routes::Routes;
 use super::state::AppState;
@@ -36,12 +38,13 @@ pub fn routes() -> Routes {
 
 #[utoipa::path(
     get, path = "/api/v1/admin/pool", tag = "operations",
-    responses((status = 200, body = PoolReport), (status = 403, body = Problem)),
+    responses((status = 200, body = PoolReport),
+        (status = 403, body = Problem, description = "Not a system token: the pool serves every organization")),
     security(("bearer" = []))
 )]
 async fn pool(
     State(state): State<AppState>,
-    _auth: Auth<Admin>,
+    _auth: Auth<System>,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;
@@ -56,12 +59,13 @@ async fn pool(
 
 #[utoipa::path(
     get, path = "/api/v1/admin/cache", tag = "operations",
-    responses((status = 200, body = CacheReport), (status = 403, body = Problem)),
+    responses((status = 200, body = CacheReport),
+        (status = 403, body = Problem, description = "Not a system token: the counts are every organization's")),
     security(("bearer" = []))
 )]
 async fn cache(
     State(state): State<AppState>,
-    auth: Auth<Admin>,
+    auth: Auth<System>,
     QueryParams(params): QueryParams,
 ) -> ApiResult<Response> {
     params.only(&[])?;

@@ -1,12 +1,14 @@
 //! Authentication and rate limits, once per request, in a layer of their own: the bearer token's
-//! principal (the lookup is cached), counted against the token's rate limit. What the layer
+//! principal (the lookup is cached, unknown tokens too), counted against the token's rate limit;
+//! a client address that failed to authenticate too often is refused before any lookup. What the layer
 //! resolved goes into the request's extensions, where the cache layer and the `Auth` extractor
 //! read it. Requests without an `Authorization` header pass untouched: routes that need a caller
 //! refuse them in their extractor.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 
@@ -54,7 +56,12 @@ impl Authentication {
 impl Middleware for Authenticator {
     async fn handle<S: Inner>(self: Arc<Self>, mut request: Request, inner: S) -> Response {
         if request.headers().contains_key(header::AUTHORIZATION) {
-            let resolved = self.resolve(request.headers()).await;
+            // Known when served over a socket (`server`), not when driven in process.
+            let client = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(peer)| peer.ip());
+            let resolved = self.resolve(request.headers(), client).await;
             request.extensions_mut().insert(resolved);
         }
         run(inner, request).await
@@ -62,10 +69,20 @@ impl Middleware for Authenticator {
 }
 
 impl Authenticator {
-    async fn resolve(&self, headers: &HeaderMap) -> Authentication {
+    async fn resolve(&self, headers: &HeaderMap, client: Option<IpAddr>) -> Authentication {
+        if let Some(client) = client
+            && let Err(limited) = self.limits.may_authenticate(client)
+        {
+            return Authentication::Limited(limited);
+        }
         match authenticate(self.store.as_ref(), &self.cache, &self.limits, headers).await {
             Ok(principal) => Authentication::Caller(principal),
-            Err(ApiError::Unauthorized) => Authentication::Unknown,
+            Err(ApiError::Unauthorized) => {
+                if let Some(client) = client {
+                    self.limits.authentication_failed(client);
+                }
+                Authentication::Unknown
+            }
             Err(ApiError::RateLimited(limited)) => Authentication::Limited(limited),
             Err(_) => Authentication::Failed,
         }

@@ -258,7 +258,7 @@ impl ApiError {
             StoreError::Conflict(detail) => ApiError::Conflict(detail.clone()),
             StoreError::PreconditionFailed => ApiError::PreconditionFailed,
             StoreError::Invalid(v) => ApiError::Invalid(v.clone()),
-            StoreError::Unavailable(_) => {
+            StoreError::Unavailable(_) | StoreError::Interrupted(_) => {
                 tracing::warn!(cause = %e, "database unavailable");
                 ApiError::Unavailable {
                     connection_lost: e.is_connection_lost(),

@@ -10,7 +10,6 @@ use axum::http::{HeaderMap, header};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tokio::sync::OwnedSemaphorePermit;
 use uuid::Uuid;
 
 use super::authentication::{Authentication, authenticate};
@@ -21,6 +20,7 @@ use crate::domain::Precondition;
 use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{ParamError, Params};
 use crate::domain::validation::Violations;
+use crate::limits::Running;
 
 /// What a route requires of its caller.
 pub trait Access {
@@ -111,10 +111,7 @@ impl FromRequestParts<AppState> for Register {
 
 /// An export, or a summary computed afresh: counted against the token's stricter limit, and
 /// holding one of its organization's places until the permit is dropped.
-pub async fn expensive(
-    state: &AppState,
-    principal: &Principal,
-) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+pub async fn expensive(state: &AppState, principal: &Principal) -> Result<Running, ApiError> {
     state
         .limits
         .expensive(principal.organization_id, principal.token_id)

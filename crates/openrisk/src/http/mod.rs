@@ -21,6 +21,7 @@ mod request_metrics;
 mod respond;
 mod risks;
 mod routes;
+mod spool;
 mod state;
 mod summary_page;
 mod tokens;

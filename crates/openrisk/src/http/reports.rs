@@ -10,12 +10,12 @@ use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use futures_util::{Stream, StreamExt, stream};
 use rust_xlsxwriter::Workbook;
-use tokio::sync::OwnedSemaphorePermit;
 use utoipa_axum::routes;
 
 use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Auth, QueryParams, Register, Viewer, expensive};
 use super::routes::Routes;
+use super::spool::spooled;
 use super::state::AppState;
 use super::{respond, summary_page};
 use crate::cache::policy::{cached_per_day, uncached};
@@ -27,6 +27,7 @@ use crate::domain::report::{
     SummaryFormat, cells, spreadsheet_safe,
 };
 use crate::domain::risk::RiskStatus;
+use crate::limits::Running;
 use crate::store::{RiskStream, StoreError};
 
 pub fn routes() -> Routes {
@@ -76,9 +77,16 @@ async fn risk_register(
         .export_risks(auth.organization_id, export.filter, export.sort);
     // A failure before the first row can still be answered properly (503, 500).
     let risks = first_checked(risks).await?;
+    let spool_failed = |e: std::io::Error| ApiError::Internal(format!("cannot spool the export: {e}"));
     let body = match export.format {
-        ExportFormat::Csv => Body::from_stream(holding(place, csv_chunks(risks))),
-        ExportFormat::Json => Body::from_stream(holding(place, json_chunks(risks))),
+        ExportFormat::Csv => Body::from_stream(holding(
+            place,
+            spooled("csv export", csv_chunks(risks)).map_err(spool_failed)?,
+        )),
+        ExportFormat::Json => Body::from_stream(holding(
+            place,
+            spooled("json export", json_chunks(risks)).map_err(spool_failed)?,
+        )),
         ExportFormat::Xlsx => Body::from_stream(holding(place, xlsx_chunks(risks))),
     };
     let disposition = format!(
@@ -101,17 +109,17 @@ async fn risk_register(
         .into_response())
 }
 
-/// Waits for the first item, so a database that cannot serve fails the request rather than
-/// the body.
 /// `chunks`, holding the organization's place for an export while the body is being sent (the
 /// place goes when the stream is dropped: sent, or the client gone).
-fn holding<S: Stream>(place: Option<OwnedSemaphorePermit>, chunks: S) -> impl Stream<Item = S::Item> {
+fn holding<S: Stream>(place: Running, chunks: S) -> impl Stream<Item = S::Item> {
     chunks.map(move |chunk| {
         let _held = &place;
         chunk
     })
 }
 
+/// Waits for the first item, so a database that cannot serve fails the request rather than
+/// the body.
 async fn first_checked(mut risks: RiskStream) -> Result<RiskStream, ApiError> {
     match risks.next().await {
         None => Ok(Box::pin(stream::empty())),

@@ -98,7 +98,13 @@ where
         let started = Instant::now();
         let method = method_label(request.method());
         let route = request.extensions().get::<MatchedPath>().cloned();
-        let request_size = request.body().size_hint().exact();
+        // A body read through a time-out wrapper does not tell its size: its header does.
+        let request_size = request.body().size_hint().exact().or_else(|| {
+            request
+                .headers()
+                .get(axum::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse().ok())
+        });
         let registered = self.registered.clone();
         let active = Active::enter(&registered);
         let response = self.inner.call(request);

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::routes;
 
-use super::error::{ApiResult, Problem};
+use super::error::{ApiError, ApiResult, Problem};
 use super::extract::{Admin, Auth, JsonBody, PathId, QueryParams, RequestBody};
 use super::respond;
 use super::routes::Routes;
@@ -51,6 +51,7 @@ async fn list_tokens(
 #[utoipa::path(
     post, path = "/api/v1/tokens", tag = "auth", request_body = NewToken,
     responses((status = 201, body = CreatedToken, description = "The only response that shows the token"),
+        (status = 409, body = Problem, description = "The user holds the most live tokens allowed (100)"),
         (status = 422, body = Problem)),
     security(("bearer" = []))
 )]
@@ -59,7 +60,7 @@ async fn create_token(
     auth: Auth<Admin>,
     JsonBody(body): JsonBody<NewToken>,
 ) -> ApiResult<Response> {
-    let draft = body.validate(crate::domain::now())?;
+    let draft = body.validate(crate::domain::now(), auth.expires_at)?;
     let user_id = draft.user_id.unwrap_or(auth.user_id);
     let secret = generate_token();
     let token = state
@@ -72,7 +73,9 @@ async fn create_token(
 #[utoipa::path(
     delete, path = "/api/v1/tokens/{id}", tag = "auth",
     params(("id" = uuid::Uuid, Path)),
-    responses((status = 204, description = "Revoked: the token answers 401 from now on"), (status = 404, body = Problem)),
+    responses((status = 204, description = "Revoked: the token answers 401 from now on"),
+        (status = 403, body = Problem, description = "A system token, and the caller's is not"),
+        (status = 404, body = Problem)),
     security(("bearer" = []))
 )]
 async fn revoke_token(
@@ -80,6 +83,10 @@ async fn revoke_token(
     auth: Auth<Admin>,
     PathId(id): PathId,
 ) -> ApiResult<Response> {
+    let token = state.store.token(auth.organization_id, id).await?;
+    if !auth.may_revoke(&token) {
+        return Err(ApiError::Forbidden);
+    }
     state
         .store
         .revoke_token(auth.organization_id, id, crate::domain::now())

@@ -82,6 +82,8 @@ pub async fn restore(database_url: &DatabaseUrl, file: &Path) -> anyhow::Result<
             }
             let partial = partial_path(&destination);
             std::fs::copy(file, &partial).with_context(|| format!("cannot copy {}", file.display()))?;
+            // A copy keeps its source's mode: the database is the service's user's alone.
+            std::fs::set_permissions(&partial, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             let mut conn = SqliteConnection::connect_with(&options.clone().filename(&partial))
                 .await
                 .context("cannot open the restored copy")?;

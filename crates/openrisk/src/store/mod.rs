@@ -58,6 +58,9 @@ pub enum StoreError {
     Database(#[source] sqlx::Error),
     #[error("stored value cannot be read: {0}")]
     Corrupt(String),
+    /// A stream of rows stopped before its last row.
+    #[error("read interrupted: {0}")]
+    Interrupted(&'static str),
 }
 
 impl From<sqlx::Error> for StoreError {

@@ -36,7 +36,8 @@ pub trait OrgStore: Send + Sync {
     async fn users(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<User>>;
     async fn create_user(&self, org: Uuid, draft: &UserDraft) -> StoreResult<User>;
 
-    /// Issues a token for user `user_id`; the role may not exceed the user's.
+    /// Issues a token for user `user_id`; the role may not exceed the user's, and the user may
+    /// hold at most `MAX_LIVE_TOKENS_PER_USER` live tokens.
     async fn create_token(
         &self,
         org: Uuid,
@@ -45,6 +46,8 @@ pub trait OrgStore: Send + Sync {
         hash: Vec<u8>,
     ) -> StoreResult<ApiToken>;
     async fn tokens(&self, org: Uuid, page: &PageRequest<Uuid>) -> StoreResult<Page<ApiToken>>;
+    /// A live (unrevoked) token.
+    async fn token(&self, org: Uuid, id: Uuid) -> StoreResult<ApiToken>;
     async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()>;
 }
 

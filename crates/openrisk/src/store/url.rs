@@ -1,6 +1,9 @@
 //! Which database `DATABASE_URL` names, read once at start-up.
 
+use std::path::PathBuf;
 use std::str::FromStr;
+
+use sqlx::sqlite::SqliteConnectOptions;
 
 /// A database URL whose backend is known.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +33,26 @@ impl DatabaseUrl {
         match self {
             DatabaseUrl::Sqlite(url) | DatabaseUrl::Postgres(url) => url,
         }
+    }
+
+    /// The files a SQLite database keeps: the database, its write-ahead log and shared memory.
+    pub fn sqlite_files(&self) -> Vec<PathBuf> {
+        let DatabaseUrl::Sqlite(url) = self else {
+            return Vec::new();
+        };
+        let Ok(options) = SqliteConnectOptions::from_str(url) else {
+            return Vec::new();
+        };
+        let database = options.get_filename();
+        if database.as_os_str().is_empty() || database.to_str() == Some(":memory:") {
+            return Vec::new();
+        }
+        let with = |suffix: &str| {
+            let mut name = database.as_os_str().to_owned();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
+        vec![database.to_owned(), with("-wal"), with("-shm")]
     }
 }
 

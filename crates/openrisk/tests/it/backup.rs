@@ -13,7 +13,10 @@ use crate::common::redis::RedisServer;
 use crate::common::writes::{acknowledged, assert_aggregates_match, assert_all_there, writers};
 use crate::common::{Backend, Database, ServiceProcess, read};
 
-on_each_backend!(restore_of_a_backup_taken_under_writes);
+on_each_backend!(
+    restore_of_a_backup_taken_under_writes,
+    the_data_and_its_backups_are_private
+);
 
 fn succeeded(output: &Output) -> bool {
     if !output.status.success() {
@@ -137,4 +140,53 @@ async fn restore_of_a_backup_taken_under_writes(backend: Backend) {
 fn check_sizes(file: &Path) {
     assert!(std::fs::metadata(file).unwrap().len() > 0);
     assert!(!file.with_extension("backup.partial").exists());
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The data directory is 0700 and what the service writes (the database and its journal, token
+/// files, backups, restored copies) 0600, including a directory and files made readable before.
+async fn the_data_and_its_backups_are_private(backend: Backend) {
+    use std::os::unix::fs::PermissionsExt;
+    let db = Database::create(backend).await;
+    let data = db.data_dir();
+    let older = data.join("bootstrap-token");
+    std::fs::write(&older, "from an older version\n").unwrap();
+    std::fs::set_permissions(&older, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let service = ServiceProcess::start(&db.url, data, &[]).await;
+    assert_eq!(mode(data), 0o700);
+    assert_eq!(mode(&older), 0o600);
+    if backend == Backend::Sqlite {
+        for name in ["openrisk.db", "openrisk.db-wal", "openrisk.db-shm"] {
+            assert_eq!(mode(&data.join(name)), 0o600, "{name}");
+        }
+    }
+    drop(service);
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let backup = elsewhere.path().join("backup");
+    assert!(succeeded(&db.openrisk(&["backup", backup.to_str().unwrap()])));
+    assert_eq!(mode(&backup), 0o600);
+    if backend == Backend::Sqlite {
+        // A backup made readable by someone is still restored private.
+        std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let restored = elsewhere.path().join("restored.db");
+        let output = crate::common::openrisk(
+            &["restore", backup.to_str().unwrap()],
+            &[
+                ("DATABASE_URL", &format!("sqlite://{}", restored.display())),
+                ("OPENRISK_DATA_DIR", elsewhere.path().to_str().unwrap()),
+            ],
+        );
+        assert!(succeeded(&output));
+        assert_eq!(mode(&restored), 0o600);
+    }
 }

@@ -4,6 +4,7 @@
 #[macro_use]
 mod common;
 
+mod access;
 mod accounts;
 mod api;
 mod architecture;
@@ -13,6 +14,7 @@ mod cache;
 mod cli;
 mod compression;
 mod concurrency;
+mod connections;
 mod crash;
 mod dashboard;
 mod database_faults;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Connection;
+use sqlx::{AssertSqlSafe, Connection};
 use uuid::Uuid;
 
 use super::common::{fetch_by_id, page_by_id};
@@ -10,7 +10,9 @@ use super::{BEGIN_WRITE, Backend, Conn};
 use crate::domain;
 use crate::domain::auth::{Principal, Role};
 use crate::domain::list::{Page, PageRequest};
-use crate::domain::org::{ApiToken, Organization, OrganizationDraft, TokenDraft, User, UserDraft};
+use crate::domain::org::{
+    ApiToken, MAX_LIVE_TOKENS_PER_USER, Organization, OrganizationDraft, TokenDraft, User, UserDraft,
+};
 use crate::domain::validation::Violations;
 use crate::store::rows::{OrganizationRow, PrincipalRow, TokenRow, UserRow};
 use crate::store::sql::{TOKEN_COLUMNS, USER_COLUMNS};
@@ -193,7 +195,22 @@ impl OrgStore for Backend {
                 Err(StoreError::NotFound) => return Err(Violations::single("user_id", "no such user").into()),
                 user => user?,
             };
-        let token = draft.issue(&user, domain::now())?;
+        let now = domain::now();
+        let live: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM api_tokens WHERE org_id = $1 AND user_id = $2 AND revoked_at IS NULL \
+             AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(org)
+        .bind(user_id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        if live >= MAX_LIVE_TOKENS_PER_USER {
+            return Err(StoreError::Conflict(format!(
+                "the user holds {MAX_LIVE_TOKENS_PER_USER} live tokens already: revoke one first"
+            )));
+        }
+        let token = draft.issue(&user, now)?;
         insert_token(&mut tx, org, &token, &hash).await?;
         tx.commit().await?;
         Ok(token)
@@ -209,6 +226,18 @@ impl OrgStore for Backend {
             |t: &ApiToken| t.id,
         )
         .await
+    }
+
+    async fn token(&self, org: Uuid, id: Uuid) -> StoreResult<ApiToken> {
+        let sql = format!(
+            "SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL"
+        );
+        let row: TokenRow = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(org)
+            .bind(id)
+            .fetch_one(&mut *self.reader().acquire("token").await?)
+            .await?;
+        row.try_into()
     }
 
     async fn revoke_token(&self, org: Uuid, id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {

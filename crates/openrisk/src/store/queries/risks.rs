@@ -339,9 +339,10 @@ impl RiskStore for Backend {
 
     fn export_risks(&self, org: Uuid, filter: RiskFilter, sort: Sort) -> RiskStream {
         // The query runs in its own task and hands rows over a bounded channel: it reads
-        // only as fast as the consumer takes them, so memory stays flat.
+        // only as fast as the consumer takes them, so memory stays flat. Rows end with `None`
+        // only when the query is done, so that a stream cut short ends in an error.
         let pool = self.reader().clone();
-        let (tx, rx) = tokio::sync::mpsc::channel::<StoreResult<Risk>>(256);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Option<StoreResult<Risk>>>(256);
         tokio::spawn(async move {
             let mut qb = QueryBuilder::<Db>::new(RISK_SELECT);
             push_filters(&mut qb, org, &filter);
@@ -349,22 +350,35 @@ impl RiskStore for Backend {
             let mut conn = match pool.acquire("export_risks").await {
                 Ok(conn) => conn,
                 Err(e) => {
-                    let _ = tx.send(Err(e.into())).await;
+                    let _ = tx.send(Some(Err(e.into()))).await;
                     return;
                 }
             };
             let mut rows = qb.build_query_as::<RiskRow>().fetch(&mut *conn);
             while let Some(row) = rows.next().await {
                 let risk = row.map_err(StoreError::from).and_then(Risk::try_from);
-                // A client gone, or stalled for too long, releases the connection.
-                match tokio::time::timeout(EXPORT_STALL_LIMIT, tx.send(risk)).await {
+                // A consumer gone, or stalled for too long, releases the connection.
+                match tokio::time::timeout(EXPORT_STALL_LIMIT, tx.send(Some(risk))).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(_)) | Err(_) => break,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        tracing::warn!(%org, limit = ?EXPORT_STALL_LIMIT, "export stopped: its reader took no row in time");
+                        return;
+                    }
                 }
             }
+            let _ = tx.send(None).await;
         });
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|risk| (risk, rx))
+        Box::pin(futures_util::stream::unfold(Some(rx), |rx| async move {
+            let mut rx = rx?;
+            match rx.recv().await {
+                Some(Some(risk)) => Some((risk, Some(rx))),
+                Some(None) => None,
+                None => Some((
+                    Err(StoreError::Interrupted("the export stopped before its last row")),
+                    None,
+                )),
+            }
         }))
     }
 }

@@ -155,8 +155,27 @@ impl ServiceProcess {
         data_dir: &std::path::Path,
         extra: &[(&str, &str)],
     ) -> ServiceProcess {
+        Self::start_with(database_url, data_dir, extra, None).await
+    }
+
+    /// As `start`, with the process's descriptor limit (soft and hard) set to `descriptors`.
+    pub async fn start_with(
+        database_url: &str,
+        data_dir: &std::path::Path,
+        extra: &[(&str, &str)],
+        descriptors: Option<u32>,
+    ) -> ServiceProcess {
         let port = redis::free_port();
-        let process = std::process::Command::new(env!("CARGO_BIN_EXE_openrisk"))
+        let binary = env!("CARGO_BIN_EXE_openrisk");
+        let mut command = match descriptors {
+            None => std::process::Command::new(binary),
+            Some(n) => {
+                let mut prlimit = std::process::Command::new("prlimit");
+                prlimit.arg(format!("--nofile={n}:{n}")).arg(binary);
+                prlimit
+            }
+        };
+        let process = command
             .env_clear()
             .env("DATABASE_URL", database_url)
             .env("OPENRISK_DATA_DIR", data_dir)
@@ -167,6 +186,8 @@ impl ServiceProcess {
             .env("RATE_LIMIT_PER_SECOND", "0")
             .env("RATE_LIMIT_EXPENSIVE_PER_MINUTE", "0")
             .env("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "0")
+            .env("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN", "0")
+            .env("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "0")
             .envs(extra.iter().copied())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -248,6 +269,8 @@ pub fn test_config(db: &Database, extra: &[(&str, &str)]) -> Config {
         ("RATE_LIMIT_PER_SECOND".into(), "0".into()),
         ("RATE_LIMIT_EXPENSIVE_PER_MINUTE".into(), "0".into()),
         ("RATE_LIMIT_EXPENSIVE_CONCURRENCY".into(), "0".into()),
+        ("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN".into(), "0".into()),
+        ("RATE_LIMIT_FAILED_AUTH_PER_MINUTE".into(), "0".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
