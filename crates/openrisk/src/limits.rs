@@ -21,6 +21,9 @@ use uuid::Uuid;
 
 use crate::redis::{Redis, Role};
 
+/// How long a request may wait for its organization's turn.
+const TURN_WAIT: Duration = Duration::from_secs(5);
+
 /// How long a lease's cells may be spent.
 const LEASE_FOR: Duration = Duration::from_millis(250);
 
@@ -64,6 +67,10 @@ pub struct RateLimitSettings {
     pub expensive: Option<Limit>,
     /// Expensive operations of one organization running at once on a replica; 0: no cap.
     pub expensive_concurrency: u32,
+    /// Requests of one organization handled at once on a replica; 0: no cap. More wait their
+    /// turn, in order, for up to `TURN_WAIT`: one organization's flood cannot take every worker
+    /// and database connection from the others.
+    pub concurrency_per_org: u32,
     /// Failed authentications from one client address, counted by each replica on its own;
     /// `None`: no limit. Past it, the address's requests with a token are refused before any
     /// lookup, so guessing tokens costs the database nothing.
@@ -123,6 +130,8 @@ pub struct RateLimiter {
     leases: moka::sync::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
     /// Places by organization, and by token.
     running: moka::future::Cache<(Scope, Uuid), Arc<Semaphore>>,
+    /// Each organization's turns to be handled.
+    turns: moka::sync::Cache<Uuid, Arc<Semaphore>>,
     /// Per client address: the theoretical arrival time of its failed authentications.
     failures: moka::sync::Cache<IpAddr, Arc<Mutex<Option<Instant>>>>,
 }
@@ -149,11 +158,42 @@ impl RateLimiter {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
+            turns: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_idle(Duration::from_secs(600))
+                .build(),
             failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
         })
+    }
+
+    /// A turn for a request of `org`, held until it is dropped; refused when the organization's
+    /// earlier requests leave none within `TURN_WAIT`.
+    pub async fn turn(&self, org: Uuid) -> Result<Option<OwnedSemaphorePermit>, Limited> {
+        let cap = self.settings.concurrency_per_org;
+        if cap == 0 {
+            return Ok(None);
+        }
+        let turns = self
+            .turns
+            .get_with(org, || Arc::new(Semaphore::new(cap as usize)));
+        if let Ok(turn) = turns.clone().try_acquire_owned() {
+            return Ok(Some(turn));
+        }
+        let waiting = metrics::gauge!("http_requests_waiting_for_turn");
+        waiting.increment(1.0);
+        let turn = tokio::time::timeout(TURN_WAIT, turns.acquire_owned()).await;
+        waiting.decrement(1.0);
+        match turn {
+            Ok(Ok(turn)) => Ok(Some(turn)),
+            _ => Err(Limited {
+                limit: cap,
+                retry_after: Duration::from_secs(1),
+                reset: Duration::from_secs(1),
+            }),
+        }
     }
 
     /// Whether `client` may have a token looked up: not while its failed authentications are

@@ -72,6 +72,10 @@ impl Application {
                 pool: Arc::new(config.pool.clone()),
                 replicas: config.expected_replicas,
                 metrics: metrics.handle().clone(),
+                metrics_token: config
+                    .metrics_token
+                    .as_deref()
+                    .map(|token| Arc::new(hash_token(token))),
                 cache: cache.clone(),
                 compression: config.compression,
                 limits: Arc::new(

@@ -12,6 +12,14 @@ use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 /// About 200 MB per replica: 20 organizations of 10 000 risks.
 const DEFAULT_REGISTER_MAX_ROWS: usize = 600_000;
 
+/// As many as the replica has cores, at least 2: one organization can keep every core busy, and
+/// another's request finds one as soon as a request ends (measured in `tests/it/noisy_neighbour.rs`
+/// and docs/performance.md).
+fn default_concurrency_per_org() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    u32::try_from(cores).unwrap_or(u32::MAX).max(2)
+}
+
 /// The environment, as each settings type reads it: a variable set to blanks is unset.
 pub(super) struct Env<'a>(pub(super) &'a dyn Fn(&str) -> Option<String>);
 
@@ -220,6 +228,9 @@ impl Env<'_> {
                 60.0,
                 (30, 10),
             )?,
+            concurrency_per_org: self
+                .count("RATE_LIMIT_CONCURRENCY_PER_ORG", 0)?
+                .unwrap_or_else(default_concurrency_per_org),
             failed_authentications: limit(
                 "RATE_LIMIT_FAILED_AUTH_PER_MINUTE",
                 "RATE_LIMIT_FAILED_AUTH_BURST",

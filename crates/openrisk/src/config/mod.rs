@@ -30,6 +30,8 @@ pub struct Config {
     pub expected_replicas: u32,
     pub cache: CacheSettings,
     pub bootstrap_token: Option<String>,
+    /// When set, `/metrics` answers only requests bearing it.
+    pub metrics_token: Option<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
     /// Whether every request is timed into `http_server_request_duration_seconds`.
@@ -73,6 +75,10 @@ impl Config {
                 "must be at least 16 characters",
             ));
         }
+        let metrics_token = env.get("METRICS_TOKEN");
+        if metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("METRICS_TOKEN", "must be at least 16 characters"));
+        }
         let log_format = match env.get("LOG_FORMAT").as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -84,6 +90,7 @@ impl Config {
             pool: env.pool()?,
             cache: env.cache()?,
             bootstrap_token,
+            metrics_token,
             log_filter: env.get("RUST_LOG").unwrap_or_else(|| "info".into()),
             log_format,
             request_metrics: env.switch("METRICS_REQUESTS")?,
@@ -117,6 +124,15 @@ impl fmt::Display for Config {
         };
         lines.extend([
             ("METRICS_REQUESTS", self.request_metrics.to_string()),
+            (
+                "METRICS_TOKEN",
+                if self.metrics_token.is_some() {
+                    "(set)"
+                } else {
+                    "(unset: /metrics is open)"
+                }
+                .to_owned(),
+            ),
             ("COMPRESSION_ENABLED", self.compression.enabled.to_string()),
             ("COMPRESSION_MIN_BYTES", self.compression.min_bytes.to_string()),
             ("RUST_LOG", self.log_filter.clone()),

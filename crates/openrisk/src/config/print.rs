@@ -101,6 +101,10 @@ pub fn limits(limits: &RateLimitSettings) -> Lines {
         ),
         ("RATE_LIMIT_EXPENSIVE_BURST", burst(limits.expensive).to_string()),
         (
+            "RATE_LIMIT_CONCURRENCY_PER_ORG",
+            limits.concurrency_per_org.to_string(),
+        ),
+        (
             "RATE_LIMIT_FAILED_AUTH_PER_MINUTE",
             per(limits.failed_authentications, 60.0).to_string(),
         ),

@@ -1,16 +1,17 @@
 //! Authentication and rate limits, once per request, in a layer of their own: the bearer token's
 //! principal (the lookup is cached, unknown tokens too), counted against the token's rate limit;
-//! a client address that failed to authenticate too often is refused before any lookup. What the layer
+//! a client address that failed to authenticate too often is refused before any lookup. A
+//! caller's request then waits for its organization's turn (`RateLimiter::turn`). What the layer
 //! resolved goes into the request's extensions, where the cache layer and the `Auth` extractor
-//! read it. Requests without an `Authorization` header pass untouched: routes that need a caller
-//! refuse them in their extractor.
+//! read it. Requests without an `Authorization` header, or outside `/api/v1/`, pass untouched:
+//! routes that need a caller refuse them in their extractor.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use super::middleware::{Inner, Middleware, run};
@@ -55,14 +56,28 @@ impl Authentication {
 
 impl Middleware for Authenticator {
     async fn handle<S: Inner>(self: Arc<Self>, mut request: Request, inner: S) -> Response {
-        if request.headers().contains_key(header::AUTHORIZATION) {
+        // Only the API takes tokens: `/metrics` has a token of its own, health checks none.
+        if request.uri().path().starts_with("/api/v1/")
+            && request.headers().contains_key(header::AUTHORIZATION)
+        {
             // Known when served over a socket (`server`), not when driven in process.
             let client = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|ConnectInfo(peer)| peer.ip());
             let resolved = self.resolve(request.headers(), client).await;
+            let org = match &resolved {
+                Authentication::Caller(principal) => Some(principal.organization_id),
+                _ => None,
+            };
             request.extensions_mut().insert(resolved);
+            if let Some(org) = org {
+                // Held while the handler runs (not while a streamed body is sent).
+                return match self.limits.turn(org).await {
+                    Ok(_turn) => run(inner, request).await,
+                    Err(limited) => ApiError::RateLimited(limited).into_response(),
+                };
+            }
         }
         run(inner, request).await
     }
@@ -109,7 +124,7 @@ pub async fn authenticate(
     Ok(principal)
 }
 
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -30,12 +30,13 @@ mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderName, Method, Request, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use compression::CompressionSettings;
@@ -49,6 +50,8 @@ use routes::{Policies, Routes};
 /// Where the OpenAPI document and its reference page are served.
 pub const OPENAPI: &str = "/api/openapi.json";
 pub const DOCS: &str = "/api/docs";
+
+const REQUEST_ID: &str = "x-request-id";
 
 /// Every route, documented, with its cache policy: a route exists only through the OpenAPI router,
 /// so the document cannot drift from the code.
@@ -92,7 +95,7 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
         compression: state.compression,
         release: crate::domain::marketplace::Catalog::version(),
     });
-    let request_id = HeaderName::from_static("x-request-id");
+    let request_id = HeaderName::from_static(REQUEST_ID);
     routes
         .route(
             OPENAPI,
@@ -112,24 +115,70 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
                 // Outermost but for the recorder, so that time-outs, panics and cache hits are
                 // timed too.
                 .option_layer(request_metrics.then(request_metrics::RequestMetricsLayer::default))
+                .map_request(keep_safe_request_id)
                 .layer(SetRequestIdLayer::new(request_id.clone(), RandomRequestId))
                 .layer(PropagateRequestIdLayer::new(request_id))
                 .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
                     let id = req
                         .headers()
-                        .get("x-request-id")
+                        .get(REQUEST_ID)
                         .and_then(|v| v.to_str().ok())
                         .unwrap_or("");
                     tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
                 }))
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::CONTENT_SECURITY_POLICY,
+                    html_only(HTML_POLICY),
+                ))
+                .layer(SetResponseHeaderLayer::if_not_present(
+                    header::X_FRAME_OPTIONS,
+                    html_only("DENY"),
+                ))
                 .map_response(|response: Response<_>| response.map(axum::body::Body::new))
                 .layer(compression)
                 .layer(MiddlewareLayer(authenticator))
                 .layer(MiddlewareLayer(cached))
                 .layer(axum::middleware::from_fn(retry_reads)),
         )
+}
+
+/// What an HTML page (the summary, the API reference) may load and do: its own scripts and styles
+/// (inline styles too: the summary's and Swagger UI's), no plug-ins, no framing by other sites.
+const HTML_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
+
+/// `value` on HTML responses only.
+fn html_only(value: &'static str) -> impl Fn(&Response) -> Option<HeaderValue> + Clone {
+    move |response: &Response| {
+        let html = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+        html.then(|| HeaderValue::from_static(value))
+    }
+}
+
+/// A client's request id is kept when it is safe to echo and to log: 1 to 64 letters, digits or
+/// `-_.:`. Any other is replaced by one of ours.
+fn keep_safe_request_id(mut request: axum::extract::Request) -> axum::extract::Request {
+    let safe = request.headers().get(REQUEST_ID).is_none_or(|id| {
+        let id = id.as_bytes();
+        (1..=64).contains(&id.len())
+            && id
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.:".contains(c))
+    });
+    if !safe {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    request
 }
 
 /// Request ids: random (version 4) UUIDs drawn from the thread's generator rather than from the

@@ -24,6 +24,8 @@ pub struct AppState {
     /// Replicas expected to share the database.
     pub replicas: u32,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The hash of `METRICS_TOKEN`: when set, `/metrics` answers only requests bearing it.
+    pub metrics_token: Option<Arc<Vec<u8>>>,
     pub cache: Arc<Cache>,
     pub compression: CompressionSettings,
     pub limits: Arc<RateLimiter>,

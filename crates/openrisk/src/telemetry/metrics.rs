@@ -133,8 +133,33 @@ fn describe() {
         Unit::Bytes,
         "Sizes of response bodies known before sending (streamed exports are not counted)."
     );
+    describe_gauge!(
+        "http_requests_waiting_for_turn",
+        "Requests waiting for their organization's turn (RATE_LIMIT_CONCURRENCY_PER_ORG)."
+    );
+    describe_connections();
     describe_pool();
     describe_cache();
+}
+
+fn describe_connections() {
+    describe_gauge!("http_connections_open", "Client connections open.");
+    describe_counter!(
+        "http_connections_refused_total",
+        "Connections answered 503 and closed at a cap (`cap`: total, per_ip)."
+    );
+    describe_counter!(
+        "http_connections_evicted_total",
+        "Connections that had sent no request, closed to make room for a newcomer at a cap."
+    );
+    describe_counter!(
+        "http_connections_timed_out_total",
+        "Connections closed while `waiting_for` a request (its head, or the next one) or for the client to read (client_read)."
+    );
+    describe_counter!(
+        "http_accept_errors_total",
+        "Failures to accept a connection other than the client's own (descriptors run out)."
+    );
 }
 
 fn describe_pool() {

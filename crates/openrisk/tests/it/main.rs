@@ -20,6 +20,7 @@ mod dashboard;
 mod database_faults;
 mod disk_full;
 mod marketplace;
+mod noisy_neighbour;
 mod operations;
 mod pagination;
 mod pool;

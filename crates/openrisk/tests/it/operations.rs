@@ -5,7 +5,13 @@ use serde_json::json;
 
 use crate::common::{self, Backend, id, spawn_app};
 
-on_each_backend!(health_and_openapi, request_ids, requests_and_process_are_measured);
+on_each_backend!(
+    health_and_openapi,
+    request_ids,
+    requests_and_process_are_measured,
+    pages_are_neither_framed_nor_sniffed,
+    metrics_can_require_a_token,
+);
 
 async fn health_and_openapi(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -128,6 +134,22 @@ async fn request_ids(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
+    // An id unsafe to echo or log is replaced by one of ours.
+    let long = "a".repeat(65);
+    for unsafe_id in ["<script>alert(1)</script>", "two words", long.as_str()] {
+        let response = app
+            .client
+            .get(app.url("/health/live"))
+            .header("x-request-id", unsafe_id)
+            .send()
+            .await
+            .unwrap();
+        let echoed = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(
+            uuid::Uuid::parse_str(echoed).is_ok(),
+            "{unsafe_id:?} answered with {echoed:?}"
+        );
+    }
     let response = app.client.get(app.url("/api/v1/nowhere")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     assert!(!response.headers()["x-request-id"].is_empty());
@@ -275,4 +297,49 @@ async fn each_read_takes_one_connection(backend: Backend) {
         assert_eq!(app.get(&path, t).await.0, StatusCode::OK, "{path}");
         assert_eq!(acquires().await - before, 1.0, "{path}");
     }
+}
+
+/// HTML pages carry a content security policy that forbids framing; every answer forbids type
+/// sniffing.
+async fn pages_are_neither_framed_nor_sniffed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for page in ["/api/docs/", "/api/v1/reports/summary?format=html"] {
+        let response = app.request(Method::GET, page, &app.token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{page}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with("text/html"),
+            "{page}"
+        );
+        let policy = headers["content-security-policy"].to_str().unwrap();
+        assert!(
+            policy.contains("frame-ancestors 'none'") && policy.contains("object-src 'none'"),
+            "{policy}"
+        );
+        assert_eq!(headers["x-frame-options"], "DENY");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    let response = app
+        .request(Method::GET, "/api/v1/risks", &app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert!(!response.headers().contains_key("content-security-policy"));
+}
+
+/// With `METRICS_TOKEN` set, `/metrics` answers only a request bearing it.
+async fn metrics_can_require_a_token(backend: Backend) {
+    let secret = "metrics-scraper-0123456789";
+    let app = common::spawn_app_with(backend, &[("METRICS_TOKEN", secret)]).await;
+    let scrape = |token: Option<&str>| {
+        let mut request = app.client.get(app.url("/metrics"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status() }
+    };
+    assert_eq!(scrape(None).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(Some(&app.token)).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(Some(secret)).await, StatusCode::OK);
 }

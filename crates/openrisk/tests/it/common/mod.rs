@@ -188,6 +188,7 @@ impl ServiceProcess {
             .env("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "0")
             .env("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN", "0")
             .env("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "0")
+            .env("RATE_LIMIT_CONCURRENCY_PER_ORG", "0")
             .envs(extra.iter().copied())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -271,6 +272,7 @@ pub fn test_config(db: &Database, extra: &[(&str, &str)]) -> Config {
         ("RATE_LIMIT_EXPENSIVE_CONCURRENCY".into(), "0".into()),
         ("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN".into(), "0".into()),
         ("RATE_LIMIT_FAILED_AUTH_PER_MINUTE".into(), "0".into()),
+        ("RATE_LIMIT_CONCURRENCY_PER_ORG".into(), "0".into()),
     ]);
     for (k, v) in extra {
         vars.insert((*k).into(), (*v).into());
