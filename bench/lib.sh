@@ -12,7 +12,7 @@ source scripts/service.sh
 PG_ADMIN=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/test}
 # Rate limits on, as deployed, but never reached by one token's benchmark load.
 export RATE_LIMIT_PER_SECOND=1000000000 RATE_LIMIT_BURST=1000000000 RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 \
-  RATE_LIMIT_EXPENSIVE_CONCURRENCY=0
+  RATE_LIMIT_EXPENSIVE_CONCURRENCY=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN=0
 OUT=target/bench
 mkdir -p "$OUT"
 # BENCH_BIN measures another build of the server (an earlier version, for before/after figures).

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 
 DEPLOY = Path(__file__).resolve().parent
-RUNBOOK = "https://github.com/openrisk/openrisk/blob/main/docs/operations.md#"
+# Each alert's runbook: its section of docs/operations.md, as a path in the repository. Prefix it
+# with your copy's web address (e.g. https://git.example.com/openrisk/-/blob/main/) to make it a link.
+RUNBOOK = "docs/operations.md#"
 
 # --- SLOs -----------------------------------------------------------------------------------------
 

@@ -119,7 +119,7 @@ def start_service(stack):
            "OPENRISK_LISTEN": f"127.0.0.1:{port}", "REDIS_URL": stack.args.redis, "RUST_LOG": "warn",
            # The check drives load through one token.
            "RATE_LIMIT_PER_SECOND": "0", "RATE_LIMIT_EXPENSIVE_PER_MINUTE": "0",
-           "RATE_LIMIT_EXPENSIVE_CONCURRENCY": "0"}
+           "RATE_LIMIT_EXPENSIVE_CONCURRENCY": "0", "RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN": "0"}
     run = lambda *argv: subprocess.run([stack.args.bin, *argv], env={**os.environ, **env}, check=True,
                                        capture_output=True, text=True).stdout.strip()
     run("migrate")

@@ -136,7 +136,7 @@ start_service() { # cache-enabled log-directory
   for replica in $(seq 1 "$REPLICAS"); do
     # One token per organization carries a whole simulated population: no per-token limit.
     service_start "replica-$replica" "$(free_port)" "$2" CACHE_ENABLED="$1" RATE_LIMIT_PER_SECOND=0 \
-      RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY=0
+      RATE_LIMIT_EXPENSIVE_PER_MINUTE=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY=0 RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN=0
     SERVICE_PIDS+=("$SERVICE_PID")
     REPLICA_URLS+=("$SERVICE_URL")
   done
