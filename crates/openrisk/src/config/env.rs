@@ -255,6 +255,27 @@ impl Env<'_> {
             send_timeout: positive("OPENRISK_SEND_TIMEOUT", defaults.send_timeout)?,
             max_connections: self.count("OPENRISK_MAX_CONNECTIONS", 1)?,
             max_connections_per_ip: self.count("OPENRISK_MAX_CONNECTIONS_PER_IP", 1)?,
+            trusted_proxies: self
+                .get("OPENRISK_TRUSTED_PROXIES")
+                .map(|raw| {
+                    raw.split(',')
+                        .map(str::trim)
+                        .filter(|net| !net.is_empty())
+                        .map(|net| {
+                            // A bare address is a network of one.
+                            net.parse::<ipnet::IpNet>()
+                                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                                .map_err(|_| {
+                                    invalid(
+                                        "OPENRISK_TRUSTED_PROXIES",
+                                        format!("{net:?}: must be an address or a network like 10.0.0.0/8"),
+                                    )
+                                })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 

@@ -86,6 +86,18 @@ pub fn server(server: &ServerSettings) -> Lines {
             "OPENRISK_MAX_CONNECTIONS_PER_IP",
             cap(server.max_connections_per_ip, "(half of the maximum)"),
         ),
+        (
+            "OPENRISK_TRUSTED_PROXIES",
+            match server.trusted_proxies.is_empty() {
+                true => "(unset)".to_owned(),
+                false => server
+                    .trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            },
+        ),
     ]
 }
 

@@ -6,13 +6,14 @@
 //! read it. Requests without an `Authorization` header, or outside `/api/v1/`, pass untouched:
 //! routes that need a caller refuse them in their extractor.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::Request;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
+use super::client_address::ClientAddress;
 use super::error::ApiError;
 use super::middleware::{Inner, Middleware, run};
 use crate::cache::Cache;
@@ -63,8 +64,8 @@ impl Middleware for Authenticator {
             // Known when served over a socket (`server`), not when driven in process.
             let client = request
                 .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(peer)| peer.ip());
+                .get::<ClientAddress>()
+                .map(|ClientAddress(ip)| *ip);
             let resolved = self.resolve(request.headers(), client).await;
             let org = match &resolved {
                 Authentication::Caller(principal) => Some(principal.organization_id),

@@ -4,6 +4,7 @@ mod admin;
 mod assets;
 mod authentication;
 mod cache_layer;
+mod client_address;
 mod compression;
 mod dashboard;
 pub mod error;
@@ -39,6 +40,7 @@ use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, 
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
+pub use client_address::ClientAddress;
 pub use compression::CompressionSettings;
 use error::{ApiError, ConnectionLost, problem_response};
 pub use request_metrics::{DURATION_BUCKETS, InScope, SIZE_BUCKETS, SharedRecorder};

@@ -17,16 +17,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use ipnet::IpNet;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_io_timeout::TimeoutStream;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
+use crate::http::ClientAddress;
 use admission::Admission;
 pub use admission::ConnectionCaps;
 
@@ -48,6 +49,8 @@ pub struct ServerSettings {
     pub max_connections: Option<u32>,
     /// `None`: half of `max_connections`.
     pub max_connections_per_ip: Option<u32>,
+    /// Proxies whose `X-Forwarded-For` names the client, for the limits kept per client address.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 impl Default for ServerSettings {
@@ -57,6 +60,7 @@ impl Default for ServerSettings {
             send_timeout: Duration::from_secs(30),
             max_connections: None,
             max_connections_per_ip: None,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -123,6 +127,7 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_timeout);
     let graceful = GracefulShutdown::new();
+    let trusted_proxies: Arc<[IpNet]> = settings.trusted_proxies.clone().into();
     let mut stop = std::pin::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -142,10 +147,12 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let seen = place.request_seen();
+        let trusted = trusted_proxies.clone();
         let service = tower::ServiceBuilder::new()
             .map_request(move |mut request: Request<Incoming>| {
                 seen.mark();
-                request.extensions_mut().insert(ConnectInfo(peer));
+                let client = ClientAddress::of(peer.ip(), request.headers(), &trusted);
+                request.extensions_mut().insert(client);
                 request
             })
             .layer(RequestBodyTimeoutLayer::new(settings.header_timeout))

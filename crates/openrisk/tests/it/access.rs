@@ -170,7 +170,41 @@ async fn guessing_tokens_costs_one_lookup_and_then_nothing(backend: Backend) {
     assert_eq!(lookups().await - before, 1.0);
 }
 
+/// Behind a trusted proxy, failures are counted per client it forwards for: one client guessing
+/// does not lock the others out.
+async fn failures_are_counted_per_client_behind_a_trusted_proxy(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("RATE_LIMIT_FAILED_AUTH_PER_MINUTE", "60"),
+            ("RATE_LIMIT_FAILED_AUTH_BURST", "5"),
+            ("OPENRISK_TRUSTED_PROXIES", "127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let from = |client: &'static str, token: String| {
+        app.request(Method::GET, "/api/v1/risks", &token)
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    for n in 0..5 {
+        let guess = format!("ort_guess-{n}");
+        assert_eq!(
+            from("198.51.100.1", guess).await.unwrap().status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    let refused = from("198.51.100.1", "ort_guess-again".into()).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy is not held back, with or without a valid token.
+    let other = from("198.51.100.2", "ort_guess-other".into()).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNAUTHORIZED);
+    let valid = from("198.51.100.2", app.token.clone()).await.unwrap();
+    assert_eq!(valid.status(), StatusCode::OK);
+}
+
 on_each_backend!(
+    failures_are_counted_per_client_behind_a_trusted_proxy,
     service_wide_reports_are_the_system_tokens,
     only_a_system_token_revokes_a_system_token,
     a_token_lives_no_longer_than_its_maker_and_a_user_holds_a_bounded_number,
