@@ -29,12 +29,6 @@ impl Principal {
     pub fn has(&self, role: Role) -> bool {
         self.role >= role
     }
-
-    /// Only a system token may revoke a system token: an organization's admin could otherwise
-    /// lock every operator out of the API.
-    pub fn may_revoke(&self, token: &crate::domain::org::ApiToken) -> bool {
-        !token.system || self.system
-    }
 }
 
 const TOKEN_PREFIX: &str = "ort_";

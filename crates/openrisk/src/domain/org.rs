@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::Role;
+use super::auth::{Principal, Role};
 use super::validation::{NAME, Violations, name_schema, optional_name_schema};
 
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
@@ -39,6 +39,14 @@ pub struct ApiToken {
     pub system: bool,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+impl ApiToken {
+    /// Only a system token may revoke a system token: an organization's admin could otherwise
+    /// lock every operator out of the API.
+    pub fn may_be_revoked_by(&self, caller: &Principal) -> bool {
+        !self.system || caller.system
+    }
 }
 
 /// A token as created: the only time its value is shown.

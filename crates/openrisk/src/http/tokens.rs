@@ -84,7 +84,7 @@ async fn revoke_token(
     PathId(id): PathId,
 ) -> ApiResult<Response> {
     let token = state.store.token(auth.organization_id, id).await?;
-    if !auth.may_revoke(&token) {
+    if !token.may_be_revoked_by(&auth) {
         return Err(ApiError::Forbidden);
     }
     state

@@ -261,39 +261,43 @@ async fn slow_reader(port: u16) -> TcpStream {
         .unwrap()
 }
 
-fn export_request(format: &str, token: &str) -> String {
-    format!(
+/// An export of `format` that has begun (its head read), its body left unread.
+async fn unread_export(port: u16, format: &str, token: &str) -> TcpStream {
+    let mut stalled = slow_reader(port).await;
+    let request = format!(
         "GET /api/v1/reports/risk-register?format={format} HTTP/1.1\r\nHost: localhost\r\n\
          Authorization: Bearer {token}\r\nAccept-Encoding: identity\r\n\r\n"
-    )
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    let mut start = [0u8; 12];
+    stalled.read_exact(&mut start).await.unwrap();
+    assert_eq!(&start, b"HTTP/1.1 200");
+    stalled
+}
+
+/// An app with `settings` whose organization `default` holds 20 000 risks: exports that outlast
+/// the sockets' buffers.
+async fn with_large_register(backend: Backend, settings: &[(&str, &str)]) -> common::TestApp {
+    let app = common::spawn_app_with(backend, settings).await;
+    let org = app.store.organization_by_slug("default").await.unwrap();
+    openrisk::cli::seed_register(app.store.as_ref(), &org, 20_000, 1)
+        .await
+        .unwrap();
+    app
 }
 
 /// A client that stops reading an export holds no database connection meanwhile; after the send
 /// time-out it loses its connection and its organization's place, and what it had been sent ends
 /// without the chunked body's end: never a shorter, well-formed document.
 async fn a_stalled_export_ends_visibly_and_holds_nothing(backend: Backend) {
-    let app = common::spawn_app_with(
-        backend,
-        &[
-            ("OPENRISK_SEND_TIMEOUT", "3"),
-            ("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "1"),
-        ],
-    )
-    .await;
-    let org = app.store.organization_by_slug("default").await.unwrap();
-    openrisk::cli::seed_register(app.store.as_ref(), &org, 20_000, 1)
-        .await
-        .unwrap();
+    let settings = [
+        ("OPENRISK_SEND_TIMEOUT", "3"),
+        ("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "1"),
+    ];
+    let app = with_large_register(backend, &settings).await;
     let port = port_of(&app);
     for format in ["csv", "json"] {
-        let mut stalled = slow_reader(port).await;
-        stalled
-            .write_all(export_request(format, &app.token).as_bytes())
-            .await
-            .unwrap();
-        let mut start = [0u8; 12];
-        stalled.read_exact(&mut start).await.unwrap();
-        assert_eq!(&start, b"HTTP/1.1 200");
+        let mut stalled = unread_export(port, format, &app.token).await;
         // The export's query is over while its client reads nothing.
         app.wait_for_metric("db_pool_connections{state=\"in_use\"}", 0.0)
             .await;
@@ -332,31 +336,16 @@ async fn a_stalled_export_ends_visibly_and_holds_nothing(backend: Backend) {
 
 /// A token may hold only its share of its organization's export places.
 async fn one_token_cannot_hold_every_export_place(backend: Backend) {
-    let app = common::spawn_app_with(
-        backend,
-        &[
-            ("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "4"),
-            ("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN", "2"),
-        ],
-    )
-    .await;
-    let org = app.store.organization_by_slug("default").await.unwrap();
-    openrisk::cli::seed_register(app.store.as_ref(), &org, 20_000, 1)
-        .await
-        .unwrap();
+    let settings = [
+        ("RATE_LIMIT_EXPENSIVE_CONCURRENCY", "4"),
+        ("RATE_LIMIT_EXPENSIVE_CONCURRENCY_PER_TOKEN", "2"),
+    ];
+    let app = with_large_register(backend, &settings).await;
     let viewer = app.token_with_role(&app.token, "viewer").await;
     let port = port_of(&app);
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut stalled = slow_reader(port).await;
-        stalled
-            .write_all(export_request("csv", &viewer).as_bytes())
-            .await
-            .unwrap();
-        let mut start = [0u8; 12];
-        stalled.read_exact(&mut start).await.unwrap();
-        assert_eq!(&start, b"HTTP/1.1 200");
-        held.push(stalled);
+        held.push(unread_export(port, "csv", &viewer).await);
     }
     let export = "/api/v1/reports/risk-register";
     let third = app
