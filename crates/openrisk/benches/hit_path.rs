@@ -2,7 +2,8 @@
 //! through the router in alternating batches on one thread, the median time per request of each,
 //! and the hit's throughput as a share of the bare route's. Run it under `perf record` for the
 //! flame graph in docs/BENCHMARKS.md: `HIT_PATH_ONLY=<route>` then measures that route alone.
-//! The list's hit is also measured on a second instance without rate limits: what they cost a hit.
+//! The list's hit is also measured on a second instance without rate limits or turns per
+//! organization: what they cost a hit.
 //!
 //! `cargo bench --bench hit_path`
 
@@ -42,10 +43,11 @@ async fn main() -> anyhow::Result<()> {
             "{path}: not an L1 hit"
         );
     }
-    // The same database, no rate limit.
+    // The same database, no rate limit, no turns.
     let unlimited = support::application(&[
         ("OPENRISK_DATA_DIR", &dir.path().display().to_string()),
         ("RATE_LIMIT_PER_SECOND", "0"),
+        ("RATE_LIMIT_CONCURRENCY_PER_ORG", "0"),
     ])
     .await?
     .router();
@@ -57,7 +59,11 @@ async fn main() -> anyhow::Result<()> {
     let cases: Vec<(String, &axum::Router, &str)> = ROUTES
         .iter()
         .map(|route| (format!("`{route}`"), &router, *route))
-        .chain([(format!("`{}`, no rate limit", ROUTES[1]), &unlimited, ROUTES[1])])
+        .chain([(
+            format!("`{}`, no rate limit or turns", ROUTES[1]),
+            &unlimited,
+            ROUTES[1],
+        )])
         .collect();
     if let Ok(route) = std::env::var("HIT_PATH_ONLY") {
         // Long enough for a profile: about ten seconds.

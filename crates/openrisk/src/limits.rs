@@ -11,9 +11,9 @@
 //! Expensive operations (exports, and the summary when it is not cached) also have a stricter
 //! limit of their own and a cap on how many of one organization's run at once on a replica.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -130,8 +130,9 @@ pub struct RateLimiter {
     leases: moka::sync::Cache<(Class, Uuid), Arc<Mutex<Lease>>>,
     /// Places by organization, and by token.
     running: moka::future::Cache<(Scope, Uuid), Arc<Semaphore>>,
-    /// Each organization's turns to be handled.
-    turns: moka::sync::Cache<Uuid, Arc<Semaphore>>,
+    /// Each organization's turns to be handled: read on every request, so a plain map behind a
+    /// lock held for a lookup (organizations are few, and their entries small).
+    turns: RwLock<HashMap<Uuid, Arc<Semaphore>>>,
     /// Per client address: the theoretical arrival time of its failed authentications.
     failures: moka::sync::Cache<IpAddr, Arc<Mutex<Option<Instant>>>>,
 }
@@ -158,10 +159,7 @@ impl RateLimiter {
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
                 .build(),
-            turns: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_idle(Duration::from_secs(600))
-                .build(),
+            turns: RwLock::default(),
             failures: moka::sync::Cache::builder()
                 .max_capacity(100_000)
                 .time_to_idle(Duration::from_secs(600))
@@ -176,9 +174,22 @@ impl RateLimiter {
         if cap == 0 {
             return Ok(None);
         }
-        let turns = self
+        let known = self
             .turns
-            .get_with(org, || Arc::new(Semaphore::new(cap as usize)));
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&org)
+            .cloned();
+        let turns = known.unwrap_or_else(|| {
+            let mut turns = self
+                .turns
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            turns
+                .entry(org)
+                .or_insert_with(|| Arc::new(Semaphore::new(cap as usize)))
+                .clone()
+        });
         if let Ok(turn) = turns.clone().try_acquire_owned() {
             return Ok(Some(turn));
         }

@@ -93,14 +93,12 @@ impl Principals {
             now,
             epoch,
         } = token;
-        if self.unknown.get(hash) == Some(epoch) {
-            return Ok(None);
-        }
         let look_up = || async { store.authenticate(hash, now).await.map_err(Arc::new) };
         let known = self.known.get(hash).await;
         let org = match &known {
             // A token's organization never changes.
             Some(known) => known.principal.organization_id,
+            None if self.unknown.get(hash) == Some(epoch) => return Ok(None),
             None => match look_up().await? {
                 Some(principal) => principal.organization_id,
                 None => {

@@ -37,7 +37,6 @@ use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub use client_address::ClientAddress;
@@ -130,19 +129,9 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
                 }))
                 .layer(axum::middleware::from_fn(time_limit))
                 .layer(CatchPanicLayer::custom(|_| internal_error()))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::CONTENT_SECURITY_POLICY,
-                    html_only(HTML_POLICY),
-                ))
-                .layer(SetResponseHeaderLayer::if_not_present(
-                    header::X_FRAME_OPTIONS,
-                    html_only("DENY"),
-                ))
-                .map_response(|response: Response<_>| response.map(axum::body::Body::new))
+                .map_response(|response: Response<_>| {
+                    with_safety_headers(response.map(axum::body::Body::new))
+                })
                 .layer(compression)
                 .layer(MiddlewareLayer(authenticator))
                 .layer(MiddlewareLayer(cached))
@@ -152,19 +141,28 @@ pub fn router(state: AppState, recorder: SharedRecorder, request_metrics: bool) 
 
 /// What an HTML page (the summary, the API reference) may load and do: its own scripts and styles
 /// (inline styles too: the summary's and Swagger UI's), no plug-ins, no framing by other sites.
-const HTML_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-    img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; \
-    frame-ancestors 'none'";
+const HTML_POLICY: HeaderValue = HeaderValue::from_static(
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+     connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+);
 
-/// `value` on HTML responses only.
-fn html_only(value: &'static str) -> impl Fn(&Response) -> Option<HeaderValue> + Clone {
-    move |response: &Response| {
-        let html = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
-        html.then(|| HeaderValue::from_static(value))
+/// Every answer forbids type sniffing; an HTML page also gets its content security policy and may
+/// not be framed. One pass over the headers, in the layer that gives the body its type.
+fn with_safety_headers(mut response: Response) -> Response {
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|t| t.as_bytes().starts_with(b"text/html"));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if html {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HTML_POLICY);
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
+    response
 }
 
 /// A client's request id is kept when it is safe to echo and to log: 1 to 64 letters, digits or
