@@ -12,12 +12,12 @@ use crate::store::{PoolMode, PoolSettings, SecretKey, SecretsSettings};
 /// About 200 MB per replica: 20 organizations of 10 000 risks.
 const DEFAULT_REGISTER_MAX_ROWS: usize = 600_000;
 
-/// As many as the replica has cores, at least 2: one organization can keep every core busy, and
-/// another's request finds one as soon as a request ends (measured in `tests/it/noisy_neighbour.rs`
-/// and docs/performance.md).
+/// One less than the replica's cores, at least 1: one organization can keep all cores but one
+/// busy, so another's request always finds a core (measured in `tests/it/noisy_neighbour.rs` and
+/// docs/performance.md).
 fn default_concurrency_per_org() -> u32 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    u32::try_from(cores).unwrap_or(u32::MAX).max(2)
+    u32::try_from(cores.saturating_sub(1)).unwrap_or(u32::MAX).max(1)
 }
 
 /// The environment, as each settings type reads it: a variable set to blanks is unset.
