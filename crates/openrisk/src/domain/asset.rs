@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::validation::{
-    DESCRIPTION, NAME, Violations, dedup_tags, description_schema, name_schema, tags_schema,
-};
+use super::validation::{DESCRIPTION, NAME, Violations, description_schema, name_schema, tags_schema};
 use super::{Versioned, double_option, string_enum};
 
 string_enum! {
@@ -100,7 +98,7 @@ impl NewAsset {
             kind: v.required("kind", self.kind).unwrap_or(AssetKind::Other),
             criticality: self.criticality.unwrap_or(Criticality::Medium),
             description: self.description,
-            tags: dedup_tags(self.tags),
+            tags: v.sent_tags("tags", self.tags),
         };
         fields.check(&mut v);
         v.into_result().map(|()| fields)
@@ -120,7 +118,9 @@ impl AssetPatch {
             description: v
                 .not_null("description", self.description)
                 .unwrap_or(c.description),
-            tags: v.not_null("tags", self.tags).map_or(c.tags, dedup_tags),
+            tags: v
+                .not_null("tags", self.tags)
+                .map_or(c.tags, |tags| v.sent_tags("tags", tags)),
         };
         fields.check(&mut v);
         v.into_result().map(|()| fields)

@@ -7,8 +7,8 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::validation::{
-    CATEGORY, DESCRIPTION, TITLE, Violations, category_schema, dedup_ids, dedup_tags, description_schema,
-    tags_schema, title_schema,
+    CATEGORY, DESCRIPTION, TITLE, Violations, category_schema, dedup_ids, description_schema, tags_schema,
+    title_schema,
 };
 use super::{double_option, string_enum, whole};
 
@@ -194,7 +194,7 @@ impl NewRisk {
             residual_likelihood: self.residual_likelihood.map(clamp_score_input),
             residual_impact: self.residual_impact.map(clamp_score_input),
             treatment: self.treatment,
-            tags: dedup_tags(self.tags),
+            tags: v.sent_tags("tags", self.tags),
             asset_ids: dedup_ids(self.asset_ids),
             review_date: self.review_date,
         };
@@ -232,7 +232,9 @@ impl RiskPatch {
                 .map_or(c.residual_likelihood, |r| r.map(clamp_score_input)),
             residual_impact: residual_impact.map_or(c.residual_impact, |r| r.map(clamp_score_input)),
             treatment: self.treatment.unwrap_or(c.treatment),
-            tags: v.not_null("tags", self.tags).map_or(c.tags, dedup_tags),
+            tags: v
+                .not_null("tags", self.tags)
+                .map_or(c.tags, |tags| v.sent_tags("tags", tags)),
             asset_ids: v
                 .not_null("asset_ids", self.asset_ids)
                 .map_or(c.asset_ids, dedup_ids),

@@ -87,11 +87,18 @@ impl Violations {
         }
     }
 
-    /// Tags: at most `MAX_TAGS`, each 1..=50 characters.
-    pub fn tags(&mut self, field: &str, tags: &[String]) {
+    /// Tags as sent: at most `MAX_TAGS`, duplicates counted (as the document's `maxItems` says),
+    /// then each kept once, where first sent.
+    pub fn sent_tags(&mut self, field: &str, tags: Vec<String>) -> Vec<String> {
         if tags.len() > MAX_TAGS {
             self.add(field, format!("must hold at most {MAX_TAGS} tags"));
         }
+        let mut seen = std::collections::HashSet::new();
+        tags.into_iter().filter(|t| seen.insert(t.clone())).collect()
+    }
+
+    /// Tags: each 1..=50 characters.
+    pub fn tags(&mut self, field: &str, tags: &[String]) {
         for (i, tag) in tags.iter().enumerate() {
             self.text(&format!("{field}[{i}]"), tag, TAG);
         }
@@ -175,15 +182,34 @@ pub fn tags_schema() -> Array {
         .build()
 }
 
-/// Removes duplicate tags, keeping the first occurrence's position.
-pub fn dedup_tags(tags: Vec<String>) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    tags.into_iter().filter(|t| seen.insert(t.clone())).collect()
-}
-
 /// A set of ids in canonical (sorted) order, so equal sets compare and serialize equal.
 pub fn dedup_ids(mut ids: Vec<uuid::Uuid>) -> Vec<uuid::Uuid> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_counted_as_sent_then_kept_once() {
+        let sent = |tags: &[&str]| {
+            let mut v = Violations::default();
+            let kept = v.sent_tags("tags", tags.iter().map(|t| (*t).to_owned()).collect());
+            (kept, v.into_result().is_ok())
+        };
+        // 21 sent, 2 distinct: over the limit the document states, whatever is kept.
+        let mut many = vec!["a"; 20];
+        many.push("b");
+        assert_eq!(sent(&many), (vec!["a".to_owned(), "b".to_owned()], false));
+        let twenty: Vec<String> = (0..20).map(|i| i.to_string()).collect();
+        let twenty: Vec<&str> = twenty.iter().map(String::as_str).collect();
+        assert!(sent(&twenty).1);
+        assert_eq!(
+            sent(&["b", "a", "b"]),
+            (vec!["b".to_owned(), "a".to_owned()], true)
+        );
+    }
 }
